@@ -1,0 +1,241 @@
+"""Command-line entry point: picks the subcommand, composes the config, dispatches. Nothing else.
+
+`mlft train` is a Hydra application (config groups, overrides, `-m` sweeps, `--help`); `eval`,
+`predict` and `export` act on a saved run and take plain `key=value` arguments.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mlft.errors import UserError, format_error
+
+USAGE = """usage: mlft <command> [key=value ...]
+
+commands:
+  train     fine-tune a model (Hydra config groups: model, task, lang, optimizer, trainer, peft)
+  eval      re-evaluate a saved run per language:     mlft eval run=<run-dir> [lang=[zh,en]] [split=test]
+  predict   label raw text lines with a saved run:    mlft predict run=<run-dir> input=texts.txt output=preds.jsonl
+  export    export a run for deployment (reserved; not available in this version)
+
+`mlft train --help` lists the config groups and their options; any key can be overridden:
+  mlft train task=ner lang=zh model=<hub id or local dir> data.train=train.conll data.dev=dev.conll
+  mlft train -m optimizer.lr=1e-5,3e-5 seed=1,2        # a sweep, one run directory per job
+"""
+GROUPS = ("model", "task", "lang", "optimizer", "trainer", "peft")
+HYDRA_INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve", "--package", "-p",
+                    "--shell-completion", "-sc"}
+RUN_DIR_ENV = "MLFT_RUN_DIR"  # set by a launcher for its child processes: the directory is already claimed
+
+
+def quiet_libraries() -> None:
+    """mlft's own progress at INFO; libraries only warn (their per-save INFO lines drown the run's)."""
+    import transformers
+
+    logging.basicConfig(level=logging.WARNING, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("mlft").setLevel(logging.INFO)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def config_dir() -> Path:
+    """configs/ inside the installed package, else the source checkout's top-level configs/."""
+    packaged = Path(__file__).resolve().parent / "configs"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "configs"
+
+
+def presets(group: str, directory: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in ((directory or config_dir()) / group).glob("*.yaml"))
+
+
+def _take_option(args: list[str], names: tuple[str, ...]) -> tuple[str | None, list[str]]:
+    """Removes `--name value` or `--name=value` from args; returns the value."""
+    value, rest, i = None, [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg in names and i + 1 < len(args):
+            value, i = args[i + 1], i + 2
+            continue
+        if any(arg.startswith(n + "=") for n in names):
+            value = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+        i += 1
+    return value, rest
+
+
+def _rewrite_model(overrides: list[str], directory: Path) -> list[str]:
+    """`model=<hub id or dir>` that names no preset means the generic `hf` preset with that model."""
+    out = []
+    known = presets("model", directory)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and key == "model" and known and value not in known and ("/" in value or Path(value).exists()):
+            out += ["model=hf", f"model.name_or_path={value}"]
+        else:
+            out.append(item)
+    return out
+
+
+def hydra_settings(directory: Path) -> dict[str, Any]:
+    """The `hydra` block and logging defaults of the shipped config, for composable saved configs."""
+    shipped = OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"), resolve=False)
+    assert isinstance(shipped, dict)
+    defaults = [d for d in shipped["defaults"] if isinstance(d, dict) and any(k.startswith("override") for k in d)]
+    return {"defaults": defaults + ["_self_"], "hydra": shipped["hydra"]}
+
+
+def precheck(directory: Path, config_name: str, overrides: list[str], multirun: bool) -> None:
+    """Composes and validates every job before Hydra creates any directory; raises ConfigError."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from mlft.config import validate
+    from mlft.errors import ConfigError
+
+    try:
+        jobs = BasicSweeper.split_arguments(overrides, None)[0] if multirun else [overrides]
+    except HydraException as err:
+        raise ConfigError(f"overrides: {err}")
+    problems: list[str] = []
+    with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
+        for job in jobs:
+            try:
+                cfg = compose(config_name=config_name, overrides=list(job))
+                validate(cfg)
+            except ConfigError as err:
+                problems += [p for p in err.problems if p not in problems]
+            except (HydraException, OmegaConfBaseException) as err:
+                message = " ".join(str(err).split())
+                for group in GROUPS:
+                    if f"'{group}/" in message:
+                        message += f" (allowed: {', '.join(presets(group, directory))})"
+                problems.append(f"overrides: {message}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _relaunch(cfg: DictConfig, run_dir: Path, processes: int, cpu: bool) -> None:
+    """Runs the same job with `processes` processes through `accelerate launch`, in `run_dir`."""
+    import torch
+
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
+               "--num_machines", "1", "--mixed_precision", str(cfg.trainer.precision), "--dynamo_backend", "no"]
+    if cpu or not torch.cuda.is_available():
+        command.append("--cpu")
+    command += ["-m", "mlft", "train", "--config-path", str((run_dir / ".hydra").resolve()), "--config-name", "config",
+                f"hydra.run.dir={run_dir}"]
+    result = subprocess.run(command, env={**os.environ, RUN_DIR_ENV: str(run_dir.resolve())})
+    if result.returncode:
+        raise SystemExit(result.returncode)
+
+
+def _shared_run_dir(own: Path) -> Path:
+    """Under `accelerate launch`, every rank composes its own timestamp: all adopt rank 0's directory."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return own
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    state = PartialState()
+    chosen = broadcast_object_list([str(own)], from_process=0)[0]
+    if not state.is_main_process and Path(chosen) != own and own.is_dir() and not any(own.iterdir()):
+        own.rmdir()
+    return Path(chosen)
+
+
+def _train_job(cfg: DictConfig) -> None:
+    try:
+        _train_job_unchecked(cfg)
+    except UserError as err:  # Hydra would print these with a traceback and exit 1
+        print(format_error(err), file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+
+
+def _train_job_unchecked(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from mlft import rundir
+    from mlft.config import validate
+    from mlft.train import train
+
+    hc = HydraConfig.get()
+    run_dir = _shared_run_dir(Path(hc.runtime.output_dir))
+    overrides = list(hc.overrides.task)
+    settings = hydra_settings(config_dir())
+    run = validate(cfg)
+    claimed = os.environ.get(RUN_DIR_ENV) == str(run_dir.resolve())
+    if run.trainer.num_processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        if run.resume is None:
+            rundir.claim(run_dir, run.overwrite)
+            rundir.save_config(run_dir, cfg, overrides, settings)
+        _relaunch(cfg, run_dir, run.trainer.num_processes, run.trainer.cpu)
+        return
+    train(cfg, run_dir, overrides, settings, claimed=claimed)
+
+
+def train_cli(args: list[str]) -> None:
+    import hydra
+
+    config_path, args = _take_option(args, ("--config-path", "-cp"))
+    config_name, args = _take_option(args, ("--config-name", "-cn"))
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    args = [a for a in args if a not in ("-m", "--multirun")]
+    flags = [a for a in args if a.startswith("-")]
+    overrides = [a for a in args if not a.startswith("-")]
+    directory = Path(config_path).resolve() if config_path else config_dir()
+    config_name = config_name or "config"
+    resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
+    if resume and not config_path:
+        # A resumed run continues from its own saved config, in its own directory.
+        directory, config_name = Path(resume).resolve() / ".hydra", "config"
+        if not (directory / "config.yaml").is_file():
+            from mlft.errors import RunDirError
+
+            raise RunDirError(f"resume={resume}: not a run directory (no .hydra/config.yaml)")
+        overrides.append(f"hydra.run.dir={resume}")
+    overrides = _rewrite_model(overrides, directory)
+    if not any(f.split("=")[0] in HYDRA_INFO_FLAGS for f in flags):
+        precheck(directory, config_name, overrides, multirun)
+    quiet_libraries()
+    sys.argv = ["mlft train", *flags, *(["-m"] if multirun else []), *overrides]
+    hydra.main(config_path=str(directory), config_name=config_name, version_base="1.3")(_train_job)()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command, rest = args[0], args[1:]
+    try:
+        if command == "train":
+            train_cli(rest)
+        elif command == "eval":
+            from mlft.evaluation import eval_cli
+
+            quiet_libraries()
+            eval_cli(rest)
+        elif command == "predict":
+            from mlft.predict import predict_cli
+
+            quiet_libraries()
+            predict_cli(rest)
+        elif command == "export":
+            print("mlft export: not available in this version (the subcommand is reserved)", file=sys.stderr)
+            raise SystemExit(2)
+        else:
+            print(f"mlft: unknown command {command!r} (allowed: train, eval, predict, export)\n\n{USAGE}", file=sys.stderr)
+            raise SystemExit(2)
+    except UserError as err:
+        print(format_error(err), file=sys.stderr)
+        raise SystemExit(err.exit_code) from None

@@ -1,0 +1,251 @@
+"""Typed schema of a training run and `validate(cfg)`, which reports every problem at once.
+
+The attribute docstrings double as help text. Hydra composes plain YAML; this module checks the
+result before any model or data is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from omegaconf import DictConfig, OmegaConf
+
+from mlft.errors import ConfigError
+from mlft.schema import build, check_fields
+
+TaskType = Literal["token_classification", "sequence_classification"]
+Scheme = Literal["IOB1", "IOB2", "IOBES", "BMES"]
+Precision = Literal["no", "bf16", "fp16"]
+
+# Metrics each task type reports; the selection metric must be one of them.
+METRICS: dict[str, tuple[str, ...]] = {
+    "token_classification": ("f1", "precision", "recall", "accuracy"),
+    "sequence_classification": ("accuracy", "macro_f1", "micro_f1"),
+}
+
+
+@dataclass
+class ModelConfig:
+    name: str
+    """Preset name (the file in configs/model/)."""
+    name_or_path: str
+    """A hub model id or a local directory with a HuggingFace model."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) to pin."""
+    max_length: int = 128
+    """Maximum subtokens per model input, special tokens included; longer NER inputs are windowed."""
+    stride: int = 32
+    """Subtokens of overlap between consecutive windows of a long NER input."""
+    trust_remote_code: bool = False
+    """Run code shipped with a hub model. Only when you trust its author."""
+
+
+@dataclass
+class TaskConfig:
+    name: str
+    """Preset name (the file in configs/task/)."""
+    type: TaskType
+    """Problem type."""
+    metric: str
+    """Metric that selects the best checkpoint and drives early stopping."""
+    multi_label: bool = False
+    """Sequence classification with several labels per text (label is a list)."""
+    datasets: dict[str, str] = field(default_factory=dict)
+    """Packaged or hub dataset per language (used when data.train/dev/test are not given)."""
+    labels: list[str] | None = None
+    """Fixed label set; by default the labels seen in the training data."""
+
+
+@dataclass
+class LangConfig:
+    name: str
+    """Preset name (the file in configs/lang/)."""
+    train: list[str]
+    """Languages trained on."""
+    eval: list[str]
+    """Languages evaluated on (zero-shot transfer for those not in train)."""
+
+
+@dataclass
+class OptimizerConfig:
+    name: Literal["adamw"]
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    """Applied to weight matrices only, never to biases or LayerNorm."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_steps: int | None = None
+    """Warmup length in optimizer steps (exclusive with warmup_fraction)."""
+    warmup_fraction: float | None = None
+    """Warmup length as a fraction of all optimizer steps (exclusive with warmup_steps)."""
+    max_grad_norm: float | None = 1.0
+    """Gradient clipping norm; null disables clipping."""
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 3
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (overrides epochs when reached first)."""
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    grad_accum: int = 1
+    precision: Precision = "no"
+    """Mixed precision: bf16 works on recent CPUs and GPUs, fp16 on GPUs."""
+    eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
+    eval_steps: int | None = None
+    """Evaluate every N optimizer steps (required with eval_strategy=steps)."""
+    early_stopping_patience: int | None = None
+    """Stop after this many evaluations without improvement of task.metric."""
+    keep_last: int = 1
+    """Checkpoints kept besides the best one."""
+    log_every: int = 10
+    num_processes: int = 1
+    """Data-parallel processes; >1 relaunches through `accelerate launch`."""
+    cpu: bool = False
+    """Force CPU even when a GPU is present."""
+    tensorboard: bool = True
+    progress: bool = True
+    """Progress bars (off when stderr is not a terminal)."""
+
+
+@dataclass
+class PeftConfig:
+    name: Literal["none"]
+
+
+@dataclass
+class ColumnsConfig:
+    tokens: str = "tokens"
+    tags: str = "tags"
+    text: str = "text"
+    text_pair: str | None = None
+    label: str = "label"
+    lang: str = "lang"
+
+
+@dataclass
+class DataConfig:
+    train: str | None = None
+    """Training data: a file (CoNLL, JSONL, CSV, TSV) or hub:<id>[/<config>]."""
+    dev: str | None = None
+    test: str | None = None
+    format: Literal["auto", "conll", "jsonl", "csv", "tsv"] = "auto"
+    scheme: Scheme = "IOB2"
+    """Label scheme of the input tags; converted to IOB2 on load."""
+    repair: bool = False
+    """Repair invalid tag transitions instead of reporting them."""
+    token_column: int = 0
+    """CoNLL: column of the token (0-based)."""
+    tag_column: int = -1
+    """CoNLL: column of the tag (0-based; negative counts from the end, as in Python)."""
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    """Column names in JSONL/CSV/TSV/hub data."""
+    label_separator: str | None = None
+    """Multi-label CSV/TSV: separator inside the label column (e.g. '|')."""
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig
+    task: TaskConfig
+    lang: LangConfig
+    optimizer: OptimizerConfig
+    trainer: TrainerConfig
+    peft: PeftConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    seed: int = 42
+    run_root: str = "runs"
+    """Where run directories are created."""
+    overwrite: bool = False
+    """Reuse a run directory that already holds a run."""
+    resume: str | None = None
+    """Continue the run in this directory from its newest checkpoint."""
+
+
+def to_container(cfg: DictConfig | dict) -> dict[str, Any]:
+    if isinstance(cfg, DictConfig):
+        data = OmegaConf.to_container(cfg, resolve=True)
+    else:
+        data = dict(cfg)
+    data.pop("hydra", None)
+    data.pop("defaults", None)
+    return data  # type: ignore[return-value]
+
+
+def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
+    problems = []
+    if run.optimizer.warmup_steps is not None and run.optimizer.warmup_fraction is not None:
+        problems.append("optimizer.warmup_steps: conflicts with optimizer.warmup_fraction (set at most one)")
+    if run.optimizer.warmup_fraction is not None and not 0 <= run.optimizer.warmup_fraction < 1:
+        problems.append(f"optimizer.warmup_fraction: {run.optimizer.warmup_fraction} is not in [0, 1)")
+    if run.optimizer.lr <= 0:
+        problems.append(f"optimizer.lr: must be > 0, got {run.optimizer.lr}")
+    if len(run.optimizer.betas) != 2:
+        problems.append(f"optimizer.betas: expected two numbers, got {run.optimizer.betas}")
+    for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum", "num_processes", "log_every"):
+        if getattr(run.trainer, key) < 1:
+            problems.append(f"trainer.{key}: must be >= 1, got {getattr(run.trainer, key)}")
+    if run.trainer.keep_last < 0:
+        problems.append(f"trainer.keep_last: must be >= 0, got {run.trainer.keep_last}")
+    if run.trainer.eval_strategy == "steps" and not run.trainer.eval_steps:
+        problems.append("trainer.eval_steps: required with trainer.eval_strategy=steps")
+    if run.trainer.eval_strategy != "steps" and run.trainer.eval_steps is not None:
+        problems.append("trainer.eval_steps: only used with trainer.eval_strategy=steps")
+    if run.trainer.early_stopping_patience is not None and run.trainer.eval_strategy == "no":
+        problems.append("trainer.early_stopping_patience: needs evaluation (trainer.eval_strategy is 'no')")
+    if run.model.max_length < 8:
+        problems.append(f"model.max_length: must be >= 8, got {run.model.max_length}")
+    if not 0 <= run.model.stride < run.model.max_length // 2:
+        problems.append(f"model.stride: must be in [0, max_length/2), got {run.model.stride}")
+    allowed = METRICS[run.task.type]
+    if run.task.metric not in allowed:
+        problems.append(f"task.metric: {run.task.metric!r} is not reported (allowed: {', '.join(allowed)})")
+    if run.task.multi_label and run.task.type != "sequence_classification":
+        problems.append("task.multi_label: only for type=sequence_classification")
+    if not run.lang.train:
+        problems.append("lang.train: at least one training language is required")
+    for split in ("train", "dev", "test"):
+        path = getattr(run.data, split)
+        if path is None or path.startswith("hub:"):
+            continue
+        if not (base_dir / path).exists():
+            problems.append(f"data.{split}: file not found: {path}")
+    if run.data.train is None:
+        missing = [lang for lang in run.lang.train if lang not in run.task.datasets]
+        if missing:
+            known = ", ".join(run.task.datasets) or "none"
+            problems.append(
+                f"data.train: required: task '{run.task.name}' has no dataset for {', '.join(missing)} "
+                f"(languages with a dataset: {known}); give data.train=<file>"
+            )
+    elif len(run.lang.train) > 1:
+        problems.append(
+            f"data.train: one file serves one language, but lang.train={run.lang.train}; "
+            "use a language set with one training language or a task with per-language datasets"
+        )
+    model_path = Path(run.model.name_or_path)
+    looks_local = run.model.name_or_path.startswith((".", "/", "~")) or model_path.exists()
+    if looks_local and not (model_path.expanduser() / "config.json").exists():
+        problems.append(f"model.name_or_path: {run.model.name_or_path} is not a model directory (no config.json)")
+    if run.resume is not None and not (Path(run.resume) / "checkpoints").is_dir():
+        problems.append(f"resume: {run.resume} is not a run directory with checkpoints/")
+    return problems
+
+
+def validate(cfg: DictConfig | dict, base_dir: Path | None = None) -> RunConfig:
+    """Checks a composed config and returns it typed; raises ConfigError with every problem."""
+    data = to_container(cfg)
+    problems = check_fields(data, RunConfig)
+    if problems:
+        raise ConfigError(problems)
+    run = build(RunConfig, data)
+    problems = _semantic_problems(run, base_dir or Path.cwd())
+    if problems:
+        raise ConfigError(problems)
+    return run

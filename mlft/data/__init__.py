@@ -1,0 +1,1 @@
+"""Data: readers for column files, JSONL, CSV/TSV and hub datasets, label schemes, loading per language."""

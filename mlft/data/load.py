@@ -1,0 +1,117 @@
+"""Loads the splits of a run per language, converts label schemes and fixes the label set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlft.config import DataConfig, TaskConfig
+from mlft.data.hub import read_hub
+from mlft.data.readers import Example, read_file
+from mlft.data.schemes import iob2_labels, split_tag, to_iob2
+from mlft.errors import DataError
+
+SPLITS = ("train", "dev", "test")
+Splits = dict[str, dict[str, list[Example]]]  # split -> language -> examples
+
+
+@dataclass
+class LoadedData:
+    splits: Splits
+    labels: list[str]
+    sources: dict[str, str]
+    """'split/lang' -> the source it was read from (for env.json)."""
+
+
+def read_source(source: str, split: str, data: DataConfig, token_task: bool) -> list[Example]:
+    columns = vars(data.columns)
+    if source.startswith("hub:"):
+        return read_hub(source, split, columns, token_task)
+    return read_file(
+        Path(source), data.format, columns, token_task, data.token_column, data.tag_column, data.label_separator
+    )
+
+
+def convert_tags(examples: list[Example], scheme: str, repair: bool) -> None:
+    """Converts tags in place to IOB2; every invalid transition is reported as file:line."""
+    problems = []
+    for ex in examples:
+        tags, found = to_iob2(ex["tags"], scheme, repair=repair)
+        ex["tags"] = tags
+        for p in found:
+            # Column files have one token per line, so the token's own line can be named.
+            where = f"{ex['file']}:{ex['first_line'] + p.index}" if "first_line" in ex else ex["loc"]
+            problems.append(f"{where}: {p.message} (data.scheme={scheme}; data.repair=true repairs it)")
+    if problems:
+        raise DataError(problems)
+
+
+def _split_by_lang(examples: list[Example], langs: list[str], source: str) -> dict[str, list[Example]]:
+    """Groups examples by their language column; without one they all belong to langs[0]."""
+    if not any("lang" in ex for ex in examples):
+        return {langs[0]: examples}
+    grouped: dict[str, list[Example]] = {}
+    for ex in examples:
+        grouped.setdefault(ex.get("lang", langs[0]), []).append(ex)
+    return {lang: exs for lang, exs in grouped.items() if lang in langs}
+
+
+def collect_labels(train: list[Example], token_task: bool) -> list[str]:
+    if token_task:
+        types = {split_tag(t)[1] for ex in train for t in ex["tags"] if t != "O"}
+        return iob2_labels(sorted(types))
+    found: set[str] = set()
+    for ex in train:
+        found.update(ex["label"] if isinstance(ex["label"], list) else [ex["label"]])
+    return sorted(found)
+
+
+def check_labels(splits: Splits, labels: list[str], token_task: bool) -> None:
+    """Reports labels outside the label set (dev/test labels training never saw could never be predicted)."""
+    known = set(labels)
+    problems = []
+    for split in SPLITS:
+        for exs in splits.get(split, {}).values():
+            for ex in exs:
+                values = ex["tags"] if token_task else (ex["label"] if isinstance(ex["label"], list) else [ex["label"]])
+                unknown = sorted({v for v in values if v not in known})
+                if unknown:
+                    problems.append(f"{ex['loc']}: label(s) {', '.join(unknown)} not in the training labels")
+    if problems:
+        raise DataError(problems[:20] + ([f"... {len(problems) - 20} more"] if len(problems) > 20 else []))
+
+
+def load_data(
+    data: DataConfig, task: TaskConfig, train_langs: list[str], eval_langs: list[str], need_train: bool = True
+) -> LoadedData:
+    """Reads train (for `train_langs`) and dev/test (for `eval_langs`) into standard examples."""
+    token_task = task.type == "token_classification"
+    splits: Splits = {s: {} for s in SPLITS}
+    sources: dict[str, str] = {}
+    for split in SPLITS if need_train else ("dev", "test"):
+        langs = train_langs if split == "train" else eval_langs
+        explicit = getattr(data, split)
+        if explicit is not None:
+            examples = read_source(explicit, split, data, token_task)
+            for lang, exs in _split_by_lang(examples, langs, explicit).items():
+                splits[split][lang] = exs
+                sources[f"{split}/{lang}"] = explicit
+            continue
+        for lang in langs:
+            if lang in task.datasets:
+                splits[split][lang] = read_source(task.datasets[lang], split, data, token_task)
+                sources[f"{split}/{lang}"] = task.datasets[lang]
+    limit = {"train": data.max_train_samples, "dev": data.max_eval_samples, "test": data.max_eval_samples}
+    for split, by_lang in splits.items():
+        for lang, exs in by_lang.items():
+            if limit[split] is not None:
+                by_lang[lang] = exs[: limit[split]]
+            if token_task:
+                convert_tags(by_lang[lang], data.scheme, data.repair)
+    if need_train and not any(splits["train"].values()):
+        raise DataError("no training examples were read (check data.train and lang.train)")
+    labels = task.labels or collect_labels([ex for exs in splits["train"].values() for ex in exs], token_task)
+    if token_task and task.labels:
+        labels = iob2_labels(sorted({split_tag(t)[1] for t in task.labels if t != "O"}))
+    check_labels(splits, labels, token_task)
+    return LoadedData(splits=splits, labels=labels, sources=sources)

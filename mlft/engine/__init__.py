@@ -1,0 +1,1 @@
+"""The Accelerate training and evaluation loop, optimizer and schedule, checkpoints."""

@@ -1,0 +1,64 @@
+"""Checkpoint directories: atomic writes, the newest complete one, retention that never drops the best.
+
+A checkpoint is `checkpoints/step-<N>/` holding Accelerate's state plus `trainer_state.json`. It is
+written under a temporary name and renamed when complete, so a crash mid-write leaves only a
+`.tmp-*` folder that resume ignores and the next write replaces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "trainer_state.json"
+BEST = "best"
+
+
+def step_dirs(root: Path) -> list[Path]:
+    """Complete step checkpoints, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def latest(root: Path) -> Path | None:
+    dirs = step_dirs(root)
+    return dirs[-1] if dirs else None
+
+
+def write_atomic(target: Path, write: Callable[[Path], None]) -> None:
+    """Calls `write(tmp_dir)` then renames tmp_dir to target, replacing an older target last."""
+    tmp = target.parent / f".tmp-{target.name}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    if target.exists():
+        old = target.parent / f".old-{target.name}"
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, target)
+
+
+def write_state(directory: Path, state: dict[str, Any]) -> None:
+    (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+
+def read_state(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / STATE_FILE).read_text())
+
+
+def prune(root: Path, keep_last: int) -> None:
+    """Deletes all but the newest `keep_last` step checkpoints (the best model lives in `best/`)."""
+    dirs = step_dirs(root)
+    for old in dirs[: max(len(dirs) - keep_last, 0)]:
+        shutil.rmtree(old)

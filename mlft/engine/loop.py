@@ -1,0 +1,272 @@
+"""The one training/evaluation loop, on Accelerate. This is the only module that touches Accelerator.
+
+The same code runs on CPU, one GPU, several GPUs or nodes (`accelerate launch`). The data order of
+every epoch is a function of (seed, epoch) only, so a resumed run replays it exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Sampler
+from tqdm.auto import tqdm
+
+from mlft.config import OptimizerConfig, TrainerConfig
+from mlft.engine import checkpoint
+from mlft.engine.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger("mlft")
+
+# Evaluates the model; returns (selection score, metrics to log). Called on every process.
+EvalFn = Callable[[], tuple[float | None, dict[str, float]]]
+
+
+class EpochSampler(Sampler[int]):
+    """A shuffle that depends only on (seed, epoch)."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class IndexedFeatures(torch.utils.data.Dataset):
+    def __init__(self, features: list[dict[str, Any]]):
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {**self.features[index], "index": index}
+
+
+def make_accelerator(trainer: TrainerConfig, run_dir: Path | None) -> Accelerator:
+    """An Accelerator for the run; with a run directory, TensorBoard curves go to <run>/tensorboard/."""
+    log_with = "tensorboard" if trainer.tensorboard and run_dir is not None else None
+    accelerator = Accelerator(
+        cpu=trainer.cpu,
+        mixed_precision=trainer.precision,
+        gradient_accumulation_steps=trainer.grad_accum,
+        log_with=log_with,
+        project_dir=str(run_dir) if run_dir is not None else None,
+    )
+    if log_with:
+        accelerator.init_trackers("tensorboard")
+    return accelerator
+
+
+def _collate_with_index(collate: Callable[[list[dict]], dict[str, torch.Tensor]]) -> Callable:
+    def wrapped(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = collate(items)
+        batch["index"] = torch.tensor([item["index"] for item in items])
+        return batch
+
+    return wrapped
+
+
+def show_progress(accelerator: Accelerator, enabled: bool) -> bool:
+    return enabled and accelerator.is_local_main_process and sys.stderr.isatty()
+
+
+def predict_features(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    features: list[dict[str, Any]],
+    collate: Callable[[list[dict]], dict[str, torch.Tensor]],
+    outputs: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    batch_size: int,
+    progress: bool = False,
+    desc: str = "eval",
+) -> list[dict[str, Any]]:
+    """Runs the model over features on all processes; returns per-feature outputs, in order, everywhere.
+
+    Batches are gathered with `gather_for_metrics`, which drops the samples that the last uneven
+    batch duplicated, so the result equals a single-process run.
+    """
+    if not features:
+        return []
+    # Similar lengths together: less padding. The order is restored from the gathered indices.
+    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
+    loader = DataLoader(
+        torch.utils.data.Subset(IndexedFeatures(features), order),
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=_collate_with_index(collate),
+    )
+    loader = accelerator.prepare(loader)
+    results: list[dict[str, Any] | None] = [None] * len(features)
+    model.eval()
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc=desc, disable=not show_progress(accelerator, progress), leave=False):
+            index = batch.pop("index")
+            batch.pop("labels", None)
+            with accelerator.autocast():
+                logits = model(**batch).logits
+            outs = outputs(logits)
+            if logits.dim() == 3:  # token outputs: equal widths before gathering across processes
+                outs = {k: accelerator.pad_across_processes(v, dim=1, pad_index=0) for k, v in outs.items()}
+            gathered_index, gathered = accelerator.gather_for_metrics((index, outs))
+            for row, i in enumerate(gathered_index.tolist()):
+                results[i] = {k: v[row].cpu() for k, v in gathered.items()}
+    accelerator.free_memory(loader)
+    assert all(r is not None for r in results)
+    return results  # type: ignore[return-value]
+
+
+@dataclass
+class TrainState:
+    global_step: int = 0
+    epoch: int = 0
+    batches_done: int = 0
+    """Batches of the current epoch already consumed (for resuming mid-epoch)."""
+    best_score: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _improved(score: float | None, best: float | None) -> bool:
+    return score is not None and (best is None or score > best)
+
+
+def train_loop(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    features: list[dict[str, Any]],
+    collate: Callable[[list[dict]], dict[str, torch.Tensor]],
+    trainer: TrainerConfig,
+    optim: OptimizerConfig,
+    seed: int,
+    checkpoints: Path,
+    evaluate: EvalFn,
+    resume_from: Path | None = None,
+) -> TrainState:
+    """Trains `model` in place; the best weights (by `evaluate`) are saved to checkpoints/best."""
+    set_seed(seed)
+    sampler = EpochSampler(len(features), seed)
+    loader = DataLoader(
+        IndexedFeatures(features), batch_size=trainer.batch_size, sampler=sampler, collate_fn=_collate_with_index(collate)
+    )
+    optimizer = build_optimizer(model, optim)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    steps_per_epoch = math.ceil(len(loader) / trainer.grad_accum)
+    total = steps_per_epoch * trainer.epochs
+    if trainer.max_steps is not None:
+        total = min(total, trainer.max_steps)
+    scheduler = build_scheduler(optimizer, optim, total)
+    accelerator.register_for_checkpointing(scheduler)
+    state = TrainState()
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        state = TrainState(**checkpoint.read_state(resume_from))
+        log.info("resumed from %s (step %d, epoch %d)", resume_from, state.global_step, state.epoch)
+    if accelerator.is_main_process:
+        log.info("training: %d features, %d optimizer steps (%d per epoch)", len(features), total, steps_per_epoch)
+
+    def save_checkpoint() -> None:
+        target = checkpoints / f"step-{state.global_step}"
+
+        def write(tmp: Path) -> None:
+            accelerator.save_state(str(tmp))
+            if accelerator.is_main_process:
+                checkpoint.write_state(tmp, vars(state))
+
+        if accelerator.is_main_process:
+            checkpoint.write_atomic(target, write)
+            checkpoint.prune(checkpoints, trainer.keep_last)
+        else:
+            write(checkpoints / f".tmp-{target.name}")
+        accelerator.wait_for_everyone()
+
+    def run_eval() -> bool:
+        """Evaluates, keeps the best weights, returns True when training should stop early."""
+        score, metrics = evaluate()
+        model.train()
+        state.history.append({"step": state.global_step, "epoch": state.epoch, "score": score, **metrics})
+        accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=state.global_step)
+        if _improved(score, state.best_score):
+            state.best_score, state.best_step, state.bad_evals = score, state.global_step, 0
+            if accelerator.is_main_process:
+                weights = accelerator.unwrap_model(model)
+                checkpoint.write_atomic(checkpoints / checkpoint.BEST, lambda tmp: weights.save_pretrained(tmp))
+        else:
+            state.bad_evals += 1
+        accelerator.wait_for_everyone()
+        patience = trainer.early_stopping_patience
+        return patience is not None and state.bad_evals >= patience
+
+    model.train()
+    saved_at, stop = -1, state.global_step >= total
+    bar = tqdm(total=total, initial=state.global_step, desc="train", disable=not show_progress(accelerator, trainer.progress))
+    while not stop and state.epoch < trainer.epochs:
+        epoch_loader = accelerator.skip_first_batches(loader, state.batches_done) if state.batches_done else loader
+        # The prepared loader re-seeds its sampler from its own epoch counter: set it explicitly.
+        epoch_loader.set_epoch(state.epoch)
+        running, seen = 0.0, 0
+        for batch in epoch_loader:
+            batch.pop("index")
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"loss is {loss.item()} at step {state.global_step}; lower optimizer.lr or use "
+                        f"trainer.precision=no (last good checkpoint: {checkpoint.latest(checkpoints)})"
+                    )
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and optim.max_grad_norm is not None:
+                    accelerator.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            state.batches_done += 1
+            running, seen = running + loss.item(), seen + 1
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            state.global_step += 1
+            bar.update(1)
+            if state.global_step % trainer.log_every == 0:
+                accelerator.log({"train/loss": running / seen, "train/lr": scheduler.get_last_lr()[0]}, step=state.global_step)
+                bar.set_postfix(loss=f"{running / seen:.4f}")
+                running, seen = 0.0, 0
+            if trainer.eval_strategy == "steps" and state.global_step % (trainer.eval_steps or 1) == 0:
+                stop = run_eval()
+                save_checkpoint()
+                saved_at = state.global_step
+            if stop or state.global_step >= total:
+                stop = True
+                break
+        if state.batches_done >= len(loader):
+            state.epoch, state.batches_done = state.epoch + 1, 0
+            if trainer.eval_strategy == "epoch":
+                stop = run_eval() or stop
+        if saved_at != state.global_step:
+            save_checkpoint()
+            saved_at = state.global_step
+    evaluated = bool(state.history) and state.history[-1]["step"] == state.global_step
+    if trainer.eval_strategy != "no" and not evaluated:
+        run_eval()
+        save_checkpoint()
+    bar.close()
+    if state.best_step is None and accelerator.is_main_process:
+        weights = accelerator.unwrap_model(model)
+        checkpoint.write_atomic(checkpoints / checkpoint.BEST, lambda tmp: weights.save_pretrained(tmp))
+    accelerator.wait_for_everyone()
+    return state

@@ -1,0 +1,1 @@
+"""Loading encoders and tokenizers from the hub or a local folder."""

@@ -1,0 +1,60 @@
+"""Loads a tokenizer and an encoder with a task head, with clear errors for paths that are not models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlft.errors import ConfigError
+
+
+def load_tokenizer(name_or_path: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"model.name_or_path: cannot load a tokenizer from {name_or_path!r} ({_first_line(err)})")
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(
+            f"model.name_or_path: {name_or_path!r} has no fast tokenizer (tokenizer.json); mlft needs one for alignment"
+        )
+    if tokenizer.pad_token_id is None:
+        raise ConfigError(f"model.name_or_path: the tokenizer of {name_or_path!r} has no padding token")
+    return tokenizer
+
+
+def load_model(
+    model_class: Any,
+    name_or_path: str,
+    labels: list[str],
+    problem_type: str | None,
+    tokenizer: Any,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+) -> Any:
+    """Loads the encoder with a fresh head for `labels` (or the saved head when the labels match)."""
+    try:
+        model = model_class.from_pretrained(
+            name_or_path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+            problem_type=problem_type,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            ignore_mismatched_sizes=True,
+        )
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"model.name_or_path: cannot load a model from {name_or_path!r} ({_first_line(err)})")
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise ConfigError(
+            f"model.name_or_path: the tokenizer has {len(tokenizer)} tokens but the model only {rows} embedding rows "
+            "(tokenizer and model do not belong together)"
+        )
+    return model
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__

@@ -1,0 +1,88 @@
+"""`mlft predict run=<run-dir> input=texts.txt`: raw text lines in, JSONL predictions out.
+
+NER needs no pre-tokenization: Chinese, Japanese and Thai text is split into characters, other
+languages into words and punctuation; entities come back with character offsets into the line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlft.data.readers import read_lines
+from mlft.engine.loop import make_accelerator, predict_features
+from mlft.errors import ConfigError
+from mlft.runs import load_run, parse_args
+from mlft.tasks.token_classification import entities, split_text
+
+
+@dataclass
+class PredictArgs:
+    run: str
+    """The run directory whose final model predicts."""
+    input: str
+    """A UTF-8 text file, one text per line (empty lines give empty predictions)."""
+    output: str | None = None
+    """JSONL output file (default: standard output)."""
+    lang: str | None = None
+    """Language of the input (default: the run's first training language); decides NER word splitting."""
+    batch_size: int = 64
+    overwrite: bool = False
+    """Replace an existing output file."""
+    cpu: bool = False
+
+
+def predict_lines(saved: Any, lines: list[str], lang: str, batch_size: int, cpu: bool = False) -> list[dict[str, Any]]:
+    """One JSON-ready record per line."""
+    cfg = saved.config
+    cfg.trainer.cpu, cfg.trainer.tensorboard = cpu, False
+    accelerator = make_accelerator(cfg.trainer, None)
+    model = accelerator.prepare(saved.model)
+    token_task = cfg.task.type == "token_classification"
+    keep = [i for i, line in enumerate(lines) if line.strip()]
+    if token_task:
+        splits = [split_text(lines[i], lang) for i in keep]
+        examples = [{"tokens": tokens} for tokens, _ in splits]
+    else:
+        examples = [{"text": lines[i]} for i in keep]
+    features = saved.task.encode(examples, saved.tokenizer, lang)
+    pad_id = saved.tokenizer.pad_token_id
+    outs = predict_features(
+        accelerator, model, features, lambda f: saved.task.collate(f, pad_id), saved.task.outputs, batch_size,
+        progress=True, desc="predict",
+    )
+    predictions = saved.task.decode(examples, features, outs)
+    records: list[dict[str, Any]] = [
+        {"text": line, "entities": []} if token_task else {"text": line, "label": None} for line in lines
+    ]
+    for j, i in enumerate(keep):
+        if token_task:
+            records[i]["entities"] = entities(lines[i], splits[j][1], predictions[j])
+        else:
+            records[i].update({k: v for k, v in predictions[j].items()})
+    return records
+
+
+def predict_cli(args: list[str]) -> None:
+    parsed: PredictArgs = parse_args(args, PredictArgs, "predict")
+    source = Path(parsed.input)
+    if not source.is_file():
+        raise ConfigError(f"input: file not found: {parsed.input}")
+    if parsed.output and Path(parsed.output).exists() and not parsed.overwrite:
+        raise ConfigError(f"output: {parsed.output} exists; nothing was written (pass overwrite=true to replace it)")
+    saved = load_run(Path(parsed.run))
+    lines = read_lines(source)
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    records = predict_lines(saved, lines, parsed.lang or saved.config.lang.train[0], parsed.batch_size, parsed.cpu)
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if parsed.output:
+        tmp = Path(parsed.output + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(parsed.output)
+        print(f"wrote {len(records)} predictions to {parsed.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)

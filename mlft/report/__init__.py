@@ -1,0 +1,1 @@
+"""Per-language tables (Markdown, CSV, JSON) of a run's metrics."""

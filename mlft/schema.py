@@ -1,0 +1,112 @@
+"""A small checker of plain config dicts against typed dataclasses.
+
+OmegaConf structured configs stop at the first error and raise with a traceback; users want every
+problem at once, each as `key: problem (allowed: ...)`. This module walks a dataclass's type hints
+and reports every mismatch, then builds the typed object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+T = TypeVar("T")
+
+MISSING_VALUE = "???"
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(tp))
+    if origin is list:
+        return f"list[{_type_name(get_args(tp)[0])}]"
+    if origin is dict:
+        k, v = get_args(tp)
+        return f"dict[{_type_name(k)}, {_type_name(v)}]"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def check_value(value: Any, tp: Any, key: str) -> list[str]:
+    """Returns the problems of `value` against type `tp`, each prefixed by `key`."""
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            return [f"{key}: expected a mapping, got {value!r}"]
+        return check_fields(value, tp, prefix=f"{key}.")
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value in allowed:
+            return []
+        return [f"{key}: {value!r} is not allowed (allowed: {', '.join(str(a) for a in allowed)})"]
+    if origin in (Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return []
+        for option in options:
+            if option is type(None):
+                continue
+            if not check_value(value, option, key):
+                return []
+        return [f"{key}: expected {_type_name(tp)}, got {value!r}"]
+    if origin is list:
+        if not isinstance(value, list):
+            return [f"{key}: expected {_type_name(tp)}, got {value!r}"]
+        (item,) = get_args(tp)
+        return [p for i, v in enumerate(value) for p in check_value(v, item, f"{key}[{i}]")]
+    if origin is dict:
+        if not isinstance(value, dict):
+            return [f"{key}: expected {_type_name(tp)}, got {value!r}"]
+        _, item = get_args(tp)
+        return [p for k, v in value.items() for p in check_value(v, item, f"{key}.{k}")]
+    if tp is Any:
+        return []
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, tp)
+    return [] if ok else [f"{key}: expected {_type_name(tp)}, got {value!r}"]
+
+
+def check_fields(data: dict[str, Any], schema: type, prefix: str = "") -> list[str]:
+    """Checks a mapping against a dataclass: unknown keys, missing required keys, types."""
+    hints = get_type_hints(schema)
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    problems = []
+    for key in data:
+        if key not in fields:
+            problems.append(f"{prefix}{key}: unknown key (allowed: {', '.join(fields)})")
+    for name, field in fields.items():
+        required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+        if name not in data or data[name] == MISSING_VALUE:
+            if required or data.get(name) == MISSING_VALUE:
+                problems.append(f"{prefix}{name}: required, expected {_type_name(hints[name])}")
+            continue
+        problems += check_value(data[name], hints[name], f"{prefix}{name}")
+    return problems
+
+
+def build(schema: type[T], data: dict[str, Any]) -> T:
+    """Builds a dataclass from an already checked mapping (nested dataclasses included)."""
+    hints = get_type_hints(schema)
+    kwargs = {}
+    for field in dataclasses.fields(schema):  # type: ignore[arg-type]
+        if field.name not in data:
+            continue
+        value, tp = data[field.name], hints[field.name]
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            value = build(typing.cast(type, tp), value)
+        elif isinstance(value, float) and tp is float:
+            pass
+        elif isinstance(value, int) and not isinstance(value, bool) and float in get_args(tp) + (tp,):
+            value = float(value)
+        kwargs[field.name] = value
+    return schema(**kwargs)

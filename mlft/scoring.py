@@ -1,0 +1,56 @@
+"""Evaluates a model on encoded splits per language: the shared core of training, `mlft eval` and reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mlft.engine.loop import predict_features
+from mlft.tasks import Task
+
+
+@dataclass
+class EvalSet:
+    """Examples of one split and language with their encoded features."""
+
+    split: str
+    lang: str
+    examples: list[dict[str, Any]]
+    features: list[dict[str, Any]]
+
+
+def encode_sets(task: Task, tokenizer: Any, splits: dict[str, dict[str, list[dict[str, Any]]]]) -> list[EvalSet]:
+    return [
+        EvalSet(split, lang, examples, task.encode(examples, tokenizer, lang))
+        for split in ("dev", "test")
+        for lang, examples in splits.get(split, {}).items()
+        if examples
+    ]
+
+
+def evaluate_sets(
+    accelerator: Any, model: Any, task: Task, pad_id: int, sets: list[EvalSet], batch_size: int, progress: bool = False
+) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[tuple[str, str], list[dict[str, Any]]]]:
+    """Returns metrics[split][lang] (with `n`) and predictions[(split, lang)]."""
+    metrics: dict[str, dict[str, dict[str, Any]]] = {}
+    predictions = {}
+    for s in sets:
+        outs = predict_features(
+            accelerator, model, s.features, lambda f: task.collate(f, pad_id), task.outputs, batch_size,
+            progress=progress, desc=f"eval {s.split}/{s.lang}",
+        )
+        preds = task.decode(s.examples, s.features, outs)
+        metrics.setdefault(s.split, {})[s.lang] = {"n": len(s.examples), **task.score(s.examples, preds)}
+        predictions[(s.split, s.lang)] = preds
+    return metrics, predictions
+
+
+def selection_score(dev: dict[str, dict[str, Any]], metric: str, train_langs: list[str]) -> float | None:
+    """Mean `metric` on the dev sets of the training languages (source-language dev, as in XTREME).
+
+    Falls back to every dev language when no training language has a dev set.
+    """
+    langs = [lang for lang in train_langs if lang in dev] or list(dev)
+    if not langs:
+        return None
+    return sum(dev[lang][metric] for lang in langs) / len(langs)

@@ -1,0 +1,145 @@
+"""Token classification (NER): encode with exact word alignment, decode to the dataset's own tokens, score.
+
+Gold tags always come from the examples themselves, never from subtoken labels, so truncation or
+tokenization can never change what is scored.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+from seqeval.metrics import accuracy_score, classification_report
+from seqeval.scheme import IOB2
+from transformers import AutoModelForTokenClassification
+
+from mlft.data.schemes import to_iob2
+from mlft.tasks.alignment import NO_SPACE_LANGS, Aligner, encode_words
+
+MODEL_CLASS = AutoModelForTokenClassification
+_WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def encode(
+    examples: list[dict[str, Any]], tokenizer: Any, labels: list[str], lang: str, max_length: int, stride: int
+) -> list[dict[str, Any]]:
+    """One or more features (windows) per example; `example` points back to the sentence."""
+    aligner = Aligner(tokenizer)
+    label2id = {label: i for i, label in enumerate(labels)}
+    features = []
+    for index, ex in enumerate(examples):
+        label_ids = [label2id[t] for t in ex["tags"]] if "tags" in ex else None
+        for feature in encode_words(aligner, ex["tokens"], label_ids, lang, max_length, stride):
+            feature["example"] = index
+            features.append(feature)
+    return features
+
+
+def collate(features: list[dict[str, Any]], pad_id: int, pad_to_multiple_of: int = 8) -> dict[str, torch.Tensor]:
+    longest = max(len(f["input_ids"]) for f in features)
+    width = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
+    ids = torch.full((len(features), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(features), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(features), width), dtype=torch.long)
+    for row, f in enumerate(features):
+        n = len(f["input_ids"])
+        ids[row, :n] = torch.tensor(f["input_ids"])
+        labels[row, :n] = torch.tensor(f["labels"])
+        mask[row, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def outputs(logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What evaluation keeps of the logits: the label id and its probability at every position."""
+    probs = logits.float().softmax(-1)
+    score, pred = probs.max(-1)
+    return {"pred": pred, "score": score}
+
+
+def decode(
+    examples: list[dict[str, Any]], features: list[dict[str, Any]], outs: list[dict[str, Any]], labels: list[str]
+) -> list[dict[str, Any]]:
+    """Per example: IOB2 tags and scores on the example's own tokens."""
+    tags: list[list[str]] = [["O"] * len(ex["tokens"]) for ex in examples]
+    scores: list[list[float]] = [[0.0] * len(ex["tokens"]) for ex in examples]
+    for feature, out in zip(features, outs):
+        for position, word in feature["positions"]:
+            tags[feature["example"]][word] = labels[int(out["pred"][position])]
+            scores[feature["example"]][word] = float(out["score"][position])
+    # A predicted I-X after O starts an entity, as in conlleval; gold is never repaired here.
+    return [{"tags": to_iob2(t, "IOB2", repair=True)[0], "scores": s} for t, s in zip(tags, scores)]
+
+
+def score(examples: list[dict[str, Any]], predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Strict entity-level seqeval P/R/F1 (overall and per type) and token accuracy."""
+    gold = [ex["tags"] for ex in examples]
+    pred = [p["tags"] for p in predictions]
+    report = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
+    micro = report.get("micro avg", {"precision": 0.0, "recall": 0.0, "f1-score": 0.0, "support": 0})
+    per_type = {
+        name: {"precision": v["precision"], "recall": v["recall"], "f1": v["f1-score"], "support": int(v["support"])}
+        for name, v in report.items()
+        if not name.endswith(" avg")
+    }
+    return {
+        "f1": micro["f1-score"],
+        "precision": micro["precision"],
+        "recall": micro["recall"],
+        "accuracy": accuracy_score(gold, pred),
+        "entities": int(micro["support"]),
+        "per_type": per_type,
+    }
+
+
+def split_text(text: str, lang: str) -> tuple[list[str], list[tuple[int, int]]]:
+    """Raw text -> tokens and character spans: characters for zh/ja/th, words and punctuation otherwise."""
+    if lang in NO_SPACE_LANGS:
+        spans = [(i, i + 1) for i, ch in enumerate(text) if not ch.isspace()]
+    else:
+        spans = [m.span() for m in _WORD.finditer(text)]
+    return [text[a:b] for a, b in spans], spans
+
+
+def entities(text: str, spans: list[tuple[int, int]], prediction: dict[str, Any]) -> list[dict[str, Any]]:
+    """Entities with character offsets into `text` and the mean probability of their tokens."""
+    found = []
+    start = None
+    tags = prediction["tags"] + ["O"]
+    for i, tag in enumerate(tags):
+        if start is not None and not (tag.startswith("I-") and tag[2:] == tags[start][2:]):
+            a, b = spans[start][0], spans[i - 1][1]
+            token_scores = prediction["scores"][start:i]
+            found.append(
+                {"text": text[a:b], "type": tags[start][2:], "start": a, "end": b,
+                 "score": round(sum(token_scores) / len(token_scores), 4)}
+            )
+            start = None
+        if tag.startswith("B-"):
+            start = i
+    return found
+
+
+class TokenClassification:
+    """The NER task with its settings bound; see mlft.tasks.Task."""
+
+    model_class = MODEL_CLASS
+    problem_type = None
+
+    def __init__(self, labels: list[str], max_length: int, stride: int):
+        self.labels, self.max_length, self.stride = labels, max_length, stride
+
+    def encode(self, examples: list[dict[str, Any]], tokenizer: Any, lang: str) -> list[dict[str, Any]]:
+        return encode(examples, tokenizer, self.labels, lang, self.max_length, self.stride)
+
+    def collate(self, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        return collate(features, pad_id)
+
+    def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        return outputs(logits)
+
+    def decode(self, examples: list[dict[str, Any]], features: list[dict[str, Any]], outs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return decode(examples, features, outs, self.labels)
+
+    def score(self, examples: list[dict[str, Any]], predictions: list[dict[str, Any]]) -> dict[str, Any]:
+        return score(examples, predictions)

