@@ -109,19 +109,39 @@ def precheck(directory: Path, config_name: str, overrides: list[str], multirun: 
     problems: list[str] = []
     with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
         for job in jobs:
+            job, bad_groups = _check_group_options(list(job), directory)
+            problems += [p for p in bad_groups if p not in problems]
             try:
-                cfg = compose(config_name=config_name, overrides=list(job))
-                validate(cfg)
+                validate(compose(config_name=config_name, overrides=job))
             except ConfigError as err:
                 problems += [p for p in err.problems if p not in problems]
             except (HydraException, OmegaConfBaseException) as err:
-                message = " ".join(str(err).split())
-                for group in GROUPS:
-                    if f"'{group}/" in message:
-                        message += f" (allowed: {', '.join(presets(group, directory))})"
+                message = " ".join(str(err).split("Config search path")[0].split())
                 problems.append(f"overrides: {message}")
     if problems:
         raise ConfigError(problems)
+
+
+def _check_group_options(overrides: list[str], directory: Path) -> tuple[list[str], list[str]]:
+    """Reports every `group=option` naming no preset and drops it, so the rest can still be checked.
+
+    Other keys are force-added so that the schema, not Hydra, judges them: every problem at once.
+    """
+    kept, problems = [], []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        group = key.lstrip("+~")
+        options = presets(group, directory) if group in GROUPS else []
+        if sep and options and value not in options:
+            problems.append(
+                f"{group}: {value!r} is not a {group} preset (allowed: {', '.join(options)}; see configs/{group}/)"
+            )
+        elif sep and group not in GROUPS and not key.startswith(("+", "~")) and not key.startswith("hydra."):
+            # Force-add, so that Hydra does not stop at the first unknown key: the schema reports them all.
+            kept.append("++" + item)
+        else:
+            kept.append(item)
+    return kept, problems
 
 
 def _relaunch(cfg: DictConfig, run_dir: Path, processes: int, cpu: bool) -> None:

@@ -6,9 +6,11 @@ result before any model or data is loaded.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_type_hints
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -238,14 +240,40 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
     return problems
 
 
+def _without_bad_values(data: dict[str, Any], schema: type, problems: list[str]) -> dict[str, Any] | None:
+    """A copy where every key with a schema problem is back at its default (None when one has none).
+
+    This lets the semantic checks run too, so one invocation reports every problem.
+    """
+    clean = copy.deepcopy(data)
+    for problem in problems:
+        path = problem.split(":", 1)[0].split("[")[0].split(".")
+        node, node_schema = clean, schema
+        for part in path[:-1]:
+            hints = get_type_hints(node_schema)
+            if part not in hints or not isinstance(node.get(part), dict):
+                return None
+            node, node_schema = node[part], hints[part]
+        fields = {f.name: f for f in dataclasses.fields(node_schema)}
+        field_ = fields.get(path[-1])
+        if field_ is None:
+            node.pop(path[-1], None)
+        elif field_.default is not dataclasses.MISSING:
+            node[path[-1]] = field_.default
+        elif field_.default_factory is not dataclasses.MISSING:
+            node[path[-1]] = field_.default_factory()
+        else:
+            return None
+    return clean
+
+
 def validate(cfg: DictConfig | dict, base_dir: Path | None = None) -> RunConfig:
     """Checks a composed config and returns it typed; raises ConfigError with every problem."""
     data = to_container(cfg)
     problems = check_fields(data, RunConfig)
+    clean = _without_bad_values(data, RunConfig, problems) if problems else data
+    if clean is not None and not check_fields(clean, RunConfig):
+        problems += _semantic_problems(build(RunConfig, clean), base_dir or Path.cwd())
     if problems:
         raise ConfigError(problems)
-    run = build(RunConfig, data)
-    problems = _semantic_problems(run, base_dir or Path.cwd())
-    if problems:
-        raise ConfigError(problems)
-    return run
+    return build(RunConfig, data)

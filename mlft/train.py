@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from accelerate.utils import set_seed
 from omegaconf import DictConfig
 from safetensors.torch import load_file
 
@@ -63,6 +64,7 @@ def train(
         loaded = load_data(run.data, run.task, run.lang.train, run.lang.eval)
     task = build_task(run.task.type, loaded.labels, run.model.max_length, run.model.stride, run.task.multi_label)
     tokenizer = load_tokenizer(run.model.name_or_path, run.model.revision, run.model.trust_remote_code)
+    set_seed(run.seed)  # the new head's initialisation is part of the run's result
     model = load_model(
         task.model_class, run.model.name_or_path, loaded.labels, task.problem_type, tokenizer,
         run.model.revision, run.model.trust_remote_code,

