@@ -102,8 +102,11 @@ def precheck(directory: Path, config_name: str, overrides: list[str], multirun: 
     from mlft.config import validate
     from mlft.errors import ConfigError
 
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     try:
-        jobs = BasicSweeper.split_arguments(overrides, None)[0] if multirun else [overrides]
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        jobs = BasicSweeper.split_arguments(parsed, None)[0] if multirun else [overrides]
     except HydraException as err:
         raise ConfigError(f"overrides: {err}")
     problems: list[str] = []
@@ -144,33 +147,28 @@ def _check_group_options(overrides: list[str], directory: Path) -> tuple[list[st
     return kept, problems
 
 
-def _relaunch(cfg: DictConfig, run_dir: Path, processes: int, cpu: bool) -> None:
-    """Runs the same job with `processes` processes through `accelerate launch`, in `run_dir`."""
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _relaunch(run_dir: Path, processes: int, cpu: bool) -> None:
+    """Runs the saved job with `processes` processes (torchrun, as `accelerate launch` does), in `run_dir`."""
     import torch
 
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", str(cfg.trainer.precision), "--dynamo_backend", "no"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+               "-m", "mlft", "train", "--config-path", str((run_dir / ".hydra").resolve()), "--config-name", "config",
+               f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, RUN_DIR_ENV: str(run_dir.resolve())}
     if cpu or not torch.cuda.is_available():
-        command.append("--cpu")
-    command += ["-m", "mlft", "train", "--config-path", str((run_dir / ".hydra").resolve()), "--config-name", "config",
-                f"hydra.run.dir={run_dir}"]
-    result = subprocess.run(command, env={**os.environ, RUN_DIR_ENV: str(run_dir.resolve())})
+        env["ACCELERATE_USE_CPU"] = "true"
+    result = subprocess.run(command, env=env)
     if result.returncode:
         raise SystemExit(result.returncode)
-
-
-def _shared_run_dir(own: Path) -> Path:
-    """Under `accelerate launch`, every rank composes its own timestamp: all adopt rank 0's directory."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return own
-    from accelerate import PartialState
-    from accelerate.utils import broadcast_object_list
-
-    state = PartialState()
-    chosen = broadcast_object_list([str(own)], from_process=0)[0]
-    if not state.is_main_process and Path(chosen) != own and own.is_dir() and not any(own.iterdir()):
-        own.rmdir()
-    return Path(chosen)
 
 
 def _train_job(cfg: DictConfig) -> None:
@@ -186,19 +184,20 @@ def _train_job_unchecked(cfg: DictConfig) -> None:
 
     from mlft import rundir
     from mlft.config import validate
+    from mlft.engine.loop import shared_run_dir
     from mlft.train import train
 
     hc = HydraConfig.get()
-    run_dir = _shared_run_dir(Path(hc.runtime.output_dir))
+    run = validate(cfg)
+    run_dir = shared_run_dir(Path(hc.runtime.output_dir), run.trainer.cpu)
     overrides = list(hc.overrides.task)
     settings = hydra_settings(config_dir())
-    run = validate(cfg)
     claimed = os.environ.get(RUN_DIR_ENV) == str(run_dir.resolve())
-    if run.trainer.num_processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if run.trainer.num_processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not claimed:
         if run.resume is None:
             rundir.claim(run_dir, run.overwrite)
             rundir.save_config(run_dir, cfg, overrides, settings)
-        _relaunch(cfg, run_dir, run.trainer.num_processes, run.trainer.cpu)
+        _relaunch(run_dir, run.trainer.num_processes, run.trainer.cpu)
         return
     train(cfg, run_dir, overrides, settings, claimed=claimed)
 

@@ -31,13 +31,17 @@ def latest(root: Path) -> Path | None:
     return dirs[-1] if dirs else None
 
 
-def write_atomic(target: Path, write: Callable[[Path], None]) -> None:
-    """Calls `write(tmp_dir)` then renames tmp_dir to target, replacing an older target last."""
+def begin(target: Path) -> Path:
+    """A fresh temporary folder next to `target`, to be filled and then committed."""
     tmp = target.parent / f".tmp-{target.name}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    write(tmp)
+    return tmp
+
+
+def commit(tmp: Path, target: Path) -> None:
+    """Renames a complete temporary folder to `target`; an older `target` is removed only afterwards."""
     if target.exists():
         old = target.parent / f".old-{target.name}"
         if old.exists():
@@ -47,6 +51,13 @@ def write_atomic(target: Path, write: Callable[[Path], None]) -> None:
         shutil.rmtree(old)
     else:
         os.replace(tmp, target)
+
+
+def write_atomic(target: Path, write: Callable[[Path], None]) -> None:
+    """Calls `write(tmp_dir)` then renames tmp_dir to target (single process)."""
+    tmp = begin(target)
+    write(tmp)
+    commit(tmp, target)
 
 
 def write_state(directory: Path, state: dict[str, Any]) -> None:

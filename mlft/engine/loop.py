@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate import Accelerator, PartialState
+from accelerate.data_loader import prepare_data_loader
+from accelerate.utils import broadcast_object_list, parse_flag_from_env, set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
@@ -58,11 +60,27 @@ class IndexedFeatures(torch.utils.data.Dataset):
         return {**self.features[index], "index": index}
 
 
+def use_cpu(forced: bool) -> bool:
+    """CPU when asked, when launched with `accelerate launch --cpu`, or when there is no GPU."""
+    return forced or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+
+
+def shared_run_dir(own: Path, cpu: bool) -> Path:
+    """Under a multi-process launch every rank composed its own timestamped directory: all adopt rank 0's."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return own
+    state = PartialState(cpu=use_cpu(cpu))
+    chosen = Path(broadcast_object_list([str(own)], from_process=0)[0])
+    if not state.is_main_process and chosen != own and own.is_dir() and not any(own.iterdir()):
+        own.rmdir()
+    return chosen
+
+
 def make_accelerator(trainer: TrainerConfig, run_dir: Path | None) -> Accelerator:
     """An Accelerator for the run; with a run directory, TensorBoard curves go to <run>/tensorboard/."""
     log_with = "tensorboard" if trainer.tensorboard and run_dir is not None else None
     accelerator = Accelerator(
-        cpu=trainer.cpu,
+        cpu=use_cpu(trainer.cpu),
         mixed_precision=trainer.precision,
         gradient_accumulation_steps=trainer.grad_accum,
         log_with=log_with,
@@ -110,8 +128,13 @@ def predict_features(
         batch_size=batch_size,
         shuffle=False,
         collate_fn=_collate_with_index(collate),
+        generator=torch.Generator(),  # see train_loop: loaders must not draw from the global RNG
     )
-    loader = accelerator.prepare(loader)
+    # Not accelerator.prepare: that would register the loader in the checkpointed state, and
+    # evaluation loaders must not change what a checkpoint holds.
+    loader = prepare_data_loader(
+        loader, accelerator.device, accelerator.num_processes, accelerator.process_index, put_on_device=True
+    )
     results: list[dict[str, Any] | None] = [None] * len(features)
     model.eval()
     with torch.inference_mode():
@@ -126,7 +149,6 @@ def predict_features(
             gathered_index, gathered = accelerator.gather_for_metrics((index, outs))
             for row, i in enumerate(gathered_index.tolist()):
                 results[i] = {k: v[row].cpu() for k, v in gathered.items()}
-    accelerator.free_memory(loader)
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
 
@@ -162,8 +184,11 @@ def train_loop(
     """Trains `model` in place; the best weights (by `evaluate`) are saved to checkpoints/best."""
     set_seed(seed)
     sampler = EpochSampler(len(features), seed)
+    # Every DataLoader iterator draws a seed from its generator; with the global one, an evaluation or
+    # a resumed epoch would shift the dropout RNG and a resumed run would no longer match.
     loader = DataLoader(
-        IndexedFeatures(features), batch_size=trainer.batch_size, sampler=sampler, collate_fn=_collate_with_index(collate)
+        IndexedFeatures(features), batch_size=trainer.batch_size, sampler=sampler,
+        collate_fn=_collate_with_index(collate), generator=torch.Generator().manual_seed(seed),
     )
     optimizer = build_optimizer(model, optim)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -182,18 +207,20 @@ def train_loop(
         log.info("training: %d features, %d optimizer steps (%d per epoch)", len(features), total, steps_per_epoch)
 
     def save_checkpoint() -> None:
+        # Every process writes its part (its RNG state) into one temporary folder; the main process
+        # then renames it, so a crash at any point leaves the previous checkpoint intact.
         target = checkpoints / f"step-{state.global_step}"
-
-        def write(tmp: Path) -> None:
-            accelerator.save_state(str(tmp))
-            if accelerator.is_main_process:
-                checkpoint.write_state(tmp, vars(state))
-
+        tmp = checkpoints / f".tmp-{target.name}"
         if accelerator.is_main_process:
-            checkpoint.write_atomic(target, write)
+            checkpoint.begin(target)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(tmp))
+        if accelerator.is_main_process:
+            checkpoint.write_state(tmp, vars(state))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            checkpoint.commit(tmp, target)
             checkpoint.prune(checkpoints, trainer.keep_last)
-        else:
-            write(checkpoints / f".tmp-{target.name}")
         accelerator.wait_for_everyone()
 
     def run_eval() -> bool:

@@ -1,0 +1,70 @@
+"""Multi-process evaluation and crash/resume: real subprocesses, so marked slow (they run in CI)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import ROOT
+from helpers import FAST, ZH_NER, metrics, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_process_evaluation_equals_one_process(tmp_path, tiny_models):
+    run = tmp_path / "run"
+    result = run_cli(
+        "train", f"model={tiny_models['unigram']}", "trainer.num_processes=2", "trainer.cpu=true", "trainer.epochs=4",
+        "data.max_eval_samples=15", *FAST, *ZH_NER, f"hydra.run.dir={run}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list((run / "checkpoints").glob("step-*/random_states_*.pkl"))) == 2  # both ranks, one directory
+    assert not any(p.name.startswith("20") for p in tmp_path.iterdir())  # no rank invented its own directory
+    two = metrics(run)
+    assert two["dev"]["zh"]["n"] == 15  # the duplicate samples of the uneven last batch were dropped
+    result = run_cli("eval", f"run={run}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    one = json.loads(next((run / "evals").iterdir()).joinpath("metrics.json").read_text())
+    assert one["dev"] == two["dev"] and one["test"] == two["test"]
+    assert 0 < two["dev"]["zh"]["f1"]  # a trained model, so the comparison is not between two empty outputs
+
+
+def _start(run_dir, model, *extra):
+    args = ["train", f"model={model}", "trainer.eval_strategy=steps", "trainer.eval_steps=5", "trainer.keep_last=100",
+            "trainer.epochs=25", *FAST, *ZH_NER, f"hydra.run.dir={run_dir}", *extra]
+    return subprocess.Popen([sys.executable, "-m", "mlft", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, tiny_models):
+    model = tiny_models["unigram"]
+    reference = _start(tmp_path / "reference", model)
+    assert reference.wait(timeout=600) == 0, reference.stderr.read()[-3000:]
+
+    crashed = tmp_path / "crashed"
+    process = _start(crashed, model)
+    deadline = time.time() + 300
+    while not (crashed / "checkpoints" / "step-40" / "trainer_state.json").exists():
+        assert process.poll() is None and time.time() < deadline, "training ended before it could be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (crashed / "model").exists()
+
+    result = run_cli("train", f"resume={crashed}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, second = metrics(tmp_path / "reference"), metrics(crashed)
+    assert second["selection"] == first["selection"]
+    assert second["dev"] == first["dev"] and second["test"] == first["test"]
+    final_a = load_file(tmp_path / "reference" / "model" / "model.safetensors")
+    final_b = load_file(crashed / "model" / "model.safetensors")
+    assert final_a.keys() == final_b.keys()
+    for name in final_a:
+        torch.testing.assert_close(final_a[name], final_b[name], rtol=0, atol=1e-6)
