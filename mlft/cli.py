@@ -30,8 +30,20 @@ commands:
   mlft train -m optimizer.lr=1e-5,3e-5 seed=1,2        # a sweep, one run directory per job
 """
 GROUPS = ("model", "task", "lang", "optimizer", "trainer", "peft")
-HYDRA_INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve", "--package", "-p",
-                    "--shell-completion", "-sc"}
+HYDRA_INFO_FLAGS = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "--cfg",
+    "-c",
+    "--resolve",
+    "--package",
+    "-p",
+    "--shell-completion",
+    "-sc",
+}
 RUN_DIR_ENV = "MLFT_RUN_DIR"  # set by a launcher for its child processes: the directory is already claimed
 
 
@@ -96,19 +108,18 @@ def precheck(directory: Path, config_name: str, overrides: list[str], multirun: 
     """Composes and validates every job before Hydra creates any directory; raises ConfigError."""
     from hydra import compose, initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from mlft.config import validate
     from mlft.errors import ConfigError
 
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
         jobs = BasicSweeper.split_arguments(parsed, None)[0] if multirun else [overrides]
     except HydraException as err:
-        raise ConfigError(f"overrides: {err}")
+        raise ConfigError(f"overrides: {err}") from None
     problems: list[str] = []
     with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
         for job in jobs:
@@ -159,10 +170,25 @@ def _relaunch(run_dir: Path, processes: int, cpu: bool) -> None:
     """Runs the saved job with `processes` processes (torchrun, as `accelerate launch` does), in `run_dir`."""
     import torch
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-               "-m", "mlft", "train", "--config-path", str((run_dir / ".hydra").resolve()), "--config-name", "config",
-               f"hydra.run.dir={run_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(processes),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "mlft",
+        "train",
+        "--config-path",
+        str((run_dir / ".hydra").resolve()),
+        "--config-name",
+        "config",
+        f"hydra.run.dir={run_dir}",
+    ]
     env = {**os.environ, RUN_DIR_ENV: str(run_dir.resolve())}
     if cpu or not torch.cuda.is_available():
         env["ACCELERATE_USE_CPU"] = "true"
@@ -253,7 +279,10 @@ def main(argv: list[str] | None = None) -> None:
             print("mlft export: not available in this version (the subcommand is reserved)", file=sys.stderr)
             raise SystemExit(2)
         else:
-            print(f"mlft: unknown command {command!r} (allowed: train, eval, predict, export)\n\n{USAGE}", file=sys.stderr)
+            print(
+                f"mlft: unknown command {command!r} (allowed: train, eval, predict, export)\n\n{USAGE}",
+                file=sys.stderr,
+            )
             raise SystemExit(2)
     except UserError as err:
         print(format_error(err), file=sys.stderr)

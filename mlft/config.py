@@ -171,13 +171,10 @@ class RunConfig:
 
 
 def to_container(cfg: DictConfig | dict) -> dict[str, Any]:
-    if isinstance(cfg, DictConfig):
-        data = OmegaConf.to_container(cfg, resolve=True)
-    else:
-        data = dict(cfg)
+    data: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)  # type: ignore[assignment]
     data.pop("hydra", None)
     data.pop("defaults", None)
-    return data  # type: ignore[return-value]
+    return data
 
 
 def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:

@@ -45,14 +45,20 @@ def predict_lines(saved: Any, lines: list[str], lang: str, batch_size: int, cpu:
     keep = [i for i, line in enumerate(lines) if line.strip()]
     if token_task:
         splits = [split_text(lines[i], lang) for i in keep]
-        examples = [{"tokens": tokens} for tokens, _ in splits]
+        examples: list[dict[str, Any]] = [{"tokens": tokens} for tokens, _ in splits]
     else:
         examples = [{"text": lines[i]} for i in keep]
     features = saved.task.encode(examples, saved.tokenizer, lang)
     pad_id = saved.tokenizer.pad_token_id
     outs = predict_features(
-        accelerator, model, features, lambda f: saved.task.collate(f, pad_id), saved.task.outputs, batch_size,
-        progress=True, desc="predict",
+        accelerator,
+        model,
+        features,
+        lambda f: saved.task.collate(f, pad_id),
+        saved.task.outputs,
+        batch_size,
+        progress=True,
+        desc="predict",
     )
     predictions = saved.task.decode(examples, features, outs)
     records: list[dict[str, Any]] = [

@@ -1,15 +1,15 @@
 """The run directory: the reproducible record of one run.
 
-    <run>/.hydra/config.yaml     composable config that reproduces the run (`--config-path <run>/.hydra`)
-    <run>/.hydra/overrides.yaml  the command-line overrides
-    <run>/config.yaml            the resolved config
-    <run>/env.json               versions, git sha, devices, seeds, data fingerprints, model
-    <run>/metrics.json           metrics per split and language, means, training history
-    <run>/report.md              the per-language table
-    <run>/checkpoints/           step-N/ (resumable state) and best/
-    <run>/model/                 final model + tokenizer (save_pretrained, label maps)
-    <run>/predictions/           <split>-<lang>.jsonl
-    <run>/tensorboard/           training curves
+<run>/.hydra/config.yaml     composable config that reproduces the run (`--config-path <run>/.hydra`)
+<run>/.hydra/overrides.yaml  the command-line overrides
+<run>/config.yaml            the resolved config
+<run>/env.json               versions, git sha, devices, seeds, data fingerprints, model
+<run>/metrics.json           metrics per split and language, means, training history
+<run>/report.md              the per-language table
+<run>/checkpoints/           step-N/ (resumable state) and best/
+<run>/model/                 final model + tokenizer (save_pretrained, label maps)
+<run>/predictions/           <split>-<lang>.jsonl
+<run>/tensorboard/           training curves
 """
 
 from __future__ import annotations
@@ -92,7 +92,9 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def write_env(run_dir: Path, devices: dict[str, Any], seed: int, sources: dict[str, str], model: dict[str, Any]) -> None:
+def write_env(
+    run_dir: Path, devices: dict[str, Any], seed: int, sources: dict[str, str], model: dict[str, Any]
+) -> None:
     env = {
         "versions": versions(),
         "git_sha": git_sha(),

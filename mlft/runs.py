@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from mlft.config import RunConfig, validate
 from mlft.errors import ConfigError, RunDirError
@@ -28,8 +28,7 @@ def parse_args(args: list[str], schema: type, command: str) -> Any:
     bad = [a for a in args if "=" not in a or a.startswith("-")]
     if bad:
         raise ConfigError([f"{a}: expected key=value (mlft {command} --help lists the keys)" for a in bad])
-    data = OmegaConf.to_container(OmegaConf.from_dotlist(args), resolve=True)
-    assert isinstance(data, dict)
+    data: dict[str, Any] = OmegaConf.to_container(OmegaConf.from_dotlist(args), resolve=True)  # type: ignore[assignment]
     problems = check_fields(data, schema)
     if problems:
         raise ConfigError(problems)
@@ -44,7 +43,9 @@ def load_run(run_dir: Path) -> SavedRun:
         raise RunDirError(f"run={run_dir}: not a run directory (no config.yaml)")
     if not (run_dir / "model" / "config.json").is_file():
         raise RunDirError(f"run={run_dir}: the run has no final model (model/config.json); did training finish?")
-    config = validate(OmegaConf.load(run_dir / "config.yaml"))
+    saved = OmegaConf.load(run_dir / "config.yaml")
+    assert isinstance(saved, DictConfig)
+    config = validate(saved)
     tokenizer = load_tokenizer(str(run_dir / "model"))
     task_cls = build_task(config.task.type, [], config.model.max_length, config.model.stride, config.task.multi_label)
     model = task_cls.model_class.from_pretrained(run_dir / "model")

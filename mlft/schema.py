@@ -39,7 +39,7 @@ def check_value(value: Any, tp: Any, key: str) -> list[str]:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             return [f"{key}: expected a mapping, got {value!r}"]
-        return check_fields(value, tp, prefix=f"{key}.")
+        return check_fields(value, typing.cast(type, tp), prefix=f"{key}.")
     if origin is Literal:
         allowed = get_args(tp)
         if value in allowed:

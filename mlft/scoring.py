@@ -36,8 +36,14 @@ def evaluate_sets(
     predictions = {}
     for s in sets:
         outs = predict_features(
-            accelerator, model, s.features, lambda f: task.collate(f, pad_id), task.outputs, batch_size,
-            progress=progress, desc=f"eval {s.split}/{s.lang}",
+            accelerator,
+            model,
+            s.features,
+            lambda f: task.collate(f, pad_id),
+            task.outputs,
+            batch_size,
+            progress=progress,
+            desc=f"eval {s.split}/{s.lang}",
         )
         preds = task.decode(s.examples, s.features, outs)
         metrics.setdefault(s.split, {})[s.lang] = {"n": len(s.examples), **task.score(s.examples, preds)}

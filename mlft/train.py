@@ -26,7 +26,9 @@ from mlft.tasks import build_task
 log = logging.getLogger("mlft")
 
 
-def write_predictions(run_dir: Path, sets: list[Any], predictions: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
+def write_predictions(
+    run_dir: Path, sets: list[Any], predictions: dict[tuple[str, str], list[dict[str, Any]]]
+) -> None:
     out_dir = run_dir / "predictions"
     out_dir.mkdir(exist_ok=True)
     for s in sets:
@@ -52,10 +54,9 @@ def train(
         raise ConfigError("trainer.precision: fp16 needs a GPU; use bf16 on CPU")
     accelerator = make_accelerator(run.trainer, run_dir)
     resuming = run.resume is not None
-    if accelerator.is_main_process:
-        if not resuming and not claimed:
-            rundir.claim(run_dir, run.overwrite)
-            rundir.save_config(run_dir, cfg, overrides or [], hydra_settings or {})
+    if accelerator.is_main_process and not resuming and not claimed:
+        rundir.claim(run_dir, run.overwrite)
+        rundir.save_config(run_dir, cfg, overrides or [], hydra_settings or {})
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         log.info("run directory: %s", run_dir)
@@ -66,17 +67,29 @@ def train(
     tokenizer = load_tokenizer(run.model.name_or_path, run.model.revision, run.model.trust_remote_code)
     set_seed(run.seed)  # the new head's initialisation is part of the run's result
     model = load_model(
-        task.model_class, run.model.name_or_path, loaded.labels, task.problem_type, tokenizer,
-        run.model.revision, run.model.trust_remote_code,
+        task.model_class,
+        run.model.name_or_path,
+        loaded.labels,
+        task.problem_type,
+        tokenizer,
+        run.model.revision,
+        run.model.trust_remote_code,
     )
     train_features = [f for lang, exs in loaded.splits["train"].items() for f in task.encode(exs, tokenizer, lang)]
     eval_sets = encode_sets(task, tokenizer, loaded.splits)
     dev_sets = [s for s in eval_sets if s.split == "dev"]
     if accelerator.is_main_process and not resuming:
-        devices = {"device": str(accelerator.device), "processes": accelerator.num_processes,
-                   "precision": run.trainer.precision, "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES")}
-        model_info = {"name_or_path": run.model.name_or_path, "revision": run.model.revision,
-                      "parameters": sum(p.numel() for p in model.parameters())}
+        devices = {
+            "device": str(accelerator.device),
+            "processes": accelerator.num_processes,
+            "precision": run.trainer.precision,
+            "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
+        model_info = {
+            "name_or_path": run.model.name_or_path,
+            "revision": run.model.revision,
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
         rundir.write_env(run_dir, devices, run.seed, loaded.sources, model_info)
     if accelerator.is_main_process:
         log.info("labels (%d): %s", len(loaded.labels), ", ".join(loaded.labels[:20]))
@@ -89,7 +102,12 @@ def train(
         flat = {f"{lang}/{k}": v for lang, m in dev.items() for k, v in m.items() if isinstance(v, float)}
         score = selection_score(dev, run.task.metric, run.lang.train)
         if accelerator.is_main_process and score is not None:
-            log.info("dev %s = %.4f (%s)", run.task.metric, score, ", ".join(f"{lang}: {m[run.task.metric]:.4f}" for lang, m in dev.items()))
+            log.info(
+                "dev %s = %.4f (%s)",
+                run.task.metric,
+                score,
+                ", ".join(f"{lang}: {m[run.task.metric]:.4f}" for lang, m in dev.items()),
+            )
         return score, flat
 
     checkpoints = run_dir / "checkpoints"
@@ -97,21 +115,40 @@ def train(
     if resuming and resume_from is None:
         log.warning("no complete checkpoint in %s: training starts from the beginning", checkpoints)
     state = train_loop(
-        accelerator, model, train_features, lambda f: task.collate(f, pad_id), run.trainer, run.optimizer,
-        run.seed, checkpoints, evaluate_dev if dev_sets else lambda: (None, {}), resume_from,
+        accelerator,
+        model,
+        train_features,
+        lambda f: task.collate(f, pad_id),
+        run.trainer,
+        run.optimizer,
+        run.seed,
+        checkpoints,
+        evaluate_dev if dev_sets else lambda: (None, {}),
+        resume_from,
     )
 
     # The final model is the best checkpoint (or the last weights when nothing was evaluated).
     best = load_file(checkpoints / checkpoint.BEST / "model.safetensors")
     accelerator.unwrap_model(model).load_state_dict(best)
-    metrics, predictions = evaluate_sets(accelerator, model, task, pad_id, eval_sets, run.trainer.eval_batch_size, run.trainer.progress)
+    metrics, predictions = evaluate_sets(
+        accelerator, model, task, pad_id, eval_sets, run.trainer.eval_batch_size, run.trainer.progress
+    )
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(run_dir / "model")
         tokenizer.save_pretrained(run_dir / "model")
         write_predictions(run_dir, eval_sets, predictions)
-        extra = {"selection": {"metric": run.task.metric, "strategy": "source_dev", "best_step": state.best_step,
-                               "best_score": state.best_score}, "history": state.history}
-        table = write_reports(run_dir, metrics, run.task.type, extra, f"{run.task.name} · {run.lang.name} · {run_dir.name}")
+        extra = {
+            "selection": {
+                "metric": run.task.metric,
+                "strategy": "source_dev",
+                "best_step": state.best_step,
+                "best_score": state.best_score,
+            },
+            "history": state.history,
+        }
+        table = write_reports(
+            run_dir, metrics, run.task.type, extra, f"{run.task.name} · {run.lang.name} · {run_dir.name}"
+        )
         print(table)
     accelerator.end_training()
     return metrics

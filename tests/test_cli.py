@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from conftest import FIXTURES
 from helpers import FAST, ZH_NER, run_cli
 
@@ -35,7 +33,9 @@ def test_config_errors_exit_2_without_traceback(tmp_path):
 def test_data_errors_exit_2_with_file_and_line(tmp_path, tiny_models):
     bad = tmp_path / "bad.conll"
     bad.write_text("张\tB-PER\n伟\tI-LOC\n")
-    result = run_cli("train", f"model={tiny_models['unigram']}", f"data.train={bad}", f"hydra.run.dir={tmp_path / 'r'}")
+    result = run_cli(
+        "train", f"model={tiny_models['unigram']}", f"data.train={bad}", f"hydra.run.dir={tmp_path / 'r'}"
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"{bad}:2:" in result.stderr
@@ -48,14 +48,21 @@ def test_eval_of_a_missing_run_exits_2(tmp_path):
 
 def test_sweep_runs_each_job_as_an_ordinary_run_directory(tmp_path, tiny_models):
     result = run_cli(
-        "train", "-m", f"model={tiny_models['unigram']}", "optimizer.lr=1e-3,5e-3", "seed=1,2", "trainer.epochs=1",
-        *FAST[:2], *ZH_NER[:2], f"hydra.sweep.dir={tmp_path}",
+        "train",
+        "-m",
+        f"model={tiny_models['unigram']}",
+        "optimizer.lr=1e-3,5e-3",
+        "seed=1,2",
+        "trainer.epochs=1",
+        *FAST[:2],
+        *ZH_NER[:2],
+        f"hydra.sweep.dir={tmp_path}",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
     assert len(jobs) == 4
     for job in jobs:
-        config = (job / "config.yaml").read_text()
+        assert (job / "metrics.json").exists()
         assert (job / ".hydra" / "overrides.yaml").exists()
     lrs = {line for job in jobs for line in (job / "config.yaml").read_text().splitlines() if "  lr:" in line}
     assert lrs == {"  lr: 0.001", "  lr: 0.005"}
@@ -63,8 +70,14 @@ def test_sweep_runs_each_job_as_an_ordinary_run_directory(tmp_path, tiny_models)
 
 def test_python_dash_m_mlft_trains(tmp_path, tiny_models):
     result = run_cli(
-        "train", f"model={tiny_models['wordpiece']}", "task=sentiment", "lang=en", "trainer.epochs=1", *FAST,
-        f"data.train={FIXTURES / 'sentiment' / 'en_train.jsonl'}", f"hydra.run.dir={tmp_path / 'run'}",
+        "train",
+        f"model={tiny_models['wordpiece']}",
+        "task=sentiment",
+        "lang=en",
+        "trainer.epochs=1",
+        *FAST,
+        f"data.train={FIXTURES / 'sentiment' / 'en_train.jsonl'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()

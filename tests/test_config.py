@@ -43,21 +43,36 @@ def test_every_shipped_config_composes_and_validates(group, option, tiny_models)
 
 def test_every_problem_is_reported_at_once(tiny_models):
     cfg = compose_cfg(
-        [f"model.name_or_path={tiny_models['unigram']}", "data.train=missing.conll", "++trainer.bogus=1",
-         "optimizer.lr=fast", "optimizer.warmup_steps=10", "trainer.precision=fp8", "task.metric=bleu"]
+        [
+            f"model.name_or_path={tiny_models['unigram']}",
+            "data.train=missing.conll",
+            "++trainer.bogus=1",
+            "optimizer.lr=fast",
+            "optimizer.warmup_steps=10",
+            "trainer.precision=fp8",
+            "task.metric=bleu",
+        ]
     )
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     text = "\n".join(err.value.problems)
-    for fragment in ("trainer.bogus: unknown key", "optimizer.lr: expected float", "trainer.precision: 'fp8'",
-                     "allowed: no, bf16, fp16", "data.train: file not found", "task.metric: 'bleu'",
-                     "optimizer.warmup_steps: conflicts with optimizer.warmup_fraction"):
+    for fragment in (
+        "trainer.bogus: unknown key",
+        "optimizer.lr: expected float",
+        "trainer.precision: 'fp8'",
+        "allowed: no, bf16, fp16",
+        "data.train: file not found",
+        "task.metric: 'bleu'",
+        "optimizer.warmup_steps: conflicts with optimizer.warmup_fraction",
+    ):
         assert fragment in text
 
 
 def test_precheck_reports_unknown_presets_and_keys_together(tiny_models):
     with pytest.raises(ConfigError) as err:
-        precheck(config_dir(), "config", ["task=nerx", "lang=xx", "foo.bar=1", f"model={tiny_models['unigram']}"], False)
+        precheck(
+            config_dir(), "config", ["task=nerx", "lang=xx", "foo.bar=1", f"model={tiny_models['unigram']}"], False
+        )
     text = "\n".join(err.value.problems)
     assert "task: 'nerx' is not a task preset (allowed: multilabel, ner" in text
     assert "lang: 'xx' is not a lang preset" in text

@@ -109,11 +109,15 @@ def test_hub_source_through_datasets_with_class_labels(tmp_path):
     import datasets
 
     features = datasets.Features(
-        {"tokens": datasets.Sequence(datasets.Value("string")),
-         "ner_tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-PER", "I-PER"]))}
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-PER", "I-PER"])),
+        }
     )
     for split in ("train", "validation"):
-        ds = datasets.Dataset.from_dict({"tokens": [["Ann", "Lee", "ran"]], "ner_tags": [[1, 2, 0]]}, features=features)
+        ds = datasets.Dataset.from_dict(
+            {"tokens": [["Ann", "Lee", "ran"]], "ner_tags": [[1, 2, 0]]}, features=features
+        )
         ds.to_parquet(str(tmp_path / f"{split}.parquet"))
     task = TaskConfig(name="ner", type="token_classification", metric="f1")
     data = DataConfig(train=f"hub:{tmp_path}", dev=f"hub:{tmp_path}")

@@ -12,8 +12,14 @@ SENT = FIXTURES / "sentiment"
 
 def test_single_label_sentiment_with_confusion_matrix(tmp_path, tiny_models):
     run = train(
-        tmp_path / "run", tiny_models["wordpiece"], "task=sentiment", "lang=zh", "trainer.epochs=6",
-        f"data.train={SENT / 'zh_train.jsonl'}", f"data.dev={SENT / 'zh_dev.jsonl'}", f"data.test={SENT / 'zh_test.jsonl'}",
+        tmp_path / "run",
+        tiny_models["wordpiece"],
+        "task=sentiment",
+        "lang=zh",
+        "trainer.epochs=6",
+        f"data.train={SENT / 'zh_train.jsonl'}",
+        f"data.dev={SENT / 'zh_dev.jsonl'}",
+        f"data.test={SENT / 'zh_test.jsonl'}",
     )
     m = metrics(run)
     test = m["test"]["zh"]
@@ -26,8 +32,13 @@ def test_single_label_sentiment_with_confusion_matrix(tmp_path, tiny_models):
 
 def test_multi_label_from_csv(tmp_path, tiny_models):
     run = train(
-        tmp_path / "run", tiny_models["bpe"], "task=multilabel", "lang=en", "trainer.epochs=10",
-        f"data.train={FIXTURES / 'multilabel' / 'train.csv'}", f"data.dev={FIXTURES / 'multilabel' / 'dev.csv'}",
+        tmp_path / "run",
+        tiny_models["bpe"],
+        "task=multilabel",
+        "lang=en",
+        "trainer.epochs=10",
+        f"data.train={FIXTURES / 'multilabel' / 'train.csv'}",
+        f"data.dev={FIXTURES / 'multilabel' / 'dev.csv'}",
         "data.label_separator=|",
     )
     dev = metrics(run)["dev"]["en"]
@@ -39,9 +50,15 @@ def test_multi_label_from_csv(tmp_path, tiny_models):
 
 def test_sentence_pairs_from_tsv(tmp_path, tiny_models):
     run = train(
-        tmp_path / "run", tiny_models["wordpiece"], "task=nli", "lang=en", "trainer.epochs=2",
-        f"data.train={FIXTURES / 'nli' / 'train.tsv'}", f"data.dev={FIXTURES / 'nli' / 'dev.tsv'}",
-        "data.columns.text=premise", "data.columns.text_pair=hypothesis",
+        tmp_path / "run",
+        tiny_models["wordpiece"],
+        "task=nli",
+        "lang=en",
+        "trainer.epochs=2",
+        f"data.train={FIXTURES / 'nli' / 'train.tsv'}",
+        f"data.dev={FIXTURES / 'nli' / 'dev.tsv'}",
+        "data.columns.text=premise",
+        "data.columns.text_pair=hypothesis",
     )
     dev = metrics(run)["dev"]["en"]
     assert dev["confusion_matrix"]["labels"] == ["entailment", "neutral", "contradiction"]

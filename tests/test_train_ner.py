@@ -12,8 +12,18 @@ from mlft.cli import main
 from conftest import FIXTURES
 from helpers import ZH_NER, metrics, train
 
-RUN_FILES = {".hydra", "checkpoints", "config.yaml", "env.json", "metrics.csv", "metrics.json", "model",
-             "predictions", "report.md", "tensorboard"}
+RUN_FILES = {
+    ".hydra",
+    "checkpoints",
+    "config.yaml",
+    "env.json",
+    "metrics.csv",
+    "metrics.json",
+    "model",
+    "predictions",
+    "report.md",
+    "tensorboard",
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +62,16 @@ def test_saved_model_loads_with_plain_transformers_and_pipeline(ner_run):
 
 
 def test_rerunning_the_saved_config_gives_the_same_metrics(ner_run, tmp_path):
-    main(["train", "--config-path", str(ner_run / ".hydra"), "--config-name", "config",
-          f"hydra.run.dir={tmp_path / 'again'}"])
+    main(
+        [
+            "train",
+            "--config-path",
+            str(ner_run / ".hydra"),
+            "--config-name",
+            "config",
+            f"hydra.run.dir={tmp_path / 'again'}",
+        ]
+    )
     first, second = metrics(ner_run), metrics(tmp_path / "again")
     assert second["test"] == first["test"]
     assert second["dev"] == first["dev"]

@@ -14,7 +14,11 @@ from mlft.errors import DataError
 # mlft split name -> names datasets use for it, in order of preference.
 SPLIT_NAMES = {"train": ("train",), "dev": ("validation", "dev", "valid"), "test": ("test",)}
 # Fallback column names of common hub datasets.
-FALLBACKS = {"tags": ("ner_tags",), "text": ("sentence", "premise", "sentence1"), "text_pair": ("hypothesis", "sentence2")}
+FALLBACKS = {
+    "tags": ("ner_tags",),
+    "text": ("sentence", "premise", "sentence1"),
+    "text_pair": ("hypothesis", "sentence2"),
+}
 
 
 def parse_hub_spec(spec: str) -> tuple[str, str | None]:
@@ -52,7 +56,9 @@ def read_hub(spec: str, split: str, columns: dict[str, Any], token_task: bool) -
     try:
         dataset_dict = datasets.load_dataset(path, config)
     except (FileNotFoundError, ValueError, ConnectionError) as err:
-        raise DataError(f"{spec}: cannot load dataset ({type(err).__name__}: {str(err).splitlines()[0][:200]})")
+        raise DataError(
+            f"{spec}: cannot load dataset ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+        ) from None
     name = next((n for n in SPLIT_NAMES[split] if n in dataset_dict), None)
     if name is None:
         raise DataError(f"{spec}: no {split} split (splits: {', '.join(dataset_dict)})")

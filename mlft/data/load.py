@@ -73,7 +73,9 @@ def check_labels(splits: Splits, labels: list[str], token_task: bool) -> None:
     for split in SPLITS:
         for exs in splits.get(split, {}).values():
             for ex in exs:
-                values = ex["tags"] if token_task else (ex["label"] if isinstance(ex["label"], list) else [ex["label"]])
+                values = (
+                    ex["tags"] if token_task else (ex["label"] if isinstance(ex["label"], list) else [ex["label"]])
+                )
                 unknown = sorted({v for v in values if v not in known})
                 if unknown:
                     problems.append(f"{ex['loc']}: label(s) {', '.join(unknown)} not in the training labels")

@@ -34,7 +34,9 @@ def read_lines(path: Path) -> list[str]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[err.start]:02x}); re-encode the file as UTF-8")
+        raise DataError(
+            f"{path}:{line}: not valid UTF-8 (byte 0x{raw[err.start]:02x}); re-encode the file as UTF-8"
+        ) from None
     if not text.strip():
         raise DataError(f"{path}:1: file is empty")
     return [line.rstrip("\r") for line in text.split("\n")]
@@ -55,7 +57,13 @@ def read_conll(path: Path, token_column: int = 0, tag_column: int = -1) -> list[
     def flush() -> None:
         if tokens:
             examples.append(
-                {"tokens": list(tokens), "tags": list(tags), "loc": f"{path}:{start}", "file": str(path), "first_line": start}
+                {
+                    "tokens": list(tokens),
+                    "tags": list(tags),
+                    "loc": f"{path}:{start}",
+                    "file": str(path),
+                    "first_line": start,
+                }
             )
         tokens.clear()
         tags.clear()
@@ -122,7 +130,9 @@ def record_to_example(record: dict[str, Any], columns: dict[str, Any], token_tas
     if not isinstance(text, str) or not text.strip():
         raise DataError(f"{loc}: {columns['text']!r} must be a non-empty string, got {text!r}")
     if not (isinstance(label, (str, int)) and not isinstance(label, bool)) and not _check_str_list(label):
-        raise DataError(f"{loc}: {columns['label']!r} must be a string, an integer or a list of strings, got {label!r}")
+        raise DataError(
+            f"{loc}: {columns['label']!r} must be a string, an integer or a list of strings, got {label!r}"
+        )
     pair = get(columns.get("text_pair"))
     if pair is not None and not isinstance(pair, str):
         raise DataError(f"{loc}: {columns['text_pair']!r} must be a string, got {pair!r}")

@@ -36,7 +36,9 @@ def split_tag(tag: str) -> tuple[str, str]:
     return prefix, etype
 
 
-def to_spans(tags: list[str], scheme: str, repair: bool = False) -> tuple[list[tuple[int, int, str]], list[TagProblem]]:
+def to_spans(
+    tags: list[str], scheme: str, repair: bool = False
+) -> tuple[list[tuple[int, int, str]], list[TagProblem]]:
     """Parses tags into [start, end) typed spans, returning problems found on the way."""
     allowed = _PREFIXES[scheme]
     spans: list[tuple[int, int, str]] = []
@@ -52,12 +54,16 @@ def to_spans(tags: list[str], scheme: str, repair: bool = False) -> tuple[list[t
     for i, tag in enumerate(tags):
         prefix, etype = split_tag(tag)
         if prefix != "O" and prefix not in allowed:
-            problems.append(TagProblem(i, f"tag {tag!r} is not a {scheme} tag (prefixes: O, {', '.join(sorted(allowed))})"))
+            problems.append(
+                TagProblem(i, f"tag {tag!r} is not a {scheme} tag (prefixes: O, {', '.join(sorted(allowed))})")
+            )
             close(i)
             continue
         if prefix == "O":
             if scheme in ("IOBES", "BMES") and open_start >= 0:
-                problems.append(TagProblem(i, f"entity {open_type} opened at token {open_start + 1} is not closed by E-"))
+                problems.append(
+                    TagProblem(i, f"entity {open_type} opened at token {open_start + 1} is not closed by E-")
+                )
             close(i)
         elif prefix == "S":
             if open_start >= 0 and scheme in ("IOBES", "BMES"):
@@ -81,7 +87,9 @@ def to_spans(tags: list[str], scheme: str, repair: bool = False) -> tuple[list[t
             if prefix == "E":
                 close(i + 1)
     if open_start >= 0 and scheme in ("IOBES", "BMES"):
-        problems.append(TagProblem(len(tags) - 1, f"entity {open_type} is not closed by E- at the end of the sentence"))
+        problems.append(
+            TagProblem(len(tags) - 1, f"entity {open_type} is not closed by E- at the end of the sentence")
+        )
     close(len(tags))
     if repair:
         problems = [p for p in problems if "is not a" in p.message]

@@ -187,8 +187,11 @@ def train_loop(
     # Every DataLoader iterator draws a seed from its generator; with the global one, an evaluation or
     # a resumed epoch would shift the dropout RNG and a resumed run would no longer match.
     loader = DataLoader(
-        IndexedFeatures(features), batch_size=trainer.batch_size, sampler=sampler,
-        collate_fn=_collate_with_index(collate), generator=torch.Generator().manual_seed(seed),
+        IndexedFeatures(features),
+        batch_size=trainer.batch_size,
+        sampler=sampler,
+        collate_fn=_collate_with_index(collate),
+        generator=torch.Generator().manual_seed(seed),
     )
     optimizer = build_optimizer(model, optim)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -242,7 +245,9 @@ def train_loop(
 
     model.train()
     saved_at, stop = -1, state.global_step >= total
-    bar = tqdm(total=total, initial=state.global_step, desc="train", disable=not show_progress(accelerator, trainer.progress))
+    bar = tqdm(
+        total=total, initial=state.global_step, desc="train", disable=not show_progress(accelerator, trainer.progress)
+    )
     while not stop and state.epoch < trainer.epochs:
         epoch_loader = accelerator.skip_first_batches(loader, state.batches_done) if state.batches_done else loader
         # The prepared loader re-seeds its sampler from its own epoch counter: set it explicitly.
@@ -270,7 +275,9 @@ def train_loop(
             state.global_step += 1
             bar.update(1)
             if state.global_step % trainer.log_every == 0:
-                accelerator.log({"train/loss": running / seen, "train/lr": scheduler.get_last_lr()[0]}, step=state.global_step)
+                accelerator.log(
+                    {"train/loss": running / seen, "train/lr": scheduler.get_last_lr()[0]}, step=state.global_step
+                )
                 bar.set_postfix(loss=f"{running / seen:.4f}")
                 running, seen = 0.0, 0
             if trainer.eval_strategy == "steps" and state.global_step % (trainer.eval_steps or 1) == 0:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
-from transformers import get_cosine_schedule_with_warmup, get_constant_schedule_with_warmup, get_linear_schedule_with_warmup
+from transformers import (
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
+    get_linear_schedule_with_warmup,
+)
 
 from mlft.config import OptimizerConfig
 
-_SCHEDULES = {
+_SCHEDULES: dict[str, Callable[..., torch.optim.lr_scheduler.LambdaLR]] = {
     "linear": get_linear_schedule_with_warmup,
     "cosine": get_cosine_schedule_with_warmup,
 }
@@ -17,7 +22,8 @@ _SCHEDULES = {
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Decay only weight matrices: biases and normalization weights (1-D tensors) are excluded."""
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue

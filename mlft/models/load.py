@@ -13,10 +13,13 @@ def load_tokenizer(name_or_path: str, revision: str | None = None, trust_remote_
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
-        raise ConfigError(f"model.name_or_path: cannot load a tokenizer from {name_or_path!r} ({_first_line(err)})")
+        raise ConfigError(
+            f"model.name_or_path: cannot load a tokenizer from {name_or_path!r} ({_first_line(err)})"
+        ) from None
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError(
-            f"model.name_or_path: {name_or_path!r} has no fast tokenizer (tokenizer.json); mlft needs one for alignment"
+            f"model.name_or_path: {name_or_path!r} has no fast tokenizer (tokenizer.json); "
+            "mlft needs one for word alignment"
         )
     if tokenizer.pad_token_id is None:
         raise ConfigError(f"model.name_or_path: the tokenizer of {name_or_path!r} has no padding token")
@@ -45,7 +48,9 @@ def load_model(
             ignore_mismatched_sizes=True,
         )
     except (OSError, ValueError) as err:
-        raise ConfigError(f"model.name_or_path: cannot load a model from {name_or_path!r} ({_first_line(err)})")
+        raise ConfigError(
+            f"model.name_or_path: cannot load a model from {name_or_path!r} ({_first_line(err)})"
+        ) from None
     rows = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:
         raise ConfigError(

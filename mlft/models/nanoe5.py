@@ -73,7 +73,9 @@ def read_header(path: Path) -> Header:
     pieces = [blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n)]
     _, table_len = struct.unpack_from("<iI", data, off)
     off += 8 + table_len
-    return Header(hidden, layers, heads, inter, vocab, max_pos, type_vocab, eps, pieces, scores, bos, eos, pad, unk, off)
+    return Header(
+        hidden, layers, heads, inter, vocab, max_pos, type_vocab, eps, pieces, scores, bos, eos, pad, unk, off
+    )
 
 
 def build_tokenizer(header: Header) -> Any:
@@ -96,7 +98,12 @@ def build_tokenizer(header: Header) -> Any:
     )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token=bos, eos_token=eos, cls_token=bos, sep_token=eos,
-        pad_token=header.pieces[header.pad], unk_token=header.pieces[header.unk], mask_token="<mask>",
+        bos_token=bos,
+        eos_token=eos,
+        cls_token=bos,
+        sep_token=eos,
+        pad_token=header.pieces[header.pad],
+        unk_token=header.pieces[header.unk],
+        mask_token="<mask>",
         model_max_length=header.max_positions,
     )

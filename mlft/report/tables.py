@@ -26,7 +26,12 @@ def means(metrics: Metrics, columns: tuple[str, ...]) -> dict[str, dict[str, flo
 
 def markdown(metrics: Metrics, task_type: str, title: str) -> str:
     columns = COLUMNS[task_type]
-    lines = [f"# {title}", "", "| split | lang | n | " + " | ".join(columns) + " |", "|---|---|---:|" + "---:|" * len(columns)]
+    lines = [
+        f"# {title}",
+        "",
+        "| split | lang | n | " + " | ".join(columns) + " |",
+        "|---|---|---:|" + "---:|" * len(columns),
+    ]
     mean = means(metrics, columns)
     for split, by_lang in metrics.items():
         for lang, m in by_lang.items():

@@ -37,9 +37,10 @@ class Aligner:
         self.metaspace = bool(probe) and probe[0].startswith(METASPACE)
         # Byte-level BPE encodes a leading space into the word's first piece; WordPiece and
         # SentencePiece do not care.
-        self.space_sensitive = tokenizer("a", add_special_tokens=False)["input_ids"] != tokenizer(
-            " a", add_special_tokens=False
-        )["input_ids"]
+        self.space_sensitive = (
+            tokenizer("a", add_special_tokens=False)["input_ids"]
+            != tokenizer(" a", add_special_tokens=False)["input_ids"]
+        )
         self.cls_id, self.sep_id = special_ids(tokenizer)
         self.unk_id = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else self.sep_id
         self._cache: dict[tuple[str, bool], list[int]] = {}

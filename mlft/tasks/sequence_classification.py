@@ -86,7 +86,11 @@ def decode(
             predictions[feature["example"]] = {"label": chosen, "scores": dict(zip(labels, probs))}
         else:
             best = int(np.argmax(probs))
-            predictions[feature["example"]] = {"label": labels[best], "score": probs[best], "scores": dict(zip(labels, probs))}
+            predictions[feature["example"]] = {
+                "label": labels[best],
+                "score": probs[best],
+                "scores": dict(zip(labels, probs)),
+            }
     return predictions
 
 
@@ -122,8 +126,12 @@ def score(
 
 def _per_class(report: dict[str, Any], labels: list[str]) -> dict[str, Any]:
     return {
-        label: {"precision": report[label]["precision"], "recall": report[label]["recall"],
-                "f1": report[label]["f1-score"], "support": int(report[label]["support"])}
+        label: {
+            "precision": report[label]["precision"],
+            "recall": report[label]["recall"],
+            "f1": report[label]["f1-score"],
+            "support": int(report[label]["support"]),
+        }
         for label in labels
         if label in report
     }
@@ -136,7 +144,7 @@ class SequenceClassification:
 
     def __init__(self, labels: list[str], max_length: int, multi_label: bool):
         self.labels, self.max_length, self.multi_label = labels, max_length, multi_label
-        self.problem_type = "multi_label_classification" if multi_label else "single_label_classification"
+        self.problem_type: str | None = "multi_label_classification" if multi_label else "single_label_classification"
 
     def encode(self, examples: list[dict[str, Any]], tokenizer: Any, lang: str) -> list[dict[str, Any]]:
         return encode(examples, tokenizer, self.labels, self.max_length, self.multi_label)
@@ -147,7 +155,9 @@ class SequenceClassification:
     def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
         return outputs(logits, self.multi_label)
 
-    def decode(self, examples: list[dict[str, Any]], features: list[dict[str, Any]], outs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def decode(
+        self, examples: list[dict[str, Any]], features: list[dict[str, Any]], outs: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         return decode(examples, features, outs, self.labels, self.multi_label)
 
     def score(self, examples: list[dict[str, Any]], predictions: list[dict[str, Any]]) -> dict[str, Any]:

@@ -111,8 +111,13 @@ def entities(text: str, spans: list[tuple[int, int]], prediction: dict[str, Any]
             a, b = spans[start][0], spans[i - 1][1]
             token_scores = prediction["scores"][start:i]
             found.append(
-                {"text": text[a:b], "type": tags[start][2:], "start": a, "end": b,
-                 "score": round(sum(token_scores) / len(token_scores), 4)}
+                {
+                    "text": text[a:b],
+                    "type": tags[start][2:],
+                    "start": a,
+                    "end": b,
+                    "score": round(sum(token_scores) / len(token_scores), 4),
+                }
             )
             start = None
         if tag.startswith("B-"):
@@ -124,7 +129,7 @@ class TokenClassification:
     """The NER task with its settings bound; see mlft.tasks.Task."""
 
     model_class = MODEL_CLASS
-    problem_type = None
+    problem_type: str | None = None
 
     def __init__(self, labels: list[str], max_length: int, stride: int):
         self.labels, self.max_length, self.stride = labels, max_length, stride
@@ -138,7 +143,9 @@ class TokenClassification:
     def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
         return outputs(logits)
 
-    def decode(self, examples: list[dict[str, Any]], features: list[dict[str, Any]], outs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def decode(
+        self, examples: list[dict[str, Any]], features: list[dict[str, Any]], outs: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         return decode(examples, features, outs, self.labels)
 
     def score(self, examples: list[dict[str, Any]], predictions: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,0 +1,55 @@
+"""Engine options: accumulation, bf16 on CPU, cosine schedule, step evaluation, early stopping, decay groups."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForTokenClassification
+
+from mlft.config import OptimizerConfig
+from mlft.engine.optim import build_scheduler, param_groups, warmup_steps
+
+from helpers import ZH_NER, metrics, train
+
+
+def test_no_weight_decay_on_biases_and_layernorm(tiny_models):
+    model = AutoModelForTokenClassification.from_pretrained(tiny_models["wordpiece"], num_labels=3)
+    decay, no_decay = param_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(not names[id(p)].endswith("bias") and "LayerNorm" not in names[id(p)] for p in decay["params"])
+    assert any("LayerNorm" in names[id(p)] for p in no_decay["params"])
+
+
+def test_warmup_then_cosine_decay():
+    cfg = OptimizerConfig(name="adamw", lr=1.0, schedule="cosine", warmup_fraction=0.1)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = build_scheduler(optimizer, cfg, total_steps=100)
+    lrs = []
+    for _ in range(100):
+        lrs.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert warmup_steps(cfg, 100) == 10
+    assert lrs[0] == 0.0 and abs(lrs[10] - 1.0) < 1e-9 and lrs[99] < 0.01
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+def test_accumulation_bf16_step_evaluation_and_early_stopping(tmp_path, tiny_models):
+    run = train(
+        tmp_path / "run",
+        tiny_models["unigram"],
+        "trainer.epochs=20",
+        "trainer.grad_accum=2",
+        "trainer.precision=bf16",
+        "optimizer=adamw_cosine",
+        "trainer.eval_strategy=steps",
+        "trainer.eval_steps=2",
+        "trainer.early_stopping_patience=2",
+        "optimizer.lr=1e-9",
+        *ZH_NER,
+    )
+    history = metrics(run)["history"]
+    # 48 sentences / batch 8 / accumulation 2 = 3 optimizer steps per epoch; with a learning rate that changes
+    # nothing, the first evaluation is the best and training stops two evaluations later.
+    assert [h["step"] for h in history] == [2, 4, 6]
+    assert metrics(run)["selection"]["best_step"] == 2
