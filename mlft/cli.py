@@ -24,6 +24,8 @@ commands:
   eval      re-evaluate a saved run per language:     mlft eval run=<run-dir> [lang=[zh,en]] [split=test]
   predict   label raw text lines with a saved run:    mlft predict run=<run-dir> input=texts.txt output=preds.jsonl
   export    export a run for deployment (reserved; not available in this version)
+  data      mlft data list: the corpora usable offline, with languages, sizes, labels, licences
+  models    mlft models list: the model presets and where each comes from
 
 `mlft train --help` lists the config groups and their options; any key can be overridden:
   mlft train task=ner lang=zh model=<hub id or local dir> data.train=train.conll data.dev=dev.conll
@@ -275,12 +277,16 @@ def main(argv: list[str] | None = None) -> None:
 
             quiet_libraries()
             predict_cli(rest)
+        elif command in ("data", "models"):
+            from mlft.catalog import list_cli
+
+            list_cli(command, rest)
         elif command == "export":
             print("mlft export: not available in this version (the subcommand is reserved)", file=sys.stderr)
             raise SystemExit(2)
         else:
             print(
-                f"mlft: unknown command {command!r} (allowed: train, eval, predict, export)\n\n{USAGE}",
+                f"mlft: unknown command {command!r} (allowed: train, eval, predict, export, data, models)\n\n{USAGE}",
                 file=sys.stderr,
             )
             raise SystemExit(2)

@@ -42,6 +42,8 @@ class ModelConfig:
     """Subtokens of overlap between consecutive windows of a long NER input."""
     trust_remote_code: bool = False
     """Run code shipped with a hub model. Only when you trust its author."""
+    freeze_embeddings: bool = False
+    """Keep the word-embedding matrix fixed (for multilingual vocabularies most of the parameters)."""
 
 
 @dataclass
@@ -58,6 +60,8 @@ class TaskConfig:
     """Packaged or hub dataset per language (used when data.train/dev/test are not given)."""
     labels: list[str] | None = None
     """Fixed label set; by default the labels seen in the training data."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Column names of the task's datasets (tokens, tags, text, text_pair, label), over data.columns."""
 
 
 @dataclass
@@ -73,7 +77,7 @@ class LangConfig:
 @dataclass
 class OptimizerConfig:
     name: Literal["adamw"]
-    lr: float = 5e-5
+    lr: float = 1e-4
     weight_decay: float = 0.01
     """Applied to weight matrices only, never to biases or LayerNorm."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -112,6 +116,8 @@ class TrainerConfig:
     tensorboard: bool = True
     progress: bool = True
     """Progress bars (off when stderr is not a terminal)."""
+    group_by_length: bool = False
+    """Batch examples of similar length (less padding): shuffled, then sorted within groups of 50 batches."""
 
 
 @dataclass
@@ -149,7 +155,15 @@ class DataConfig:
     label_separator: str | None = None
     """Multi-label CSV/TSV: separator inside the label column (e.g. '|')."""
     max_train_samples: int | None = None
-    max_eval_samples: int | None = None
+    """Use the first N training examples (per language)."""
+    keep_entityless: float = 1.0
+    """NER: fraction of training sentences without any entity that is kept (seeded; 1.0 keeps all)."""
+    max_train_length: int | None = None
+    """Drop training examples with more than N tokens (NER) or characters (classification)."""
+    max_dev_samples: int | None = None
+    """Use the first N dev examples (per language)."""
+    max_test_samples: int | None = None
+    """Use the first N test examples (per language)."""
 
 
 @dataclass
@@ -198,6 +212,8 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
         problems.append("trainer.eval_steps: only used with trainer.eval_strategy=steps")
     if run.trainer.early_stopping_patience is not None and run.trainer.eval_strategy == "no":
         problems.append("trainer.early_stopping_patience: needs evaluation (trainer.eval_strategy is 'no')")
+    if not 0.0 <= run.data.keep_entityless <= 1.0:
+        problems.append(f"data.keep_entityless: must be in [0, 1], got {run.data.keep_entityless}")
     if run.model.max_length < 8:
         problems.append(f"model.max_length: must be >= 8, got {run.model.max_length}")
     if not 0 <= run.model.stride < run.model.max_length // 2:
@@ -211,7 +227,7 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
         problems.append("lang.train: at least one training language is required")
     for split in ("train", "dev", "test"):
         path = getattr(run.data, split)
-        if path is None or path.startswith("hub:"):
+        if path is None or path.startswith(("hub:", "builtin:")):
             continue
         if not (base_dir / path).exists():
             problems.append(f"data.{split}: file not found: {path}")
@@ -229,7 +245,9 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
             "use a language set with one training language or a task with per-language datasets"
         )
     model_path = Path(run.model.name_or_path)
-    looks_local = run.model.name_or_path.startswith((".", "/", "~")) or model_path.exists()
+    looks_local = run.model.name_or_path.startswith((".", "/", "~")) or (
+        ":" not in run.model.name_or_path and model_path.exists()
+    )
     if looks_local and not (model_path.expanduser() / "config.json").exists():
         problems.append(f"model.name_or_path: {run.model.name_or_path} is not a model directory (no config.json)")
     if run.resume is not None and not (Path(run.resume) / "checkpoints").is_dir():

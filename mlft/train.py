@@ -75,6 +75,8 @@ def train(
         run.model.revision,
         run.model.trust_remote_code,
     )
+    if run.model.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
     train_features = [f for lang, exs in loaded.splits["train"].items() for f in task.encode(exs, tokenizer, lang)]
     eval_sets = encode_sets(task, tokenizer, loaded.splits)
     dev_sets = [s for s in eval_sets if s.split == "dev"]

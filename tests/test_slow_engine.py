@@ -26,7 +26,7 @@ def test_two_process_evaluation_equals_one_process(tmp_path, tiny_models):
         "trainer.num_processes=2",
         "trainer.cpu=true",
         "trainer.epochs=4",
-        "data.max_eval_samples=15",
+        "data.max_dev_samples=15", "data.max_test_samples=15",
         *FAST,
         *ZH_NER,
         f"hydra.run.dir={run}",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlft.config import DataConfig, TaskConfig
+from mlft.data.builtin import read_builtin
 from mlft.data.hub import read_hub
 from mlft.data.readers import Example, read_file
 from mlft.data.schemes import iob2_labels, split_tag, to_iob2
@@ -23,8 +25,13 @@ class LoadedData:
     """'split/lang' -> the source it was read from (for env.json)."""
 
 
-def read_source(source: str, split: str, data: DataConfig, token_task: bool) -> list[Example]:
-    columns = vars(data.columns)
+def read_source(
+    source: str, split: str, data: DataConfig, token_task: bool, columns: dict[str, str] | None = None
+) -> list[Example]:
+    """Reads one split of a source: builtin:<corpus>, hub:<id>, or a local file."""
+    columns = {**vars(data.columns), **(columns or {})}
+    if source.startswith("builtin:"):
+        return read_builtin(source, split)
     if source.startswith("hub:"):
         return read_hub(source, split, columns, token_task)
     return read_file(
@@ -44,6 +51,16 @@ def convert_tags(examples: list[Example], scheme: str, repair: bool) -> None:
             problems.append(f"{where}: {p.message} (data.scheme={scheme}; data.repair=true repairs it)")
     if problems:
         raise DataError(problems)
+
+
+def filter_training(examples: list[Example], data: DataConfig, token_task: bool) -> list[Example]:
+    """Length limit and (NER) a seeded subsample of the sentences without entities, before max_train_samples."""
+    if data.max_train_length is not None:
+        examples = [ex for ex in examples if len(ex["tokens"] if token_task else ex["text"]) <= data.max_train_length]
+    if token_task and data.keep_entityless < 1.0:
+        rng = random.Random(0)
+        examples = [ex for ex in examples if any(t != "O" for t in ex["tags"]) or rng.random() < data.keep_entityless]
+    return examples
 
 
 def _split_by_lang(examples: list[Example], langs: list[str], source: str) -> dict[str, list[Example]]:
@@ -101,13 +118,14 @@ def load_data(
             continue
         for lang in langs:
             if lang in task.datasets:
-                splits[split][lang] = read_source(task.datasets[lang], split, data, token_task)
+                splits[split][lang] = read_source(task.datasets[lang], split, data, token_task, task.columns)
                 sources[f"{split}/{lang}"] = task.datasets[lang]
-    limit = {"train": data.max_train_samples, "dev": data.max_eval_samples, "test": data.max_eval_samples}
+    limit = {"train": data.max_train_samples, "dev": data.max_dev_samples, "test": data.max_test_samples}
     for split, by_lang in splits.items():
         for lang, exs in by_lang.items():
-            if limit[split] is not None:
-                by_lang[lang] = exs[: limit[split]]
+            if split == "train":
+                exs = filter_training(exs, data, token_task)
+            by_lang[lang] = exs[: limit[split]] if limit[split] is not None else exs
             if token_task:
                 convert_tags(by_lang[lang], data.scheme, data.repair)
     if need_train and not any(splits["train"].values()):

