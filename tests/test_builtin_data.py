@@ -51,7 +51,12 @@ def test_chatterbot_has_many_languages_and_bbc_five_topics():
     assert len({ex["label"] for ex in zh}) >= 12
     assert sum(sizes("builtin:chatterbot/ja").values()) > 100
     assert {ex["label"] for ex in builtin.read_builtin("builtin:bbc", "train")} == {
-        "business", "entertainment", "politics", "sports", "tech"}
+        "business",
+        "entertainment",
+        "politics",
+        "sports",
+        "tech",
+    }
     assert sum(sizes("builtin:bbc").values()) == 2225
 
 
@@ -66,14 +71,26 @@ def test_unknown_corpus_and_language_are_config_errors():
 
 HUB_FIXTURES = {
     # preset: (token task, columns and values of one row, ClassLabel names)
-    "wikiann": (True, {"tokens": ["Ann", "Lee"], "ner_tags": [1, 2], "langs": ["en", "en"], "spans": ["PER: Ann Lee"]},
-                ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]),
-    "panx": (True, {"tokens": ["Ann", "Lee"], "ner_tags": [1, 2], "langs": ["en", "en"]},
-             ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]),
-    "msra_ner_hub": (True, {"id": "0", "tokens": ["张", "伟"], "ner_tags": [1, 2]},
-                     ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]),
-    "xnli": (False, {"premise": "A man sleeps.", "hypothesis": "A person rests.", "label": 0},
-             ["entailment", "neutral", "contradiction"]),
+    "wikiann": (
+        True,
+        {"tokens": ["Ann", "Lee"], "ner_tags": [1, 2], "langs": ["en", "en"], "spans": ["PER: Ann Lee"]},
+        ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"],
+    ),
+    "panx": (
+        True,
+        {"tokens": ["Ann", "Lee"], "ner_tags": [1, 2], "langs": ["en", "en"]},
+        ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"],
+    ),
+    "msra_ner_hub": (
+        True,
+        {"id": "0", "tokens": ["张", "伟"], "ner_tags": [1, 2]},
+        ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"],
+    ),
+    "xnli": (
+        False,
+        {"premise": "A man sleeps.", "hypothesis": "A person rests.", "label": 0},
+        ["entailment", "neutral", "contradiction"],
+    ),
     "pawsx": (False, {"id": 1, "sentence1": "A b c.", "sentence2": "C b a.", "label": 1}, ["0", "1"]),
     "amazon_reviews": (False, {"id": "x", "text": "Great product", "label": 4, "label_text": "4"}, None),
 }

@@ -73,8 +73,11 @@ def test_embeddings_put_a_translation_closer_than_an_unrelated_sentence(converte
 
     tokenizer = AutoTokenizer.from_pretrained(converted)
     model = AutoModel.from_pretrained(converted).eval()
-    texts = ["query: 今天天气很好，我们去公园散步吧。", "query: The weather is nice today, let us take a walk in the park.",
-             "query: The stock market fell sharply after the central bank raised interest rates."]
+    texts = [
+        "query: 今天天气很好，我们去公园散步吧。",
+        "query: The weather is nice today, let us take a walk in the park.",
+        "query: The stock market fell sharply after the central bank raised interest rates.",
+    ]
     batch = tokenizer(texts, padding=True, return_tensors="pt")
     with torch.no_grad():
         hidden = model(**batch).last_hidden_state

@@ -35,8 +35,13 @@ def test_readme_examples_run(tmp_path, tiny_models):
     assert len(commands) >= 8
     for command in commands:
         result = subprocess.run(
-            command.replace("mlft ", f"{mlft} ", 1), shell=True, cwd=tmp_path, env=env, capture_output=True,
-            text=True, timeout=600,
+            command.replace("mlft ", f"{mlft} ", 1),
+            shell=True,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
     assert (tmp_path / "preds.jsonl").exists()

@@ -24,15 +24,26 @@ def e5_and_random(tmp_path_factory):
     return e5, random_dir
 
 
-SHORT = ["trainer.epochs=1", "trainer.batch_size=16", "trainer.eval_strategy=no", "model.freeze_embeddings=true",
-         "data.max_dev_samples=50", "data.max_test_samples=300"]
+SHORT = [
+    "trainer.epochs=1",
+    "trainer.batch_size=16",
+    "trainer.eval_strategy=no",
+    "model.freeze_embeddings=true",
+    "data.max_dev_samples=50",
+    "data.max_test_samples=300",
+]
 
 
 @pytest.mark.parametrize(
     "task,extra,metric,margin",
     [
         ("ner", ["data.max_train_samples=640", "data.max_train_length=60", "optimizer.lr=3e-4"], "f1", 0.2),
-        ("sentiment", ["data.max_train_samples=640", "data.max_train_length=120", "optimizer.lr=1e-4"], "accuracy", 0.1),
+        (
+            "sentiment",
+            ["data.max_train_samples=640", "data.max_train_length=120", "optimizer.lr=1e-4"],
+            "accuracy",
+            0.1,
+        ),
     ],
 )
 def test_pretrained_beats_random_init(tmp_path, e5_and_random, task, extra, metric, margin):
@@ -42,3 +53,21 @@ def test_pretrained_beats_random_init(tmp_path, e5_and_random, task, extra, metr
         run = train(tmp_path / name, model, f"task={task}", "lang=zh", *SHORT, *extra)
         scores[name] = metrics(run)["test"]["zh"][metric]
     assert scores["e5"] > scores["random"] + margin, scores
+
+
+def test_topic_classification_in_english_on_the_packaged_chatterbot_corpus(tmp_path, e5_and_random):
+    """`mlft train task=topic lang=en` on the default model, on a subset so it fits in CI."""
+    e5, _ = e5_and_random
+    run = train(
+        tmp_path / "topic",
+        e5,
+        "task=topic",
+        "lang=en",
+        "trainer.epochs=2",
+        "trainer.batch_size=16",
+        "optimizer.lr=1e-4",
+        "data.max_train_samples=320",
+        "data.max_dev_samples=60",
+    )
+    test = metrics(run)["test"]["en"]
+    assert test["n"] > 50 and test["accuracy"] > 0.2  # 21 categories: chance is about 0.05

