@@ -37,10 +37,10 @@ SHORT = [
 @pytest.mark.parametrize(
     "task,extra,metric,margin",
     [
-        ("ner", ["data.max_train_samples=640", "data.max_train_length=60", "optimizer.lr=3e-4"], "f1", 0.2),
+        ("ner", ["data.max_train_samples=3200", "data.max_train_length=50", "optimizer.lr=3e-4"], "f1", 0.15),
         (
             "sentiment",
-            ["data.max_train_samples=640", "data.max_train_length=120", "optimizer.lr=1e-4"],
+            ["data.max_train_samples=800", "data.max_train_length=120", "optimizer.lr=1e-4"],
             "accuracy",
             0.1,
         ),
@@ -66,7 +66,6 @@ def test_topic_classification_in_english_on_the_packaged_chatterbot_corpus(tmp_p
         "trainer.epochs=2",
         "trainer.batch_size=16",
         "optimizer.lr=1e-4",
-        "data.max_train_samples=320",
         "data.max_dev_samples=60",
     )
     test = metrics(run)["test"]["en"]

@@ -86,7 +86,8 @@ def seeded_split(examples: list[Example]) -> dict[str, list[Example]]:
     order = list(range(len(examples)))
     random.Random(SPLIT_SEED).shuffle(order)
     n_train, n_dev = int(len(order) * FRACTIONS[0]), int(len(order) * FRACTIONS[1])
-    pick = lambda idx: [examples[i] for i in sorted(idx)]  # noqa: E731 - keep the file order inside a split
+    # Shuffled order inside each split too, so that max_*_samples takes a random sample, not one class.
+    pick = lambda idx: [examples[i] for i in idx]  # noqa: E731
     return {
         "train": pick(order[:n_train]),
         "dev": pick(order[n_train : n_train + n_dev]),

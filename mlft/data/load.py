@@ -107,6 +107,9 @@ def load_data(
     token_task = task.type == "token_classification"
     splits: Splits = {s: {} for s in SPLITS}
     sources: dict[str, str] = {}
+    # Files given on the command line replace the task's packaged datasets for every split: a user's
+    # training file is never silently evaluated on another corpus's dev or test set.
+    use_task_datasets = all(getattr(data, split) is None for split in SPLITS)
     for split in SPLITS if need_train else ("dev", "test"):
         langs = train_langs if split == "train" else eval_langs
         explicit = getattr(data, split)
@@ -116,7 +119,7 @@ def load_data(
                 splits[split][lang] = exs
                 sources[f"{split}/{lang}"] = explicit
             continue
-        for lang in langs:
+        for lang in langs if use_task_datasets else []:
             if lang in task.datasets:
                 splits[split][lang] = read_source(task.datasets[lang], split, data, token_task, task.columns)
                 sources[f"{split}/{lang}"] = task.datasets[lang]
@@ -127,7 +130,10 @@ def load_data(
                 exs = filter_training(exs, data, token_task)
             by_lang[lang] = exs[: limit[split]] if limit[split] is not None else exs
             if token_task:
-                convert_tags(by_lang[lang], data.scheme, data.repair)
+                # Packaged corpora are IOB2 already; data.scheme describes the user's own files.
+                source = sources.get(f"{split}/{lang}", "")
+                scheme = "IOB2" if source.startswith("builtin:") else data.scheme
+                convert_tags(by_lang[lang], scheme, data.repair)
     if need_train and not any(splits["train"].values()):
         raise DataError("no training examples were read (check data.train and lang.train)")
     labels = task.labels or collect_labels([ex for exs in splits["train"].values() for ex in exs], token_task)
