@@ -47,8 +47,8 @@ def load_run(run_dir: Path) -> SavedRun:
     assert isinstance(saved, DictConfig)
     config = validate(saved)
     tokenizer = load_tokenizer(str(run_dir / "model"))
-    task_cls = build_task(config.task.type, [], config.model.max_length, config.model.stride, config.task.multi_label)
-    model = task_cls.model_class.from_pretrained(run_dir / "model")
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    task = build_task(config.task.type, labels, config.model.max_length, config.model.stride, config.task.multi_label)
+    task = build_task(config.task.type, [], config.model.max_length, config.model.stride, config.task.multi_label)
+    model = task.model_class.from_pretrained(run_dir / "model")
+    # The saved model's label maps are the truth, whatever the config says.
+    task.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     return SavedRun(run_dir, config, task, model, tokenizer)

@@ -29,6 +29,18 @@ def fixture_text() -> list[str]:
     return texts * 3
 
 
+# XLM-R / RoBERTa special tokens: ids 0-4 in this order (<s>, <pad>, </s>, <unk>, <mask>).
+ROBERTA_SPECIALS = dict(
+    bos_token="<s>",
+    pad_token="<pad>",
+    eos_token="</s>",
+    unk_token="<unk>",
+    mask_token="<mask>",
+    cls_token="<s>",
+    sep_token="</s>",
+)
+
+
 def build_tokenizer(family: str):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -48,27 +60,19 @@ def build_tokenizer(family: str):
         tok.normalizer = normalizers.NFKC()
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
         tok.decoder = decoders.Metaspace()
-        specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+        specials = list(dict.fromkeys(ROBERTA_SPECIALS.values()))
         tok.train_from_iterator(
             texts, trainers.UnigramTrainer(vocab_size=400, special_tokens=specials, unk_token="<unk>")
         )
         tok.post_processor = processors.TemplateProcessing(
             single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
         )
-        kwargs = dict(
-            bos_token="<s>",
-            eos_token="</s>",
-            unk_token="<unk>",
-            pad_token="<pad>",
-            cls_token="<s>",
-            sep_token="</s>",
-            mask_token="<mask>",
-        )
+        kwargs = ROBERTA_SPECIALS
     elif family == "bpe":  # RoBERTa / GPT-2 style byte-level BPE
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
-        specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+        specials = list(dict.fromkeys(ROBERTA_SPECIALS.values()))
         tok.train_from_iterator(
             texts,
             trainers.BpeTrainer(
@@ -76,15 +80,7 @@ def build_tokenizer(family: str):
             ),
         )
         tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True)
-        kwargs = dict(
-            bos_token="<s>",
-            eos_token="</s>",
-            unk_token="<unk>",
-            pad_token="<pad>",
-            cls_token="<s>",
-            sep_token="</s>",
-            mask_token="<mask>",
-        )
+        kwargs = ROBERTA_SPECIALS
     else:
         raise ValueError(family)
     return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=512, **kwargs)
