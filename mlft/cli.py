@@ -22,8 +22,10 @@ USAGE = """usage: mlft <command> [key=value ...]
 commands:
   train     fine-tune a model (Hydra config groups: model, task, lang, optimizer, trainer, peft)
   eval      re-evaluate a saved run per language:     mlft eval run=<run-dir> [lang=[zh,en]] [split=test]
-  predict   label raw text lines with a saved run:    mlft predict run=<run-dir> input=texts.txt output=preds.jsonl
-  export    export a run for deployment (reserved; not available in this version)
+  predict   label raw text lines:                     mlft predict run=<run-dir> input=texts.txt output=preds.jsonl
+            (or model=<exported folder or .onnx file> instead of run=)
+  export    a deployable model folder, checked per language against the run:
+            mlft export run=<run-dir> format=hf|onnx [quantize=int8] [out=<dir>] [max_drop=0.5] [split=dev]
   data      mlft data list: the corpora usable offline, with languages, sizes, labels, licences
   models    mlft models list: the model presets and where each comes from
 
@@ -212,7 +214,7 @@ def _train_job_unchecked(cfg: DictConfig) -> None:
 
     from mlft import rundir
     from mlft.config import validate
-    from mlft.engine.loop import shared_run_dir
+    from mlft.engine.loop import shared_run_dir, world_size
     from mlft.train import train
 
     hc = HydraConfig.get()
@@ -221,13 +223,15 @@ def _train_job_unchecked(cfg: DictConfig) -> None:
     overrides = list(hc.overrides.task)
     settings = hydra_settings(config_dir())
     claimed = os.environ.get(RUN_DIR_ENV) == str(run_dir.resolve())
-    if run.trainer.num_processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1 and not claimed:
+    # A directory named by the clock may be taken by a run that started in the same second.
+    unique = not any(o.startswith("hydra.run.dir=") for o in hc.overrides.hydra)
+    if run.trainer.num_processes > 1 and world_size() <= 1 and not claimed:
         if run.resume is None:
-            rundir.claim(run_dir, run.overwrite)
+            run_dir = rundir.claim(run_dir, run.overwrite, unique)
             rundir.save_config(run_dir, cfg, overrides, settings)
         _relaunch(run_dir, run.trainer.num_processes, run.trainer.cpu)
         return
-    train(cfg, run_dir, overrides, settings, claimed=claimed)
+    train(cfg, run_dir, overrides, settings, claimed=claimed, unique_dir=unique)
 
 
 def train_cli(args: list[str]) -> None:
@@ -282,8 +286,10 @@ def main(argv: list[str] | None = None) -> None:
 
             list_cli(command, rest)
         elif command == "export":
-            print("mlft export: not available in this version (the subcommand is reserved)", file=sys.stderr)
-            raise SystemExit(2)
+            from mlft.export import export_cli
+
+            quiet_libraries()
+            export_cli(rest)
         else:
             print(
                 f"mlft: unknown command {command!r} (allowed: train, eval, predict, export, data, models)\n\n{USAGE}",

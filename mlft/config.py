@@ -44,6 +44,8 @@ class ModelConfig:
     """Run code shipped with a hub model. Only when you trust its author."""
     freeze_embeddings: bool = False
     """Keep the word-embedding matrix fixed (for multilingual vocabularies most of the parameters)."""
+    freeze_layers: int = 0
+    """Keep all embeddings and the lowest N transformer layers fixed; backward then stops above them."""
 
 
 @dataclass
@@ -56,6 +58,8 @@ class TaskConfig:
     """Metric that selects the best checkpoint and drives early stopping."""
     multi_label: bool = False
     """Sequence classification with several labels per text (label is a list)."""
+    decoding: Literal["viterbi", "argmax"] = "viterbi"
+    """NER: the best tag sequence without invalid I- transitions (viterbi), or each token's own best tag (argmax)."""
     datasets: dict[str, str] = field(default_factory=dict)
     """Packaged or hub dataset per language (used when data.train/dev/test are not given)."""
     labels: list[str] | None = None
@@ -78,6 +82,8 @@ class LangConfig:
 class OptimizerConfig:
     name: Literal["adamw"]
     lr: float = 1e-4
+    head_lr: float | None = None
+    """Learning rate of the new task head; null uses lr. A larger one speeds up short runs."""
     weight_decay: float = 0.01
     """Applied to weight matrices only, never to biases or LayerNorm."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -231,6 +237,8 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
             continue
         if not (base_dir / path).exists():
             problems.append(f"data.{split}: file not found: {path}")
+        elif (base_dir / path).is_dir():
+            problems.append(f"data.{split}: {path} is a directory; give a data file (or hub:<dataset> for a dataset)")
     if run.data.train is None:
         missing = [lang for lang in run.lang.train if lang not in run.task.datasets]
         if missing:

@@ -36,6 +36,18 @@ class RunDirError(UserError):
     title = "run directory"
 
 
+class DivergedError(UserError):
+    """The loss became NaN or infinite; the run stops and keeps its last complete checkpoint."""
+
+    title = "training diverged"
+
+
+class StorageError(UserError):
+    """A file of the run cannot be written (disk full, quota, permissions); what was written before is kept."""
+
+    title = "cannot write"
+
+
 def format_error(err: UserError, limit: int = 50) -> str:
     """Renders every problem of an error, one per line, cut after `limit` lines."""
     lines = [f"mlft: {err.title} ({len(err.problems)} problem{'s' if len(err.problems) != 1 else ''}):"]

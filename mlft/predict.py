@@ -1,4 +1,4 @@
-"""`mlft predict run=<run-dir> input=texts.txt`: raw text lines in, JSONL predictions out.
+"""`mlft predict run=<run-dir> input=texts.txt` (or model=<exported folder>): text lines in, JSONL predictions out.
 
 NER needs no pre-tokenization: Chinese, Japanese and Thai text is split into characters, other
 languages into words and punctuation; entities come back with character offsets into the line.
@@ -15,14 +15,12 @@ from typing import Any
 from mlft.data.readers import read_lines
 from mlft.engine.loop import make_accelerator, predict_features
 from mlft.errors import ConfigError
-from mlft.runs import load_run, parse_args
+from mlft.runs import load_exported, load_run, parse_args
 from mlft.tasks.token_classification import entities, split_text
 
 
 @dataclass
 class PredictArgs:
-    run: str
-    """The run directory whose final model predicts."""
     input: str
     """A UTF-8 text file, one text per line (empty lines give empty predictions)."""
     output: str | None = None
@@ -33,6 +31,10 @@ class PredictArgs:
     overwrite: bool = False
     """Replace an existing output file."""
     cpu: bool = False
+    run: str | None = None
+    """The run directory whose final model predicts."""
+    model: str | None = None
+    """Instead of run: a folder written by `mlft export`, or the model.onnx inside one."""
 
 
 def predict_lines(saved: Any, lines: list[str], lang: str, batch_size: int, cpu: bool = False) -> list[dict[str, Any]]:
@@ -79,7 +81,9 @@ def predict_cli(args: list[str]) -> None:
         raise ConfigError(f"input: file not found: {parsed.input}")
     if parsed.output and Path(parsed.output).exists() and not parsed.overwrite:
         raise ConfigError(f"output: {parsed.output} exists; nothing was written (pass overwrite=true to replace it)")
-    saved = load_run(Path(parsed.run))
+    if (parsed.run is None) == (parsed.model is None):
+        raise ConfigError("run, model: give exactly one (run=<run-dir> or model=<exported folder or .onnx>)")
+    saved = load_run(Path(parsed.run)) if parsed.run else load_exported(Path(parsed.model or ""))
     lines = read_lines(source)
     if lines and lines[-1] == "":
         lines = lines[:-1]

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import platform
 import shutil
@@ -32,8 +33,25 @@ RUN_MARKERS = (".hydra", "config.yaml", "env.json", "metrics.json", "checkpoints
 PACKAGES = ("mlft", "torch", "transformers", "datasets", "accelerate", "tokenizers", "hydra-core", "seqeval")
 
 
-def claim(run_dir: Path, overwrite: bool) -> None:
-    """Makes sure `run_dir` holds no earlier run; with overwrite=true the earlier run is removed."""
+def claim(run_dir: Path, overwrite: bool, unique: bool = False) -> Path:
+    """Takes `run_dir` for a new run and returns it.
+
+    The directory must hold no earlier run; overwrite=true removes the earlier run. Creating
+    `.hydra/` is the atomic step, so of two runs that start together only one gets the directory;
+    with `unique` the other takes `<run_dir>-2` (then -3, ...) instead of failing.
+    """
+    candidate = run_dir
+    for n in itertools.count(2):
+        try:
+            return _claim(candidate, overwrite)
+        except RunDirError:
+            if not unique:
+                raise
+        candidate = run_dir.with_name(f"{run_dir.name}-{n}")
+    raise AssertionError("unreachable")
+
+
+def _claim(run_dir: Path, overwrite: bool) -> Path:
     present = [name for name in RUN_MARKERS if (run_dir / name).exists()]
     if present and not overwrite:
         raise RunDirError(
@@ -44,6 +62,23 @@ def claim(run_dir: Path, overwrite: bool) -> None:
         path = run_dir / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        (run_dir / ".hydra").mkdir()
+    except FileExistsError:
+        raise RunDirError(f"{run_dir}: another run claimed this directory at the same moment") from None
+    return run_dir
+
+
+def release(run_dir: Path) -> None:
+    """Undoes a claim whose run never started: removes what mlft wrote, and the directory if that empties it."""
+    for name in (*RUN_MARKERS, "tensorboard"):
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    if run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()
 
 
 def save_config(run_dir: Path, cfg: DictConfig, overrides: list[str], hydra_settings: dict[str, Any]) -> None:

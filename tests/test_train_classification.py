@@ -10,17 +10,8 @@ from helpers import metrics, train
 SENT = FIXTURES / "sentiment"
 
 
-def test_single_label_sentiment_with_confusion_matrix(tmp_path, tiny_models):
-    run = train(
-        tmp_path / "run",
-        tiny_models["wordpiece"],
-        "task=sentiment",
-        "lang=zh",
-        "trainer.epochs=6",
-        f"data.train={SENT / 'zh_train.jsonl'}",
-        f"data.dev={SENT / 'zh_dev.jsonl'}",
-        f"data.test={SENT / 'zh_test.jsonl'}",
-    )
+def test_single_label_sentiment_with_confusion_matrix(sentiment_run):
+    run = sentiment_run
     m = metrics(run)
     test = m["test"]["zh"]
     assert set(test) >= {"accuracy", "macro_f1", "per_class", "confusion_matrix", "n"}

@@ -26,12 +26,6 @@ RUN_FILES = {
 }
 
 
-@pytest.fixture(scope="module")
-def ner_run(tmp_path_factory, tiny_models):
-    root = tmp_path_factory.mktemp("ner")
-    return train(root / "run", tiny_models["unigram"], "task=ner", "lang=zh", "trainer.epochs=8", *ZH_NER)
-
-
 def test_run_directory_holds_the_reproducible_record(ner_run):
     assert {p.name for p in ner_run.iterdir()} == RUN_FILES
     assert {p.name for p in (ner_run / ".hydra").iterdir()} == {"config.yaml", "overrides.yaml"}

@@ -53,10 +53,26 @@ def commit(tmp: Path, target: Path) -> None:
         os.replace(tmp, target)
 
 
+def discard(tmp: Path) -> None:
+    """Removes an unfinished temporary folder (after a failed write)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover(target: Path) -> None:
+    """Completes a `commit` that was interrupted between its two renames: the older copy comes back."""
+    old = target.parent / f".old-{target.name}"
+    if old.is_dir() and not target.exists():
+        os.replace(old, target)
+
+
 def write_atomic(target: Path, write: Callable[[Path], None]) -> None:
-    """Calls `write(tmp_dir)` then renames tmp_dir to target (single process)."""
+    """Calls `write(tmp_dir)` then renames tmp_dir to target (single process); on failure target is unchanged."""
     tmp = begin(target)
-    write(tmp)
+    try:
+        write(tmp)
+    except BaseException:
+        discard(tmp)
+        raise
     commit(tmp, target)
 
 

@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 from mlft.config import OptimizerConfig, TrainerConfig
 from mlft.engine import checkpoint
 from mlft.engine.optim import build_optimizer, build_scheduler
+from mlft.errors import DivergedError, StorageError
 
 log = logging.getLogger("mlft")
 
@@ -76,9 +78,18 @@ def use_cpu(forced: bool) -> bool:
     return forced or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
 
 
+def world_size() -> int:
+    """Processes of the launch this process belongs to (1 without a launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process(cpu: bool) -> bool:
+    return world_size() <= 1 or PartialState(cpu=use_cpu(cpu)).is_main_process
+
+
 def shared_run_dir(own: Path, cpu: bool) -> Path:
     """Under a multi-process launch every rank composed its own timestamped directory: all adopt rank 0's."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if world_size() <= 1:
         return own
     state = PartialState(cpu=use_cpu(cpu))
     chosen = Path(broadcast_object_list([str(own)], from_process=0)[0])
@@ -215,14 +226,26 @@ def train_loop(
     if trainer.max_steps is not None:
         total = min(total, trainer.max_steps)
     scheduler = build_scheduler(optimizer, optim, total)
-    accelerator.register_for_checkpointing(scheduler)
     state = TrainState()
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
         state = TrainState(**checkpoint.read_state(resume_from))
+        # The schedule is a function of the step: replayed, not saved, because Accelerate saves
+        # registered objects with pickle and loads them with weights_only=False.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(state.global_step):
+                scheduler.step()
         log.info("resumed from %s (step %d, epoch %d)", resume_from, state.global_step, state.epoch)
     if accelerator.is_main_process:
         log.info("training: %d features, %d optimizer steps (%d per epoch)", len(features), total, steps_per_epoch)
+
+    def save_best(weights: torch.nn.Module) -> None:
+        target = checkpoints / checkpoint.BEST
+        try:
+            checkpoint.write_atomic(target, lambda tmp: weights.save_pretrained(tmp))
+        except OSError as err:
+            raise StorageError(f"{target}: cannot write the best weights ({err.strerror or err})") from None
 
     def save_checkpoint() -> None:
         # Every process writes its part (its RNG state) into one temporary folder; the main process
@@ -232,9 +255,16 @@ def train_loop(
         if accelerator.is_main_process:
             checkpoint.begin(target)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(tmp))
-        if accelerator.is_main_process:
-            checkpoint.write_state(tmp, vars(state))
+        try:
+            accelerator.save_state(str(tmp))
+            if accelerator.is_main_process:
+                checkpoint.write_state(tmp, vars(state))
+        except OSError as err:  # disk full, quota, permissions: the previous checkpoint stays as it was
+            checkpoint.discard(tmp)
+            raise StorageError(
+                f"{target}: cannot write the checkpoint ({err.strerror or err}); nothing was replaced, the newest "
+                f"complete checkpoint is {checkpoint.latest(checkpoints)} (resume=<run-dir> continues from it)"
+            ) from None
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             checkpoint.commit(tmp, target)
@@ -250,8 +280,7 @@ def train_loop(
         if _improved(score, state.best_score):
             state.best_score, state.best_step, state.bad_evals = score, state.global_step, 0
             if accelerator.is_main_process:
-                weights = accelerator.unwrap_model(model)
-                checkpoint.write_atomic(checkpoints / checkpoint.BEST, lambda tmp: weights.save_pretrained(tmp))
+                save_best(accelerator.unwrap_model(model))
         else:
             state.bad_evals += 1
         accelerator.wait_for_everyone()
@@ -273,9 +302,10 @@ def train_loop(
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
+                    raise DivergedError(
                         f"loss is {loss.item()} at step {state.global_step}; lower optimizer.lr or use "
-                        f"trainer.precision=no (last good checkpoint: {checkpoint.latest(checkpoints)})"
+                        f"trainer.precision=no (last complete checkpoint: {checkpoint.latest(checkpoints)}, "
+                        "continue from it with resume=<run-dir>)"
                     )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and optim.max_grad_norm is not None:
@@ -315,7 +345,6 @@ def train_loop(
         save_checkpoint()
     bar.close()
     if state.best_step is None and accelerator.is_main_process:
-        weights = accelerator.unwrap_model(model)
-        checkpoint.write_atomic(checkpoints / checkpoint.BEST, lambda tmp: weights.save_pretrained(tmp))
+        save_best(accelerator.unwrap_model(model))
     accelerator.wait_for_everyone()
     return state

@@ -13,6 +13,7 @@ from transformers import (
 )
 
 from mlft.config import OptimizerConfig
+from mlft.models.freeze import is_head
 
 _SCHEDULES: dict[str, Callable[..., torch.optim.lr_scheduler.LambdaLR]] = {
     "linear": get_linear_schedule_with_warmup,
@@ -20,21 +21,27 @@ _SCHEDULES: dict[str, Callable[..., torch.optim.lr_scheduler.LambdaLR]] = {
 }
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Decay only weight matrices: biases and normalization weights (1-D tensors) are excluded."""
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
+def param_groups(model: torch.nn.Module, weight_decay: float, lr: float, head_lr: float | None = None) -> list[dict]:
+    """Decay only weight matrices: biases and normalization weights (1-D tensors) are excluded.
+    The task head gets its own learning rate when head_lr is set."""
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        decays = not (param.ndim < 2 or "norm" in name.lower())
+        head = head_lr is not None and is_head(name, model)
+        groups.setdefault((decays, head), []).append(param)
+    order = [(True, False), (True, True), (False, False), (False, True)]  # stable, so optimizer state resumes
+    return [
+        {"params": groups[key], "weight_decay": weight_decay if key[0] else 0.0, "lr": head_lr if key[1] else lr}
+        for key in order
+        if key in groups
+    ]
 
 
 def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), eps=cfg.eps
-    )
+    groups = param_groups(model, cfg.weight_decay, cfg.lr, cfg.head_lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), eps=cfg.eps)
 
 
 def warmup_steps(cfg: OptimizerConfig, total_steps: int) -> int:

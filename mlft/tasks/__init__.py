@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 import torch
 
+from mlft.config import ModelConfig, TaskConfig
 from mlft.tasks.sequence_classification import SequenceClassification
 from mlft.tasks.token_classification import TokenClassification
 
@@ -13,6 +14,8 @@ from mlft.tasks.token_classification import TokenClassification
 class Task(Protocol):
     model_class: Any
     """The transformers Auto class of the model head."""
+    pad_to_multiple_of: int
+    """Batch widths are rounded up to this (8 suits GPU tensor cores; on CPU padding is only waste)."""
     problem_type: str | None
     labels: list[str]
 
@@ -34,7 +37,7 @@ class Task(Protocol):
         """Metrics of predictions against the examples' gold labels."""
 
 
-def build_task(task_type: str, labels: list[str], max_length: int, stride: int, multi_label: bool) -> Task:
-    if task_type == "token_classification":
-        return TokenClassification(labels, max_length, stride)
-    return SequenceClassification(labels, max_length, multi_label)
+def build_task(task: TaskConfig, model: ModelConfig, labels: list[str]) -> Task:
+    if task.type == "token_classification":
+        return TokenClassification(labels, model.max_length, model.stride, task.decoding)
+    return SequenceClassification(labels, model.max_length, task.multi_label)

@@ -46,7 +46,7 @@ def encode(
     return features
 
 
-def collate(features: list[dict[str, Any]], pad_id: int, pad_to_multiple_of: int = 8) -> dict[str, torch.Tensor]:
+def collate(features: list[dict[str, Any]], pad_id: int, pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
     longest = max(len(f["input_ids"]) for f in features)
     width = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
     ids = torch.full((len(features), width), pad_id, dtype=torch.long)
@@ -144,13 +144,14 @@ class SequenceClassification:
 
     def __init__(self, labels: list[str], max_length: int, multi_label: bool):
         self.labels, self.max_length, self.multi_label = labels, max_length, multi_label
+        self.pad_to_multiple_of = 1
         self.problem_type: str | None = "multi_label_classification" if multi_label else "single_label_classification"
 
     def encode(self, examples: list[dict[str, Any]], tokenizer: Any, lang: str) -> list[dict[str, Any]]:
         return encode(examples, tokenizer, self.labels, self.max_length, self.multi_label)
 
     def collate(self, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-        return collate(features, pad_id)
+        return collate(features, pad_id, self.pad_to_multiple_of)
 
     def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
         return outputs(logits, self.multi_label)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 import torch
 from seqeval.metrics import accuracy_score, classification_report
 from seqeval.scheme import IOB2
@@ -16,6 +17,7 @@ from transformers import AutoModelForTokenClassification
 
 from mlft.data.schemes import to_iob2
 from mlft.tasks.alignment import NO_SPACE_LANGS, Aligner, encode_words
+from mlft.tasks.viterbi import transitions, viterbi
 
 MODEL_CLASS = AutoModelForTokenClassification
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
@@ -36,7 +38,7 @@ def encode(
     return features
 
 
-def collate(features: list[dict[str, Any]], pad_id: int, pad_to_multiple_of: int = 8) -> dict[str, torch.Tensor]:
+def collate(features: list[dict[str, Any]], pad_id: int, pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
     longest = max(len(f["input_ids"]) for f in features)
     width = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
     ids = torch.full((len(features), width), pad_id, dtype=torch.long)
@@ -51,24 +53,35 @@ def collate(features: list[dict[str, Any]], pad_id: int, pad_to_multiple_of: int
 
 
 def outputs(logits: torch.Tensor) -> dict[str, torch.Tensor]:
-    """What evaluation keeps of the logits: the label id and its probability at every position."""
-    probs = logits.float().softmax(-1)
-    score, pred = probs.max(-1)
-    return {"pred": pred, "score": score}
+    """What evaluation keeps of the logits: log-probabilities of every label at every position."""
+    return {"logprobs": logits.float().log_softmax(-1)}
 
 
 def decode(
-    examples: list[dict[str, Any]], features: list[dict[str, Any]], outs: list[dict[str, Any]], labels: list[str]
+    examples: list[dict[str, Any]],
+    features: list[dict[str, Any]],
+    outs: list[dict[str, Any]],
+    labels: list[str],
+    decoding: str = "viterbi",
 ) -> list[dict[str, Any]]:
-    """Per example: IOB2 tags and scores on the example's own tokens."""
-    tags: list[list[str]] = [["O"] * len(ex["tokens"]) for ex in examples]
-    scores: list[list[float]] = [[0.0] * len(ex["tokens"]) for ex in examples]
+    """Per example: IOB2 tags and their probabilities on the example's own tokens."""
+    words = [np.zeros((len(ex["tokens"]), len(labels))) for ex in examples]
     for feature, out in zip(features, outs):
+        logprobs = out["logprobs"].numpy()
         for position, word in feature["positions"]:
-            tags[feature["example"]][word] = labels[int(out["pred"][position])]
-            scores[feature["example"]][word] = float(out["score"][position])
-    # A predicted I-X after O starts an entity, as in conlleval; gold is never repaired here.
-    return [{"tags": to_iob2(t, "IOB2", repair=True)[0], "scores": s} for t, s in zip(tags, scores)]
+            words[feature["example"]][word] = logprobs[position]
+    start, moves = transitions(labels)
+    predictions = []
+    for logprobs in words:
+        if decoding == "viterbi":
+            ids = viterbi(logprobs, start, moves)
+            tags = [labels[i] for i in ids]
+        else:  # argmax; a predicted I-X after O starts an entity, as in conlleval (gold is never repaired)
+            ids = [int(i) for i in logprobs.argmax(-1)]
+            tags = to_iob2([labels[i] for i in ids], "IOB2", repair=True)[0]
+        scores = [float(np.exp(logprobs[t, i])) for t, i in enumerate(ids)]
+        predictions.append({"tags": tags, "scores": scores})
+    return predictions
 
 
 def score(examples: list[dict[str, Any]], predictions: list[dict[str, Any]]) -> dict[str, Any]:
@@ -131,14 +144,15 @@ class TokenClassification:
     model_class = MODEL_CLASS
     problem_type: str | None = None
 
-    def __init__(self, labels: list[str], max_length: int, stride: int):
-        self.labels, self.max_length, self.stride = labels, max_length, stride
+    def __init__(self, labels: list[str], max_length: int, stride: int, decoding: str = "viterbi"):
+        self.labels, self.max_length, self.stride, self.decoding = labels, max_length, stride, decoding
+        self.pad_to_multiple_of = 1
 
     def encode(self, examples: list[dict[str, Any]], tokenizer: Any, lang: str) -> list[dict[str, Any]]:
         return encode(examples, tokenizer, self.labels, lang, self.max_length, self.stride)
 
     def collate(self, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-        return collate(features, pad_id)
+        return collate(features, pad_id, self.pad_to_multiple_of)
 
     def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
         return outputs(logits)
@@ -146,7 +160,7 @@ class TokenClassification:
     def decode(
         self, examples: list[dict[str, Any]], features: list[dict[str, Any]], outs: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        return decode(examples, features, outs, self.labels)
+        return decode(examples, features, outs, self.labels, self.decoding)
 
     def score(self, examples: list[dict[str, Any]], predictions: list[dict[str, Any]]) -> dict[str, Any]:
         return score(examples, predictions)

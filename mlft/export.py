@@ -1,0 +1,138 @@
+"""`mlft export run=<run-dir> format=hf|onnx [quantize=int8]`: a self-contained model folder, checked per language.
+
+The folder is written under a temporary name and renamed only after the parity gate passed: the
+exported artifact is re-evaluated on the run's dev (or test) data next to the run's own model, and
+any language whose metric drops by more than `max_drop` points fails the export with a table.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from mlft.data.load import load_data
+from mlft.engine.loop import make_accelerator
+from mlft.errors import ConfigError, UserError
+from mlft.report.model_card import model_card
+from mlft.runs import EXPORT_CONFIG, SavedRun, load_exported, load_run, parse_args
+from mlft.scoring import encode_sets, evaluate_sets
+
+
+class ParityError(UserError):
+    """The exported artifact scores worse than the run's model beyond the allowed drop."""
+
+    title = "export failed the parity check"
+
+
+@dataclass
+class ExportArgs:
+    run: str
+    """The run directory whose final model is exported."""
+    format: Literal["hf", "onnx"] = "hf"
+    """hf: safetensors + tokenizer + label maps; onnx: model.onnx for onnxruntime."""
+    quantize: Literal["none", "int8"] = "none"
+    """int8: dynamic int8 quantization of the ONNX weights (format=onnx)."""
+    out: str | None = None
+    """Output folder (default: <run>/export/<format>[-int8])."""
+    split: Literal["dev", "test"] = "dev"
+    """Data the parity gate evaluates on, per language of the run."""
+    max_drop: float = 0.5
+    """Largest allowed drop of the task metric, in points (0.5 = half an F1/accuracy point)."""
+    check: bool = True
+    """Run the parity gate (false skips it; the card then says so)."""
+    overwrite: bool = False
+    batch_size: int = 64
+
+
+def export_run(args: ExportArgs) -> Path:
+    if args.quantize == "int8" and args.format != "onnx":
+        raise ConfigError("quantize: int8 needs format=onnx")
+    saved = load_run(Path(args.run))
+    name = args.format + ("-int8" if args.quantize == "int8" else "")
+    out = Path(args.out) if args.out else saved.run_dir / "export" / name
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"out: {out} exists; nothing was written (pass overwrite=true to replace it)")
+    tmp = out.with_name(f".tmp-{out.name}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        artifact = write_artifact(saved, tmp, args.format, args.quantize)
+        parity = check_parity(saved, load_exported(tmp), args) if args.check else None
+        card = model_card(saved.run_dir, saved.config, saved.task.labels, artifact, parity or "(parity check skipped)")
+        (tmp / "README.md").write_text(card)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.replace(out)
+    print(f"exported {artifact} to {out}", file=sys.stderr)
+    return out
+
+
+def write_artifact(saved: SavedRun, folder: Path, fmt: str, quantize: str) -> str:
+    """Writes model, tokenizer, label maps and the run's config into `folder`; returns a description."""
+    saved.tokenizer.save_pretrained(folder)
+    shutil.copyfile(saved.run_dir / "config.yaml", folder / EXPORT_CONFIG)
+    if fmt == "hf":
+        saved.model.save_pretrained(folder)
+        return "HuggingFace folder (safetensors)"
+    from mlft.models.onnx import export_onnx, quantize_int8
+
+    saved.model.config.save_pretrained(folder)  # label maps for onnxruntime users and `mlft predict`
+    if quantize == "int8":
+        export_onnx(saved.model, folder / "model.fp32.onnx")
+        quantize_int8(folder / "model.fp32.onnx", folder / "model.onnx")
+        (folder / "model.fp32.onnx").unlink()
+        for extra in folder.glob("model.fp32.onnx*"):  # external weight files of a large model
+            extra.unlink()
+        return "ONNX, dynamic int8 weights (onnxruntime)"
+    export_onnx(saved.model, folder / "model.onnx")
+    return "ONNX fp32 (onnxruntime)"
+
+
+def check_parity(reference: SavedRun, exported: SavedRun, args: ExportArgs) -> str:
+    """Evaluates both models on the same data; raises ParityError when a language drops beyond max_drop."""
+    cfg = reference.config
+    cfg.task.labels = reference.task.labels
+    loaded = load_data(cfg.data, cfg.task, cfg.lang.train, cfg.lang.eval, need_train=False)
+    sets = encode_sets(reference.task, reference.tokenizer, {args.split: loaded.splits.get(args.split, {})})
+    if not sets:
+        raise ConfigError(f"split: the run has no {args.split} data to check the export on (split=dev or split=test)")
+    cfg.trainer.cpu, cfg.trainer.tensorboard = True, False
+    accelerator = make_accelerator(cfg.trainer, None)
+    pad_id = reference.tokenizer.pad_token_id
+    scores: dict[str, tuple[float, float]] = {}
+    before, _ = evaluate_sets(accelerator, reference.model, reference.task, pad_id, sets, args.batch_size)
+    after, _ = evaluate_sets(accelerator, exported.model, exported.task, pad_id, sets, args.batch_size)
+    metric = cfg.task.metric
+    for lang, m in before[args.split].items():
+        scores[lang] = (m[metric], after[args.split][lang][metric])
+    table = parity_table(scores, metric, args.split, args.max_drop)
+    failed = [lang for lang, (a, b) in scores.items() if (a - b) * 100 > args.max_drop]
+    if failed:
+        raise ParityError(
+            [f"{lang}: {metric} {scores[lang][0]:.4f} -> {scores[lang][1]:.4f}" for lang in failed]
+            + [f"allowed drop: {args.max_drop} points (max_drop=...); nothing was written", table]
+        )
+    print(table, file=sys.stderr)
+    return table
+
+
+def parity_table(scores: dict[str, tuple[float, float]], metric: str, split: str, max_drop: float) -> str:
+    lines = [
+        f"| {split} lang | {metric} (run) | {metric} (export) | drop (points) | within {max_drop} |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for lang, (a, b) in sorted(scores.items()):
+        drop = (a - b) * 100
+        lines.append(f"| {lang} | {a:.4f} | {b:.4f} | {drop:+.2f} | {'yes' if drop <= max_drop else 'NO'} |")
+    return "\n".join(lines)
+
+
+def export_cli(args: list[str]) -> Any:
+    return export_run(parse_args(args, ExportArgs, "export"))

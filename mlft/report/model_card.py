@@ -1,0 +1,74 @@
+"""The README.md of an exported model: what it is, how well it does per language, and how to rebuild it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlft.config import RunConfig
+
+PIPELINE_TAGS = {"token_classification": "token-classification", "sequence_classification": "text-classification"}
+
+
+def model_card(run_dir: Path, config: RunConfig, labels: list[str], artifact: str, parity: str | None) -> str:
+    """Markdown with Hub-style metadata; every number comes from files of the run."""
+    env = json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").is_file() else {}
+    sources = sorted({v["source"] for v in env.get("data", {}).values()})
+    report = (
+        (run_dir / "report.md").read_text().split("\n", 1)[-1].strip() if (run_dir / "report.md").is_file() else ""
+    )
+    langs = sorted(set(config.lang.train) | set(config.lang.eval))
+    pipeline = PIPELINE_TAGS[config.task.type]
+    lines = [
+        "---",
+        f"language: [{', '.join(langs)}]",
+        f"pipeline_tag: {pipeline}",
+        "library_name: transformers",
+        f"base_model: {config.model.name_or_path}",
+        "tags: [mlft]",
+        "---",
+        "",
+        f"# {config.task.name} ({', '.join(config.lang.train)}) — fine-tuned with mlft",
+        "",
+        f"- **Artifact:** {artifact}",
+        f"- **Base model:** `{config.model.name_or_path}`"
+        + (f" (revision `{config.model.revision}`)" if config.model.revision else ""),
+        f"- **Task:** {config.task.type}, metric `{config.task.metric}`, labels: {', '.join(labels)}",
+        f"- **Training languages:** {', '.join(config.lang.train)}; evaluated on: {', '.join(config.lang.eval)}",
+        f"- **Data:** {', '.join(sources) if sources else 'see config.yaml'}",
+        f"- **Seed:** {config.seed}; mlft {env.get('versions', {}).get('mlft', '?')}, git {env.get('git_sha') or '?'}",
+        "",
+        "## Results of the run (PyTorch, per language)",
+        "",
+        report or "(no report.md in the run)",
+        "",
+    ]
+    if parity:
+        lines += ["## This artifact against the run's model", "", parity, ""]
+    lines += [
+        "## Use",
+        "",
+        "```bash",
+        "mlft predict model=<this folder> input=texts.txt output=predictions.jsonl",
+        "```",
+        "",
+    ]
+    if artifact.startswith("HuggingFace"):
+        lines += [
+            "```python",
+            "from transformers import pipeline",
+            f'nlp = pipeline("{pipeline}", model="<this folder>")',
+            "```",
+            "",
+        ]
+    lines += [
+        "## Reproduce",
+        "",
+        "The run's resolved configuration is `mlft-config.yaml` in this folder; from the run directory:",
+        "",
+        "```bash",
+        "mlft train --config-path <run-dir>/.hydra --config-name config hydra.run.dir=<new-dir>",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""Checkpoints survive failures: a full disk, an interrupted write, retention, and resume without unsafe loading."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file
+
+from mlft.cli import main
+from mlft.engine import checkpoint
+
+from helpers import ZH_NER, metrics, train
+
+STEPS = ["trainer.epochs=2", "trainer.eval_strategy=steps", "trainer.eval_steps=2", "trainer.keep_last=1"]
+
+
+def test_disk_full_during_a_checkpoint_keeps_the_previous_one(tmp_path, tiny_models, monkeypatch, capsys):
+    real_save = Accelerator.save_state
+    calls = []
+
+    def save_state(self, output_dir=None, **kwargs):
+        calls.append(output_dir)
+        if len(calls) == 2:
+            real_save(self, output_dir, **kwargs)  # half-written, then the disk is full
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, output_dir, **kwargs)
+
+    monkeypatch.setattr(Accelerator, "save_state", save_state)
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        train(run_dir, tiny_models["wordpiece"], *ZH_NER, *STEPS)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "No space left on device" in err and "step-2" in err and "Traceback" not in err
+    root = run_dir / "checkpoints"
+    assert [p.name for p in checkpoint.step_dirs(root)] == ["step-2"]
+    assert not list(root.glob(".tmp-*"))
+    assert checkpoint.read_state(root / "step-2")["global_step"] == 2
+
+    monkeypatch.setattr(Accelerator, "save_state", real_save)
+    main(["train", f"resume={run_dir}"])  # the kept checkpoint resumes
+    assert metrics(run_dir)["test"]["zh"]["n"] > 0
+
+
+def test_retention_keeps_the_newest_steps_and_always_the_best(tmp_path, tiny_models):
+    run_dir = train(tmp_path / "run", tiny_models["wordpiece"], *ZH_NER, *STEPS)
+    root = run_dir / "checkpoints"
+    m = metrics(run_dir)
+    assert len(checkpoint.step_dirs(root)) == 1
+    assert checkpoint.step_dirs(root)[0].name == f"step-{m['history'][-1]['step']}"
+    best = load_file(root / "best" / "model.safetensors")
+    final = load_file(run_dir / "model" / "model.safetensors")
+    assert best.keys() == final.keys() and all(torch.equal(best[k], final[k]) for k in best)
+    assert m["selection"]["best_step"] in [h["step"] for h in m["history"]]
+
+
+def test_an_interrupted_write_is_ignored_and_an_interrupted_rename_is_undone(tmp_path):
+    root = tmp_path / "checkpoints"
+    complete = root / "step-4"
+    complete.mkdir(parents=True)
+    checkpoint.write_state(complete, {"global_step": 4})
+    (root / ".tmp-step-6").mkdir()  # killed while writing
+    (root / "step-8").mkdir()  # no trainer_state.json: never committed
+    assert checkpoint.latest(root) == complete
+
+    best = root / "best"
+    (root / ".old-best").mkdir()  # killed between the two renames of a commit
+    (root / ".old-best" / "model.safetensors").write_bytes(b"weights")
+    checkpoint.recover(best)
+    assert (best / "model.safetensors").read_bytes() == b"weights"
+
+    with pytest.raises(RuntimeError):
+        checkpoint.write_atomic(best, lambda tmp: (_ for _ in ()).throw(RuntimeError("disk")))
+    assert (best / "model.safetensors").read_bytes() == b"weights" and not (root / ".tmp-best").exists()
+
+
+def test_resume_loads_nothing_with_pickle(tmp_path, tiny_models, monkeypatch):
+    run_dir = train(tmp_path / "run", tiny_models["wordpiece"], *ZH_NER, *STEPS)
+    assert not list((run_dir / "checkpoints").rglob("custom_checkpoint_*"))  # nothing saved with pickle only
+    real_load = torch.load
+    loads = []
+
+    def load(*args, **kwargs):
+        loads.append(kwargs.get("weights_only"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", load)
+    main(["train", f"resume={run_dir}"])
+    assert loads and all(w is True for w in loads), loads

@@ -1,0 +1,100 @@
+"""`mlft export`: HF and ONNX folders that predict like the run, a per-language parity gate, `predict model=`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mlft.cli import main
+
+from conftest import FIXTURES
+
+pytest.importorskip("onnxruntime", reason="needs the export extra: pip install 'mlft[export]'")
+TEXTS = FIXTURES / "zh_texts.txt"
+
+
+def predict(tmp_path, source: str, name: str) -> list[dict]:
+    output = tmp_path / f"{name}.jsonl"
+    main(["predict", source, f"input={TEXTS}", f"output={output}"])
+    return [json.loads(line) for line in output.read_text().splitlines()]
+
+
+def test_hf_export_predicts_like_the_run_and_loads_with_plain_transformers(ner_run, tmp_path):
+    out = tmp_path / "hf"
+    main(["export", f"run={ner_run}", "format=hf", f"out={out}"])
+    assert {"model.safetensors", "config.json", "tokenizer.json", "mlft-config.yaml", "README.md"} <= {
+        p.name for p in out.iterdir()
+    }
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: token-classification" in card and "| test | zh |" in card and "drop (points)" in card
+    assert predict(tmp_path, f"model={out}", "export") == predict(tmp_path, f"run={ner_run}", "run")
+    code = (
+        "import sys; from transformers import pipeline; "
+        "print(pipeline('token-classification', model=sys.argv[1])('李娜在北京')[0]['entity'])"
+    )
+    fresh = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=300)
+    assert fresh.returncode == 0 and fresh.stdout.strip() in ("B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG")
+
+
+@pytest.mark.parametrize("run_fixture", ["ner_run", "sentiment_run"])
+def test_onnx_export_passes_the_parity_gate_and_predicts_like_the_run(run_fixture, request, tmp_path, capsys):
+    run = request.getfixturevalue(run_fixture)
+    out = tmp_path / "onnx"
+    main(["export", f"run={run}", "format=onnx", f"out={out}", "split=test"])
+    assert (out / "model.onnx").is_file() and not (out / "model.safetensors").exists()
+    assert "within 0.5 |" in capsys.readouterr().err
+    if run_fixture == "ner_run":
+        assert predict(tmp_path, f"model={out / 'model.onnx'}", "onnx") == predict(tmp_path, f"run={run}", "run")
+
+
+def test_int8_export_is_smaller_and_checked(ner_run, tmp_path):
+    main(["export", f"run={ner_run}", "format=onnx", f"out={tmp_path / 'fp32'}", "check=false"])
+    main(["export", f"run={ner_run}", "format=onnx", "quantize=int8", f"out={tmp_path / 'int8'}", "max_drop=100"])
+    assert (tmp_path / "int8" / "model.onnx").stat().st_size < (tmp_path / "fp32" / "model.onnx").stat().st_size
+    assert not list((tmp_path / "int8").glob("model.fp32*"))
+
+
+def test_an_export_that_drops_beyond_max_drop_fails_and_writes_nothing(ner_run, tmp_path, monkeypatch, capsys):
+    from mlft.models.onnx import OnnxModel
+
+    real = OnnxModel.forward
+
+    def noisy(self, input_ids, attention_mask, **kwargs):
+        out = real(self, input_ids, attention_mask)
+        return type(out)(logits=torch.randn_like(out.logits) * 10)
+
+    monkeypatch.setattr(OnnxModel, "forward", noisy)
+    out = tmp_path / "onnx"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", f"run={ner_run}", "format=onnx", f"out={out}", "split=test"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "parity" in err and "zh: f1" in err and "| NO |" in err
+    assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["format=hf", "quantize=int8"], "quantize: int8 needs format=onnx"),
+        (["format=tflite"], "format"),
+        (["split=train"], "split"),
+    ],
+)
+def test_bad_export_arguments_exit_2(ner_run, tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", f"run={ner_run}", f"out={tmp_path / 'x'}", *args])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_existing_export_folder_is_not_overwritten(ner_run, tmp_path, capsys):
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(SystemExit):
+        main(["export", f"run={ner_run}", f"out={out}"])
+    assert "exists" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"

@@ -1,0 +1,224 @@
+"""Bad input, end to end through `mlft`: a message naming file:line (data) or the key (config), exit code 2,
+no traceback, and nothing the user had is changed.
+
+Each case writes its files into a fresh directory, runs the real CLI in-process and checks all four.
+`{d}` in arguments is that directory and `{model}` a tiny model.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mlft.cli import main
+
+from conftest import FIXTURES
+
+ZH_TRAIN = (FIXTURES / "zh_ner" / "train.conll").read_bytes()
+SENT_TRAIN = (FIXTURES / "sentiment" / "zh_train.jsonl").read_bytes()
+NER = ["train", "task=ner", "lang=zh", "model={model}", "hydra.run.dir={d}/run", "trainer.progress=false"]
+NER_FILE = [*NER, "data.train={d}/train.conll"]
+SENT = ["train", "task=sentiment", "lang=zh", "model={model}", "hydra.run.dir={d}/run", "trainer.progress=false"]
+SENT_FILE = [*SENT, "data.train={d}/train.jsonl"]
+CSV = [*SENT, "data.train={d}/train.csv"]
+OTHER_MODEL = [*NER_FILE[:3], "model={d}/other", *NER_FILE[4:]]
+GOOD_NER = {"train.conll": ZH_TRAIN}
+GOOD_SENT = {"train.jsonl": SENT_TRAIN}
+
+
+def jsonl(*lines: str) -> bytes:
+    return "".join(line + "\n" for line in lines).encode()
+
+
+# (id, files, argv, pattern the message must match)
+CASES: list[tuple[str, dict[str, bytes], list[str], str]] = [
+    # CoNLL token files
+    ("conll-missing-tag", {"train.conll": b"a\tB-PER\nb\n"}, NER_FILE, r"train\.conll:2: .*token and a tag"),
+    ("conll-empty-file", {"train.conll": b""}, NER_FILE, r"train\.conll:1: file is empty"),
+    ("conll-only-blank-lines", {"train.conll": b"\n\n\r\n"}, NER_FILE, r"train\.conll:1: .*empty"),
+    ("conll-docstart-only", {"train.conll": b"-DOCSTART- -X- O O\n\n"}, NER_FILE, r"train\.conll:1: no sentences"),
+    ("conll-non-utf8", {"train.conll": b"a\tO\n\xff\xfe\tO\n"}, NER_FILE, r"train\.conll:2: .*UTF-8"),
+    ("conll-i-after-o", {"train.conll": b"a\tO\nb\tI-PER\n"}, NER_FILE, r"train\.conll:2: .*data\.repair=true"),
+    ("conll-type-switch", {"train.conll": b"a\tB-LOC\nb\tI-PER\n"}, NER_FILE, r"train\.conll:2: .*I-PER"),
+    ("conll-unknown-prefix", {"train.conll": b"a\tX-PER\n"}, NER_FILE, r"train\.conll:1: .*X-PER"),
+    ("bmes-m-after-o", {"train.conll": b"a\tO\nb\tM-PER\nc\tE-PER\n"}, [*NER_FILE, "data.scheme=BMES"], r":2: "),
+    ("bmes-open-entity", {"train.conll": b"a\tB-PER\n\nb\tO\n"}, [*NER_FILE, "data.scheme=BMES"], r":1: .*PER"),
+    ("iobes-unclosed", {"train.conll": b"a\tB-LOC\nb\tO\n"}, [*NER_FILE, "data.scheme=IOBES"], r":2: .*not closed"),
+    (
+        "conll-label-only-in-dev",
+        {**GOOD_NER, "dev.conll": b"a\tB-MISC\n"},
+        [*NER_FILE, "data.dev={d}/dev.conll"],
+        r"dev\.conll:1: .*B-MISC",
+    ),
+    (
+        "conll-label-only-in-test",
+        {**GOOD_NER, "test.conll": b"a\tO\n\nb\tB-FAC\n"},
+        [*NER_FILE, "data.test={d}/test.conll"],
+        r"test\.conll:3: .*B-FAC",
+    ),
+    (
+        "conll-for-classification",
+        {"train.conll": ZH_TRAIN},
+        [*SENT, "data.train={d}/train.conll"],
+        r"train\.conll:1: .*CoNLL",
+    ),
+    # JSONL
+    (
+        "jsonl-invalid-json",
+        {"train.jsonl": jsonl('{"text": "a", "label": "pos"}', "{bad")},
+        SENT_FILE,
+        r":2: not valid JSON",
+    ),
+    ("jsonl-array-record", {"train.jsonl": jsonl("[1, 2]")}, SENT_FILE, r"train\.jsonl:1: expected a JSON object"),
+    ("jsonl-string-record", {"train.jsonl": jsonl('"text"')}, SENT_FILE, r"train\.jsonl:1: expected a JSON object"),
+    (
+        "jsonl-missing-text",
+        {"train.jsonl": jsonl('{"label": "pos"}')},
+        SENT_FILE,
+        r":1: missing column 'text'",
+    ),
+    ("jsonl-missing-label", {"train.jsonl": jsonl('{"text": "好"}')}, SENT_FILE, r"train\.jsonl:1: .*'label'"),
+    ("jsonl-text-number", {"train.jsonl": jsonl('{"text": 5, "label": "pos"}')}, SENT_FILE, r":1: 'text' must be"),
+    ("jsonl-text-empty", {"train.jsonl": jsonl('{"text": "", "label": "pos"}')}, SENT_FILE, r":1: 'text' must be"),
+    ("jsonl-text-null", {"train.jsonl": jsonl('{"text": null, "label": "pos"}')}, SENT_FILE, r":1: 'text' must be"),
+    (
+        "jsonl-label-dict",
+        {"train.jsonl": jsonl('{"text": "好", "label": {"a": 1}}')},
+        SENT_FILE,
+        r"train\.jsonl:1: .*label",
+    ),
+    ("jsonl-empty-file", {"train.jsonl": b""}, SENT_FILE, r"train\.jsonl:1: file is empty"),
+    (
+        "jsonl-ner-count-mismatch",
+        {"train.jsonl": jsonl('{"tokens": ["李", "娜"], "tags": ["B-PER"]}')},
+        [*NER, "data.train={d}/train.jsonl"],
+        r"train\.jsonl:1: 2 tokens but 1 tags",
+    ),
+    (
+        "jsonl-ner-tokens-string",
+        {"train.jsonl": jsonl('{"tokens": "李娜", "tags": ["B-PER", "I-PER"]}')},
+        [*NER, "data.train={d}/train.jsonl"],
+        r"train\.jsonl:1: .*lists of strings",
+    ),
+    (
+        "jsonl-ner-empty-sentence",
+        {"train.jsonl": jsonl('{"tokens": [], "tags": []}')},
+        [*NER, "data.train={d}/train.jsonl"],
+        r"train\.jsonl:1: empty sentence",
+    ),
+    (
+        "jsonl-label-only-in-test",
+        {**GOOD_SENT, "test.jsonl": jsonl('{"text": "一般", "label": "neutral"}')},
+        [*SENT_FILE, "data.test={d}/test.jsonl"],
+        r"test\.jsonl:1: .*neutral",
+    ),
+    # CSV / TSV
+    (
+        "csv-missing-column",
+        {"train.csv": b"sentence,label\n\xe5\xa5\xbd,pos\n"},
+        CSV,
+        r"train\.csv:1: missing column",
+    ),
+    (
+        "csv-short-row",
+        {"train.csv": "text,label\n好,pos\n坏\n".encode()},
+        CSV,
+        r"train\.csv:3: expected 2 fields",
+    ),
+    ("csv-header-only", {"train.csv": b"text,label\n"}, CSV, r"train\.csv:2: no rows"),
+    (
+        "csv-non-utf8",
+        {"train.csv": b"text,label\n\xff,pos\n"},
+        CSV,
+        r"train\.csv:2: .*UTF-8",
+    ),
+    ("tsv-empty-file", {"train.tsv": b""}, [*SENT, "data.train={d}/train.tsv"], r"train\.tsv:1: file is empty"),
+    # Files and formats
+    ("train-file-missing", {}, [*NER, "data.train={d}/nope.conll"], r"data\.train: .*nope\.conll"),
+    ("train-is-a-directory", {}, [*NER, "data.train={d}"], r"data\.train: "),
+    ("unknown-format", GOOD_NER, [*NER_FILE, "data.format=xml"], r"data\.format: .*allowed"),
+    ("unknown-scheme", GOOD_NER, [*NER_FILE, "data.scheme=BIO9"], r"data\.scheme: .*allowed"),
+    # Configuration
+    ("unknown-task", {}, ["train", "task=nosuch", "hydra.run.dir={d}/run"], r"task: .*nosuch.*allowed"),
+    ("unknown-lang-preset", {}, ["train", "lang=xx", "hydra.run.dir={d}/run"], r"lang: .*xx.*allowed"),
+    ("language-without-data", {}, [*NER, "lang=ja"], r"ja"),
+    ("epochs-not-int", GOOD_NER, [*NER_FILE, "trainer.epochs=abc"], r"trainer\.epochs"),
+    ("negative-lr", GOOD_NER, [*NER_FILE, "optimizer.lr=-1"], r"optimizer\.lr"),
+    ("batch-size-zero", GOOD_NER, [*NER_FILE, "trainer.batch_size=0"], r"trainer\.batch_size"),
+    ("seed-not-int", GOOD_NER, [*NER_FILE, "seed=abc"], r"seed"),
+    ("warmup-conflict", GOOD_NER, [*NER_FILE, "optimizer.warmup_steps=10"], r"warmup"),
+    ("unknown-key", GOOD_NER, [*NER_FILE, "trainer.nonsense=1"], r"trainer\.nonsense"),
+    ("unknown-precision", GOOD_NER, [*NER_FILE, "trainer.precision=fp8"], r"trainer\.precision: .*allowed"),
+    ("unknown-decoding", GOOD_NER, [*NER_FILE, "task.decoding=beam"], r"task\.decoding: .*allowed"),
+    ("steps-without-eval-steps", GOOD_NER, [*NER_FILE, "trainer.eval_strategy=steps"], r"trainer\.eval_steps"),
+    ("keep-entityless-range", GOOD_NER, [*NER_FILE, "data.keep_entityless=2"], r"data\.keep_entityless"),
+    ("fp16-on-cpu", GOOD_NER, [*NER_FILE, "trainer.precision=fp16", "trainer.cpu=true"], r"fp16 needs a GPU"),
+    ("freeze-too-many-layers", GOOD_NER, [*NER_FILE, "model.freeze_layers=99"], r"model\.freeze_layers: .*99"),
+    # Models
+    (
+        "model-dir-not-a-model",
+        {"empty/.keep": b""},
+        [*NER_FILE[:3], "model={d}/empty", *NER_FILE[4:]],
+        r"model\.name_or_path: ",
+    ),
+    (
+        "model-vocab-mismatch",
+        {**GOOD_NER, "small-vocab": b""},
+        OTHER_MODEL,
+        r"tokenizer has \d+ tokens",
+    ),
+    # Run directories and other commands
+    ("run-dir-holds-a-run", {**GOOD_NER, "run/config.yaml": b"keep me\n"}, NER_FILE, r"already holds a run"),
+    ("resume-not-a-run", {}, ["train", "resume={d}/nothing"], r"resume=.*not a run directory"),
+    ("eval-missing-run", {}, ["eval", "run={d}/none"], r"not a run directory"),
+    ("predict-missing-input", {}, ["predict", "run={d}/none", "input={d}/x.txt"], r"input: file not found"),
+    ("predict-missing-run", {"x.txt": b"text\n"}, ["predict", "run={d}/none", "input={d}/x.txt"], r"not a run dir"),
+    (
+        "predict-run-and-model",
+        {"x.txt": b"text\n"},
+        ["predict", "run={d}", "model={d}", "input={d}/x.txt"],
+        r"exactly one",
+    ),
+    ("predict-model-not-export", {"x.txt": b"t\n"}, ["predict", "model={d}", "input={d}/x.txt"], r"mlft export"),
+    ("export-missing-run", {}, ["export", "run={d}/none"], r"not a run directory"),
+    ("unknown-command", {}, ["frobnicate"], r"unknown command 'frobnicate'"),
+]
+
+
+def small_vocab_model(directory: Path, model: Path) -> None:
+    """A model whose embedding matrix is smaller than its tokenizer's vocabulary."""
+    from transformers import AutoModel, AutoTokenizer
+
+    encoder = AutoModel.from_pretrained(model)
+    encoder.resize_token_embeddings(8)
+    encoder.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(model).save_pretrained(directory)
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_the_table_has_at_least_fifty_distinct_cases():
+    assert len(CASES) >= 50 and len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("files,argv,pattern", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_exits_2_with_a_located_message(tmp_path, capsys, tiny_models, files, argv, pattern):
+    for name, content in files.items():
+        if name == "small-vocab":
+            small_vocab_model(tmp_path / "other", tiny_models["wordpiece"])
+            continue
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(content)
+    before = snapshot(tmp_path)
+    args = [a.format(d=tmp_path, model=tiny_models["wordpiece"]) for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2, err
+    assert re.search(pattern, err), err
+    assert "Traceback" not in err
+    assert snapshot(tmp_path) == before  # nothing overwritten, and a run that never started leaves nothing behind
