@@ -16,7 +16,7 @@ DEMO_ARGS ?= task=ner lang=zh data.max_train_samples=9000 data.max_train_length=
 	data.max_dev_samples=200 model.freeze_embeddings=true optimizer.lr=2e-4 optimizer.head_lr=3e-3 \
 	trainer.epochs=1 trainer.batch_size=16 trainer.group_by_length=true trainer.eval_strategy=no
 
-.PHONY: help install test test-slow test-real quality demo clean
+.PHONY: help install test test-slow quality demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,9 +36,6 @@ test: install ## the offline test suite (fast; no network, tiny models)
 
 test-slow: install ## slow checks: multi-process runs, real-model fine-tuning
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
-
-test-real: install ## real-model fine-tuning checks (multilingual-e5-small vs random init; slow, not in CI)
-	$(BIN)/python -m pytest -q -m real $(PYTEST_ARGS)
 
 quality: install ## ruff lint and format check, mypy on mlft/
 	$(BIN)/ruff check mlft tests scripts

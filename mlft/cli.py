@@ -26,6 +26,8 @@ commands:
             (or model=<exported folder or .onnx file> instead of run=)
   export    a deployable model folder, checked per language against the run:
             mlft export run=<run-dir> format=hf|onnx [quantize=int8] [out=<dir>] [max_drop=0.5] [split=dev]
+  serve     an HTTP JSON API (POST /predict, GET /health), batched, with request limits:
+            mlft serve model=<exported folder> [host=127.0.0.1] [port=8080] [max_texts=64] [max_chars=5000]
   data      mlft data list: the corpora usable offline, with languages, sizes, labels, licences
   models    mlft models list: the model presets and where each comes from
 
@@ -33,6 +35,7 @@ commands:
   mlft train task=ner lang=zh model=<hub id or local dir> data.train=train.conll data.dev=dev.conll
   mlft train -m optimizer.lr=1e-5,3e-5 seed=1,2        # a sweep, one run directory per job
 """
+COMMANDS = ("train", "eval", "predict", "export", "serve", "data", "models")
 GROUPS = ("model", "task", "lang", "optimizer", "trainer", "peft")
 HYDRA_INFO_FLAGS = {
     "--help",
@@ -281,6 +284,11 @@ def main(argv: list[str] | None = None) -> None:
 
             quiet_libraries()
             predict_cli(rest)
+        elif command == "serve":
+            from mlft.serve import serve_cli
+
+            quiet_libraries()
+            serve_cli(rest)
         elif command in ("data", "models"):
             from mlft.catalog import list_cli
 
@@ -292,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
             export_cli(rest)
         else:
             print(
-                f"mlft: unknown command {command!r} (allowed: train, eval, predict, export, data, models)\n\n{USAGE}",
+                f"mlft: unknown command {command!r} (allowed: {', '.join(COMMANDS)})\n\n{USAGE}",
                 file=sys.stderr,
             )
             raise SystemExit(2)

@@ -37,41 +37,57 @@ class PredictArgs:
     """Instead of run: a folder written by `mlft export`, or the model.onnx inside one."""
 
 
-def predict_lines(saved: Any, lines: list[str], lang: str, batch_size: int, cpu: bool = False) -> list[dict[str, Any]]:
-    """One JSON-ready record per line."""
-    cfg = saved.config
-    cfg.trainer.cpu, cfg.trainer.tensorboard = cpu, False
-    accelerator = make_accelerator(cfg.trainer, None)
-    model = accelerator.prepare(saved.model)
-    token_task = cfg.task.type == "token_classification"
-    keep = [i for i, line in enumerate(lines) if line.strip()]
-    if token_task:
-        splits = [split_text(lines[i], lang) for i in keep]
-        examples: list[dict[str, Any]] = [{"tokens": tokens} for tokens, _ in splits]
-    else:
-        examples = [{"text": lines[i]} for i in keep]
-    features = saved.task.encode(examples, saved.tokenizer, lang)
-    pad_id = saved.tokenizer.pad_token_id
-    outs = predict_features(
-        accelerator,
-        model,
-        features,
-        lambda f: saved.task.collate(f, pad_id),
-        saved.task.outputs,
-        batch_size,
-        progress=True,
-        desc="predict",
-    )
-    predictions = saved.task.decode(examples, features, outs)
-    records: list[dict[str, Any]] = [
-        {"text": line, "entities": []} if token_task else {"text": line, "label": None} for line in lines
-    ]
-    for j, i in enumerate(keep):
-        if token_task:
-            records[i]["entities"] = entities(lines[i], splits[j][1], predictions[j])
+class Predictor:
+    """A loaded model ready to label text lines; built once, called many times (`mlft predict`, `mlft serve`)."""
+
+    def __init__(self, saved: Any, cpu: bool = False, progress: bool = True):
+        cfg = saved.config
+        cfg.trainer.cpu, cfg.trainer.tensorboard = cpu, False
+        self.saved, self.progress = saved, progress
+        self.accelerator = make_accelerator(cfg.trainer, None)
+        self.model = self.accelerator.prepare(saved.model)
+        self.token_task = cfg.task.type == "token_classification"
+        self.default_lang = cfg.lang.train[0]
+
+    def __call__(self, lines: list[str], lang: str | None = None, batch_size: int = 64) -> list[dict[str, Any]]:
+        """One JSON-ready record per line; empty lines give empty predictions."""
+        lang = lang or self.default_lang
+        saved = self.saved
+        keep = [i for i, line in enumerate(lines) if line.strip()]
+        if self.token_task:
+            splits = [split_text(lines[i], lang) for i in keep]
+            examples: list[dict[str, Any]] = [{"tokens": tokens} for tokens, _ in splits]
         else:
-            records[i].update({k: v for k, v in predictions[j].items()})
-    return records
+            examples = [{"text": lines[i]} for i in keep]
+        features = saved.task.encode(examples, saved.tokenizer, lang)
+        pad_id = saved.tokenizer.pad_token_id
+        outs = predict_features(
+            self.accelerator,
+            self.model,
+            features,
+            lambda f: saved.task.collate(f, pad_id),
+            saved.task.outputs,
+            batch_size,
+            progress=self.progress,
+            desc="predict",
+        )
+        predictions = saved.task.decode(examples, features, outs)
+        records: list[dict[str, Any]] = [
+            {"text": line, "entities": []} if self.token_task else {"text": line, "label": None} for line in lines
+        ]
+        for j, i in enumerate(keep):
+            if self.token_task:
+                records[i]["entities"] = entities(lines[i], splits[j][1], predictions[j])
+            else:
+                records[i].update({k: v for k, v in predictions[j].items()})
+        return records
+
+
+def load_for_prediction(run: str | None, model: str | None) -> Any:
+    """A run directory or an exported folder / .onnx file: exactly one of the two."""
+    if (run is None) == (model is None):
+        raise ConfigError("run, model: give exactly one (run=<run-dir> or model=<exported folder or .onnx>)")
+    return load_run(Path(run)) if run else load_exported(Path(model or ""))
 
 
 def predict_cli(args: list[str]) -> None:
@@ -81,13 +97,11 @@ def predict_cli(args: list[str]) -> None:
         raise ConfigError(f"input: file not found: {parsed.input}")
     if parsed.output and Path(parsed.output).exists() and not parsed.overwrite:
         raise ConfigError(f"output: {parsed.output} exists; nothing was written (pass overwrite=true to replace it)")
-    if (parsed.run is None) == (parsed.model is None):
-        raise ConfigError("run, model: give exactly one (run=<run-dir> or model=<exported folder or .onnx>)")
-    saved = load_run(Path(parsed.run)) if parsed.run else load_exported(Path(parsed.model or ""))
+    saved = load_for_prediction(parsed.run, parsed.model)
     lines = read_lines(source)
     if lines and lines[-1] == "":
         lines = lines[:-1]
-    records = predict_lines(saved, lines, parsed.lang or saved.config.lang.train[0], parsed.batch_size, parsed.cpu)
+    records = Predictor(saved, parsed.cpu)(lines, parsed.lang, parsed.batch_size)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     if parsed.output:
         tmp = Path(parsed.output + ".tmp")

@@ -90,3 +90,27 @@ def test_resume_loads_nothing_with_pickle(tmp_path, tiny_models, monkeypatch):
     monkeypatch.setattr(torch, "load", load)
     main(["train", f"resume={run_dir}"])
     assert loads and all(w is True for w in loads), loads
+
+
+def test_a_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path, tiny_models, monkeypatch, capsys):
+    from transformers import BertForTokenClassification
+
+    real_forward = BertForTokenClassification.forward
+    calls = []
+
+    def forward(self, *args, **kwargs):
+        out = real_forward(self, *args, **kwargs)
+        if self.training:
+            calls.append(1)
+            if len(calls) == 3:  # after the checkpoint of step 2
+                out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(BertForTokenClassification, "forward", forward)
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        train(run_dir, tiny_models["wordpiece"], *ZH_NER, *STEPS)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "training diverged" in err and "loss is nan at step 2" in err
+    assert "step-2" in err and "Traceback" not in err
+    assert [p.name for p in checkpoint.step_dirs(run_dir / "checkpoints")] == ["step-2"]

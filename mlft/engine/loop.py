@@ -240,7 +240,7 @@ def train_loop(
     if accelerator.is_main_process:
         log.info("training: %d features, %d optimizer steps (%d per epoch)", len(features), total, steps_per_epoch)
 
-    def save_best(weights: torch.nn.Module) -> None:
+    def save_best(weights: Any) -> None:  # the unwrapped transformers model
         target = checkpoints / checkpoint.BEST
         try:
             checkpoint.write_atomic(target, lambda tmp: weights.save_pretrained(tmp))

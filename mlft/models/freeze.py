@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from transformers import PreTrainedModel
 
 from mlft.errors import ConfigError
 
@@ -16,7 +17,7 @@ def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     raise ConfigError(f"model.freeze_layers: cannot find the transformer layers of {type(model).__name__}")
 
 
-def freeze(model: torch.nn.Module, embeddings: bool, layers: int) -> None:
+def freeze(model: PreTrainedModel, embeddings: bool, layers: int) -> None:
     """Freezing the lowest `layers` blocks freezes everything under them too, so backward stops at the first
     trainable block: that saves compute, which freezing the word embeddings alone does not."""
     if embeddings:
@@ -26,8 +27,8 @@ def freeze(model: torch.nn.Module, embeddings: bool, layers: int) -> None:
     stack = encoder_layers(model)
     if layers > len(stack):
         raise ConfigError(f"model.freeze_layers: the model has {len(stack)} layers, got {layers}")
+    model.get_input_embeddings().requires_grad_(False)
     base = getattr(model, "base_model", model)
-    base.get_input_embeddings().requires_grad_(False)
     for module in base.modules():  # position/type embeddings and their LayerNorm sit beside the word embeddings
         if module is not base and "embeddings" in type(module).__name__.lower():
             module.requires_grad_(False)

@@ -47,6 +47,8 @@ class Aligner:
 
     def pieces(self, words: list[str], space_before: bool) -> list[list[int]]:
         missing = list({w for w in words if (w, space_before) not in self._cache})
+        if missing and len(self._cache) > 500_000:  # a long-running server sees unbounded distinct words
+            self._cache.clear()
         if missing:
             texts = [" " + w if space_before and self.space_sensitive else w for w in missing]
             encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]

@@ -24,10 +24,9 @@ _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
 def encode(
-    examples: list[dict[str, Any]], tokenizer: Any, labels: list[str], lang: str, max_length: int, stride: int
+    examples: list[dict[str, Any]], aligner: Aligner, labels: list[str], lang: str, max_length: int, stride: int
 ) -> list[dict[str, Any]]:
     """One or more features (windows) per example; `example` points back to the sentence."""
-    aligner = Aligner(tokenizer)
     label2id = {label: i for i, label in enumerate(labels)}
     features = []
     for index, ex in enumerate(examples):
@@ -147,9 +146,14 @@ class TokenClassification:
     def __init__(self, labels: list[str], max_length: int, stride: int, decoding: str = "viterbi"):
         self.labels, self.max_length, self.stride, self.decoding = labels, max_length, stride, decoding
         self.pad_to_multiple_of = 1
+        self._aligner: Aligner | None = None
 
     def encode(self, examples: list[dict[str, Any]], tokenizer: Any, lang: str) -> list[dict[str, Any]]:
-        return encode(examples, tokenizer, self.labels, lang, self.max_length, self.stride)
+        # One aligner per tokenizer: building it reads the whole vocabulary (250k pieces for XLM-R), which
+        # dominated the latency of small `mlft serve` requests.
+        if self._aligner is None or self._aligner.tokenizer is not tokenizer:
+            self._aligner = Aligner(tokenizer)
+        return encode(examples, self._aligner, self.labels, lang, self.max_length, self.stride)
 
     def collate(self, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
         return collate(features, pad_id, self.pad_to_multiple_of)

@@ -1,0 +1,75 @@
+"""Size, predict throughput and test score of a run's model as PyTorch fp32, ONNX fp32 and ONNX int8.
+
+    python scripts/export_table.py --run runs/ner-zh/<time> --sentences 1000
+
+Exports into <run>/export-bench/ (replacing earlier ones), then for each variant: the size of the weights
+file, sentences/s of `mlft predict`'s code path on the first N test sentences of the run's first evaluation
+language (as raw text, one per line), and the task metric on the same sentences. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from mlft.data.load import load_data
+from mlft.engine.loop import make_accelerator
+from mlft.export import ExportArgs, export_run
+from mlft.predict import Predictor
+from mlft.runs import SavedRun, load_exported, load_run
+from mlft.scoring import encode_sets, evaluate_sets
+
+
+def score(saved: SavedRun, examples: list[dict], lang: str) -> float:
+    sets = encode_sets(saved.task, saved.tokenizer, {"test": {lang: examples}})
+    saved.config.trainer.cpu, saved.config.trainer.tensorboard = True, False
+    accelerator = make_accelerator(saved.config.trainer, None)
+    metrics, _ = evaluate_sets(accelerator, saved.model, saved.task, saved.tokenizer.pad_token_id, sets, 64)
+    return metrics["test"][lang][saved.config.task.metric]
+
+
+def throughput(saved: SavedRun, lines: list[str], lang: str) -> float:
+    predictor = Predictor(saved, cpu=True, progress=False)
+    predictor(lines[:16], lang)  # warm-up
+    start = time.perf_counter()
+    predictor(lines, lang)
+    return len(lines) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--sentences", type=int, default=1000)
+    args = parser.parse_args()
+    run = load_run(Path(args.run))
+    cfg = run.config
+    lang = cfg.lang.eval[0]
+    cfg.task.labels = run.task.labels
+    examples = load_data(cfg.data, cfg.task, cfg.lang.train, [lang], need_train=False).splits["test"][lang]
+    examples = examples[: args.sentences]
+    token_task = cfg.task.type == "token_classification"
+    joiner = "" if lang in ("zh", "ja", "th") else " "
+    lines = [joiner.join(ex["tokens"]) if token_task else ex["text"] for ex in examples]
+
+    out_root = Path(args.run) / "export-bench"
+    variants: list[tuple[str, SavedRun, Path]] = [
+        ("PyTorch fp32 (run)", run, Path(args.run) / "model" / "model.safetensors")
+    ]
+    for name, fmt, quantize in (("ONNX fp32", "onnx", "none"), ("ONNX int8 (dynamic)", "onnx", "int8")):
+        out = out_root / f"{fmt}-{quantize}"
+        export_run(ExportArgs(run=args.run, format=fmt, quantize=quantize, out=str(out), check=False, overwrite=True))
+        variants.append((name, load_exported(out), out / "model.onnx"))
+
+    metric = cfg.task.metric
+    print(f"| variant | weights MB | predict sentences/s | test {metric} ({len(examples)} {lang} sentences) |")
+    print("|---|---:|---:|---:|")
+    for name, saved, weights in variants:
+        size = sum(p.stat().st_size for p in weights.parent.glob(weights.name + "*")) / 1e6
+        speed = throughput(saved, lines, lang)
+        value = score(saved, examples, lang)
+        print(f"| {name} | {size:.0f} | {speed:.1f} | {value:.4f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
