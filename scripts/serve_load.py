@@ -28,7 +28,8 @@ def post(url: str, texts: list[str]) -> tuple[float, bool]:
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             json.load(response)
-    except urllib.error.HTTPError:
+    except urllib.error.HTTPError as err:
+        print(f"HTTP {err.code}: {err.read()[:200]!r}", file=sys.stderr)
         return time.perf_counter() - start, False
     return time.perf_counter() - start, True
 
