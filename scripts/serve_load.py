@@ -15,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import urlparse
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     args = parser.parse_args(argv)
     if urlparse(args.url).hostname not in LOOPBACK:
         parser.error(f"--url must point to this machine ({', '.join(sorted(LOOPBACK))})")
+    if not Path(args.input).is_file():
+        parser.error(f"--input: file not found: {args.input}")
     with open(args.input, encoding="utf-8") as f:
         lines = [line.rstrip("\n") for line in f if line.strip()]
     if not lines:
