@@ -37,11 +37,12 @@ def throughput(saved: SavedRun, lines: list[str], lang: str) -> float:
     return len(lines) / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True)
     parser.add_argument("--sentences", type=int, default=1000)
-    args = parser.parse_args()
+    parser.add_argument("--out-dir", help="where the exports go (default: <run>/export-bench)")
+    args = parser.parse_args(argv)
     run = load_run(Path(args.run))
     cfg = run.config
     lang = cfg.lang.eval[0]
@@ -52,7 +53,7 @@ def main() -> None:
     joiner = "" if lang in ("zh", "ja", "th") else " "
     lines = [joiner.join(ex["tokens"]) if token_task else ex["text"] for ex in examples]
 
-    out_root = Path(args.run) / "export-bench"
+    out_root = Path(args.out_dir) if args.out_dir else Path(args.run) / "export-bench"
     variants: list[tuple[str, SavedRun, Path]] = [
         ("PyTorch fp32 (run)", run, Path(args.run) / "model" / "model.safetensors")
     ]

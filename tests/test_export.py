@@ -11,7 +11,7 @@ import torch
 
 from mlft.cli import main
 
-from conftest import FIXTURES
+from conftest import FIXTURES, ROOT
 
 pytest.importorskip("onnxruntime", reason="needs the export extra: pip install 'mlft[export]'")
 TEXTS = FIXTURES / "zh_texts.txt"
@@ -98,3 +98,13 @@ def test_an_existing_export_folder_is_not_overwritten(ner_run, tmp_path, capsys)
     with pytest.raises(SystemExit):
         main(["export", f"run={ner_run}", f"out={out}"])
     assert "exists" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
+
+
+def test_the_export_table_script_measures_every_variant(ner_run, tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import export_table
+
+    export_table.main(["--run", str(ner_run), "--sentences", "8", "--out-dir", str(tmp_path)])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "MB" not in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| PyTorch fp32 (run)", "| ONNX fp32", "| ONNX int8 (dynamic)"]
+    assert (tmp_path / "onnx-int8" / "model.onnx").is_file()
