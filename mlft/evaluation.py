@@ -7,11 +7,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlft.config import DataConfig
 from mlft.data.load import load_data
 from mlft.engine.loop import make_accelerator
 from mlft.report.tables import write_reports
-from mlft.runs import load_run, parse_args
-from mlft.scoring import encode_sets, evaluate_sets
+from mlft.runs import SavedRun, load_run, parse_args
+from mlft.scoring import EvalSet, encode_sets, evaluate_sets
 
 log = logging.getLogger("mlft")
 
@@ -32,6 +33,23 @@ class EvalArgs:
     cpu: bool = False
 
 
+def load_eval_data(saved: SavedRun, data: DataConfig, langs: list[str]) -> dict[str, dict[str, list[dict]]]:
+    """Dev/test examples for `langs`, checked against the saved model's own labels."""
+    cfg = saved.config
+    cfg.task.labels = saved.task.labels
+    return load_data(data, cfg.task, cfg.lang.train, langs, need_train=False).splits
+
+
+def score_model(saved: SavedRun, sets: list[EvalSet], batch_size: int, cpu: bool) -> dict:
+    """Metrics[split][lang] of the saved model on encoded sets, in one process."""
+    cfg = saved.config
+    cfg.trainer.cpu, cfg.trainer.tensorboard, cfg.trainer.num_processes = cpu, False, 1
+    accelerator = make_accelerator(cfg.trainer, None)
+    model = accelerator.prepare(saved.model)
+    metrics, _ = evaluate_sets(accelerator, model, saved.task, saved.tokenizer.pad_token_id, sets, batch_size)
+    return metrics
+
+
 def evaluate_run(args: EvalArgs) -> tuple[dict, Path]:
     """Evaluates the run's final model; writes <run>/evals/<time>/{metrics.json, report.md}."""
     saved = load_run(Path(args.run))
@@ -39,15 +57,10 @@ def evaluate_run(args: EvalArgs) -> tuple[dict, Path]:
     data = cfg.data
     data.dev = args.dev if args.dev is not None else data.dev
     data.test = args.test if args.test is not None else data.test
-    langs = args.lang or cfg.lang.eval
-    cfg.task.labels = saved.task.labels
-    loaded = load_data(data, cfg.task, cfg.lang.train, langs, need_train=False)
-    splits = {s: v for s, v in loaded.splits.items() if s in (args.split or ["dev", "test"])}
+    loaded = load_eval_data(saved, data, args.lang or cfg.lang.eval)
+    splits = {s: v for s, v in loaded.items() if s in (args.split or ["dev", "test"])}
     sets = encode_sets(saved.task, saved.tokenizer, splits)
-    cfg.trainer.cpu, cfg.trainer.tensorboard, cfg.trainer.num_processes = args.cpu, False, 1
-    accelerator = make_accelerator(cfg.trainer, None)
-    model = accelerator.prepare(saved.model)
-    metrics, _ = evaluate_sets(accelerator, model, saved.task, saved.tokenizer.pad_token_id, sets, args.batch_size)
+    metrics = score_model(saved, sets, args.batch_size, args.cpu)
     out_dir = saved.run_dir / "evals" / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     out_dir.mkdir(parents=True)
     table = write_reports(out_dir, metrics, cfg.task.type, {"run": str(saved.run_dir)}, f"eval of {saved.run_dir}")

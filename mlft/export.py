@@ -13,12 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from mlft.data.load import load_data
-from mlft.engine.loop import make_accelerator
 from mlft.errors import ConfigError, UserError
+from mlft.evaluation import load_eval_data, score_model
 from mlft.report.model_card import model_card
 from mlft.runs import EXPORT_CONFIG, SavedRun, load_exported, load_run, parse_args
-from mlft.scoring import encode_sets, evaluate_sets
+from mlft.scoring import encode_sets
 
 
 class ParityError(UserError):
@@ -98,17 +97,13 @@ def write_artifact(saved: SavedRun, folder: Path, fmt: str, quantize: str) -> st
 def check_parity(reference: SavedRun, exported: SavedRun, args: ExportArgs) -> str:
     """Evaluates both models on the same data; raises ParityError when a language drops beyond max_drop."""
     cfg = reference.config
-    cfg.task.labels = reference.task.labels
-    loaded = load_data(cfg.data, cfg.task, cfg.lang.train, cfg.lang.eval, need_train=False)
-    sets = encode_sets(reference.task, reference.tokenizer, {args.split: loaded.splits.get(args.split, {})})
+    splits = load_eval_data(reference, cfg.data, cfg.lang.eval)
+    sets = encode_sets(reference.task, reference.tokenizer, {args.split: splits.get(args.split, {})})
     if not sets:
         raise ConfigError(f"split: the run has no {args.split} data to check the export on (split=dev or split=test)")
-    cfg.trainer.cpu, cfg.trainer.tensorboard = True, False
-    accelerator = make_accelerator(cfg.trainer, None)
-    pad_id = reference.tokenizer.pad_token_id
+    before = score_model(reference, sets, args.batch_size, cpu=True)
+    after = score_model(exported, sets, args.batch_size, cpu=True)
     scores: dict[str, tuple[float, float]] = {}
-    before, _ = evaluate_sets(accelerator, reference.model, reference.task, pad_id, sets, args.batch_size)
-    after, _ = evaluate_sets(accelerator, exported.model, exported.task, pad_id, sets, args.batch_size)
     metric = cfg.task.metric
     for lang, m in before[args.split].items():
         scores[lang] = (m[metric], after[args.split][lang][metric])

@@ -13,20 +13,16 @@ import argparse
 import time
 from pathlib import Path
 
-from mlft.data.load import load_data
-from mlft.engine.loop import make_accelerator
+from mlft.evaluation import load_eval_data, score_model
 from mlft.export import ExportArgs, export_run
 from mlft.predict import Predictor
 from mlft.runs import SavedRun, load_exported, load_run
-from mlft.scoring import encode_sets, evaluate_sets
+from mlft.scoring import encode_sets
 
 
 def score(saved: SavedRun, examples: list[dict], lang: str) -> float:
     sets = encode_sets(saved.task, saved.tokenizer, {"test": {lang: examples}})
-    saved.config.trainer.cpu, saved.config.trainer.tensorboard = True, False
-    accelerator = make_accelerator(saved.config.trainer, None)
-    metrics, _ = evaluate_sets(accelerator, saved.model, saved.task, saved.tokenizer.pad_token_id, sets, 64)
-    return metrics["test"][lang][saved.config.task.metric]
+    return score_model(saved, sets, 64, cpu=True)["test"][lang][saved.config.task.metric]
 
 
 def throughput(saved: SavedRun, lines: list[str], lang: str) -> float:
@@ -46,8 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     run = load_run(Path(args.run))
     cfg = run.config
     lang = cfg.lang.eval[0]
-    cfg.task.labels = run.task.labels
-    examples = load_data(cfg.data, cfg.task, cfg.lang.train, [lang], need_train=False).splits["test"][lang]
+    examples = load_eval_data(run, cfg.data, [lang])["test"][lang]
     examples = examples[: args.sentences]
     token_task = cfg.task.type == "token_classification"
     joiner = "" if lang in ("zh", "ja", "th") else " "
