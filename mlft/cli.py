@@ -28,6 +28,8 @@ commands:
             mlft export run=<run-dir> format=hf|onnx [quantize=int8] [out=<dir>] [max_drop=0.5] [split=dev]
   serve     an HTTP JSON API (POST /predict, GET /health), batched, with request limits:
             mlft serve model=<exported folder> [host=127.0.0.1] [port=8080] [max_texts=64] [max_chars=5000]
+  report    mean ± std per language over the runs of a sweep (seeds), heatmap across training languages:
+            mlft report sweep=<sweep-dir> [split=test] [metric=f1]   (or runs=[<run-dir>,...])
   data      mlft data list: the corpora usable offline, with languages, sizes, labels, licences
   models    mlft models list: the model presets and where each comes from
 
@@ -35,7 +37,7 @@ commands:
   mlft train task=ner lang=zh model=<hub id or local dir> data.train=train.conll data.dev=dev.conll
   mlft train -m optimizer.lr=1e-5,3e-5 seed=1,2        # a sweep, one run directory per job
 """
-COMMANDS = ("train", "eval", "predict", "export", "serve", "data", "models")
+COMMANDS = ("train", "eval", "predict", "export", "serve", "report", "data", "models")
 GROUPS = ("model", "task", "lang", "optimizer", "trainer", "peft")
 HYDRA_INFO_FLAGS = {
     "--help",
@@ -51,6 +53,8 @@ HYDRA_INFO_FLAGS = {
     "--shell-completion",
     "-sc",
 }
+FREE_MAPS = ("task.datasets", "task.label_map", "task.columns")
+"""Config maps whose keys are the user's (languages, labels, column names), not fixed by the schema."""
 RUN_DIR_ENV = "MLFT_RUN_DIR"  # set by a launcher for its child processes: the directory is already claimed
 
 
@@ -260,6 +264,9 @@ def train_cli(args: list[str]) -> None:
     overrides = _rewrite_model(overrides, directory)
     if not any(f.split("=")[0] in HYDRA_INFO_FLAGS for f in flags):
         precheck(directory, config_name, overrides, multirun)
+        # The schema has checked every key, so Hydra may add keys inside free-form maps (task.datasets.de=...),
+        # which its struct mode would refuse with a traceback.
+        overrides = ["++" + o if o.startswith(FREE_MAPS) else o for o in overrides]
     quiet_libraries()
     sys.argv = ["mlft train", *flags, *(["-m"] if multirun else []), *overrides]
     hydra.main(config_path=str(directory), config_name=config_name, version_base="1.3")(_train_job)()
@@ -289,6 +296,10 @@ def main(argv: list[str] | None = None) -> None:
 
             quiet_libraries()
             serve_cli(rest)
+        elif command == "report":
+            from mlft.report.sweep import report_cli
+
+            report_cli(rest)
         elif command in ("data", "models"):
             from mlft.catalog import list_cli
 

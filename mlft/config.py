@@ -61,11 +61,19 @@ class TaskConfig:
     decoding: Literal["viterbi", "argmax"] = "viterbi"
     """NER: the best tag sequence without invalid I- transitions (viterbi), or each token's own best tag (argmax)."""
     datasets: dict[str, str] = field(default_factory=dict)
-    """Packaged or hub dataset per language (used when data.train/dev/test are not given)."""
+    """Dataset per language (used when data.train/dev/test are not given): builtin:<corpus>, hub:<id>, or
+    a file path where `{split}` stands for train, dev and test (e.g. data/de/{split}.conll)."""
     labels: list[str] | None = None
     """Fixed label set; by default the labels seen in the training data."""
     columns: dict[str, str] = field(default_factory=dict)
     """Column names of the task's datasets (tokens, tags, text, text_pair, label), over data.columns."""
+    label_map: dict[str, str | None] | None = None
+    """Renames labels (NER entity types or classes) so corpora share one label space; null drops a label
+    (NER: its entities become O). With a map, a label that is neither a key nor a target is an error."""
+
+
+ALL_LANGS = "all"
+"""A language list `[all]` means every language the task's datasets (or the data files) have."""
 
 
 @dataclass
@@ -73,9 +81,9 @@ class LangConfig:
     name: str
     """Preset name (the file in configs/lang/)."""
     train: list[str]
-    """Languages trained on."""
+    """Languages trained on; [all] = every language of the task's datasets."""
     eval: list[str]
-    """Languages evaluated on (zero-shot transfer for those not in train)."""
+    """Languages evaluated on, zero-shot for those not in train; [all] = every language of the task's datasets."""
 
 
 @dataclass
@@ -95,6 +103,18 @@ class OptimizerConfig:
     """Warmup length as a fraction of all optimizer steps (exclusive with warmup_steps)."""
     max_grad_norm: float | None = 1.0
     """Gradient clipping norm; null disables clipping."""
+
+
+@dataclass
+class LangSamplingConfig:
+    temperature: float | None = None
+    """Draw training languages with p ∝ n^(1/T): 1 = proportional to size, large = near uniform.
+    null: every training example once per epoch (no sampling)."""
+    mixing: Literal["epoch", "step"] = "epoch"
+    """epoch: each epoch holds the sampled mix, shuffled together; step: each batch draws one language."""
+
+
+Selection = Literal["source_dev", "target_dev", "last", "average"]
 
 
 @dataclass
@@ -124,6 +144,14 @@ class TrainerConfig:
     """Progress bars (off when stderr is not a terminal)."""
     group_by_length: bool = False
     """Batch examples of similar length (less padding): shuffled, then sorted within groups of 50 batches."""
+    lang_sampling: LangSamplingConfig = field(default_factory=LangSamplingConfig)
+    """How joint multilingual training mixes its languages."""
+    select: Selection = "source_dev"
+    """Final weights: best on the training languages' dev sets (XTREME protocol), best on the other
+    languages' dev sets (target_dev: an oracle, labelled as such), the last, or the average of the last
+    `average_last` checkpoints."""
+    average_last: int = 3
+    """Checkpoints averaged by select=average (needs keep_last >= average_last)."""
 
 
 @dataclass
@@ -216,6 +244,7 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
         problems.append("trainer.eval_steps: required with trainer.eval_strategy=steps")
     if run.trainer.eval_strategy != "steps" and run.trainer.eval_steps is not None:
         problems.append("trainer.eval_steps: only used with trainer.eval_strategy=steps")
+    problems += _trainer_problems(run.trainer)
     if run.trainer.early_stopping_patience is not None and run.trainer.eval_strategy == "no":
         problems.append("trainer.early_stopping_patience: needs evaluation (trainer.eval_strategy is 'no')")
     if not 0.0 <= run.data.keep_entityless <= 1.0:
@@ -229,8 +258,7 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
         problems.append(f"task.metric: {run.task.metric!r} is not reported (allowed: {', '.join(allowed)})")
     if run.task.multi_label and run.task.type != "sequence_classification":
         problems.append("task.multi_label: only for type=sequence_classification")
-    if not run.lang.train:
-        problems.append("lang.train: at least one training language is required")
+    problems += _lang_problems(run)
     for split in ("train", "dev", "test"):
         path = getattr(run.data, split)
         if path is None or path.startswith(("hub:", "builtin:")):
@@ -239,19 +267,6 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
             problems.append(f"data.{split}: file not found: {path}")
         elif (base_dir / path).is_dir():
             problems.append(f"data.{split}: {path} is a directory; give a data file (or hub:<dataset> for a dataset)")
-    if run.data.train is None:
-        missing = [lang for lang in run.lang.train if lang not in run.task.datasets]
-        if missing:
-            known = ", ".join(run.task.datasets) or "none"
-            problems.append(
-                f"data.train: required: task '{run.task.name}' has no dataset for {', '.join(missing)} "
-                f"(languages with a dataset: {known}); give data.train=<file>"
-            )
-    elif len(run.lang.train) > 1:
-        problems.append(
-            f"data.train: one file serves one language, but lang.train={run.lang.train}; "
-            "use a language set with one training language or a task with per-language datasets"
-        )
     model_path = Path(run.model.name_or_path)
     looks_local = run.model.name_or_path.startswith((".", "/", "~")) or (
         ":" not in run.model.name_or_path and model_path.exists()
@@ -260,6 +275,51 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
         problems.append(f"model.name_or_path: {run.model.name_or_path} is not a model directory (no config.json)")
     if run.resume is not None and not (Path(run.resume) / "checkpoints").is_dir():
         problems.append(f"resume: {run.resume} is not a run directory with checkpoints/")
+    return problems
+
+
+def _trainer_problems(trainer: TrainerConfig) -> list[str]:
+    problems = []
+    sampling = trainer.lang_sampling
+    if sampling.temperature is not None and sampling.temperature <= 0:
+        problems.append(f"trainer.lang_sampling.temperature: must be > 0, got {sampling.temperature}")
+    if sampling.temperature is not None and sampling.mixing == "step" and trainer.group_by_length:
+        problems.append(
+            "trainer.group_by_length: conflicts with trainer.lang_sampling.mixing=step (batches are one language each)"
+        )
+    if trainer.select == "average":
+        if trainer.average_last < 1:
+            problems.append(f"trainer.average_last: must be >= 1, got {trainer.average_last}")
+        elif trainer.keep_last < trainer.average_last:
+            problems.append(
+                f"trainer.keep_last: select=average needs the last {trainer.average_last} checkpoints "
+                f"(trainer.average_last), but keep_last={trainer.keep_last}"
+            )
+    if trainer.select == "target_dev" and trainer.eval_strategy == "no":
+        problems.append("trainer.select: target_dev needs evaluation (trainer.eval_strategy is 'no')")
+    return problems
+
+
+def _lang_problems(run: RunConfig) -> list[str]:
+    """Languages against the task's datasets; with data files, the files decide which languages exist."""
+    problems = []
+    if not run.lang.train:
+        problems.append("lang.train: at least one training language is required")
+    for key in ("train", "eval"):
+        langs = getattr(run.lang, key)
+        if ALL_LANGS in langs and len(langs) > 1:
+            problems.append(f"lang.{key}: '{ALL_LANGS}' stands alone (got {langs})")
+    uses_task_datasets = all(getattr(run.data, split) is None for split in ("train", "dev", "test"))
+    if not uses_task_datasets:
+        return problems
+    known = ", ".join(run.task.datasets) or "none"
+    for key in ("train", "eval"):
+        missing = [lang for lang in getattr(run.lang, key) if lang != ALL_LANGS and lang not in run.task.datasets]
+        if missing:
+            problems.append(
+                f"lang.{key}: task '{run.task.name}' has no dataset for {', '.join(missing)} "
+                f"(languages it has: {known})" + ("; or give data.train=<file>" if key == "train" else "")
+            )
     return problems
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,16 @@ def score_model(saved: SavedRun, sets: list[EvalSet], batch_size: int, cpu: bool
     return metrics
 
 
+def trained_langs(saved: SavedRun) -> list[str]:
+    """The languages the run trained on, as its metrics.json recorded them ([all] resolved)."""
+    recorded = saved.run_dir / "metrics.json"
+    if recorded.is_file():
+        langs = json.loads(recorded.read_text()).get("languages", {}).get("train")
+        if langs:
+            return langs
+    return saved.config.lang.train
+
+
 def evaluate_run(args: EvalArgs) -> tuple[dict, Path]:
     """Evaluates the run's final model; writes <run>/evals/<time>/{metrics.json, report.md}."""
     saved = load_run(Path(args.run))
@@ -63,7 +74,9 @@ def evaluate_run(args: EvalArgs) -> tuple[dict, Path]:
     metrics = score_model(saved, sets, args.batch_size, args.cpu)
     out_dir = saved.run_dir / "evals" / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     out_dir.mkdir(parents=True)
-    table = write_reports(out_dir, metrics, cfg.task.type, {"run": str(saved.run_dir)}, f"eval of {saved.run_dir}")
+    title = f"eval of {saved.run_dir}"
+    extra = {"run": str(saved.run_dir)}
+    table = write_reports(out_dir, metrics, cfg.task.type, extra, title, trained_langs(saved), cfg.task.metric)
     print(table)
     return metrics, out_dir
 

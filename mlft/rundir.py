@@ -5,7 +5,9 @@
 <run>/config.yaml            the resolved config
 <run>/env.json               versions, git sha, devices, seeds, data fingerprints, model
 <run>/metrics.json           metrics per split and language, means, training history
-<run>/report.md              the per-language table
+<run>/report.md              the per-language table (with the transfer gap when some languages are zero-shot)
+<run>/metrics.csv            the same, one row per split and language
+<run>/plots/                 a bar chart per split: the task metric per language
 <run>/checkpoints/           step-N/ (resumable state) and best/
 <run>/model/                 final model + tokenizer (save_pretrained, label maps)
 <run>/predictions/           <split>-<lang>.jsonl

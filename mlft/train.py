@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate.utils import set_seed
 from omegaconf import DictConfig
 from safetensors.torch import load_file
@@ -22,7 +23,7 @@ from mlft.errors import ConfigError, UserError
 from mlft.models.freeze import freeze
 from mlft.models.load import load_model, load_tokenizer
 from mlft.report.tables import write_reports
-from mlft.scoring import EvalSet, encode_sets, evaluate_sets, selection_score
+from mlft.scoring import EvalSet, encode_sets, evaluate_sets, selection_langs, selection_score
 from mlft.tasks import Task, build_task
 
 log = logging.getLogger("mlft")
@@ -41,6 +42,25 @@ def write_predictions(
 
 
 @dataclass
+class Chosen:
+    weights: dict[str, torch.Tensor] | None
+    """None: keep the weights in memory (the last ones)."""
+    steps: list[int | None]
+    """The step(s) the final weights come from."""
+
+
+def final_weights(select: str, checkpoints: Path, average_last: int, best_step: int | None) -> Chosen:
+    """The final model of the run by `trainer.select` (best by dev score, last, or an average)."""
+    if select == "last":
+        return Chosen(None, [None])
+    if select == "average":
+        dirs = checkpoint.step_dirs(checkpoints)[-average_last:]
+        return Chosen(checkpoint.average_weights(dirs), [int(d.name.split("-")[1]) for d in dirs])
+    # The best checkpoint by the selection score (the last weights when nothing was evaluated).
+    return Chosen(load_file(checkpoints / checkpoint.BEST / "model.safetensors"), [best_step])
+
+
+@dataclass
 class Prepared:
     """Everything a run trains and evaluates, built before the first step."""
 
@@ -49,6 +69,8 @@ class Prepared:
     tokenizer: Any
     model: Any
     train_features: list[dict[str, Any]]
+    train_langs: list[str]
+    """The language of each training feature."""
     eval_sets: list[EvalSet]
 
 
@@ -70,8 +92,13 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
         run.model.trust_remote_code,
     )
     freeze(model, run.model.freeze_embeddings, run.model.freeze_layers)
-    train_features = [f for lang, exs in loaded.splits["train"].items() for f in task.encode(exs, tokenizer, lang)]
-    return Prepared(loaded, task, tokenizer, model, train_features, encode_sets(task, tokenizer, loaded.splits))
+    train_features, train_langs = [], []
+    for lang, exs in loaded.splits["train"].items():
+        features = task.encode(exs, tokenizer, lang)
+        train_features += features
+        train_langs += [lang] * len(features)
+    eval_sets = encode_sets(task, tokenizer, loaded.splits)
+    return Prepared(loaded, task, tokenizer, model, train_features, train_langs, eval_sets)
 
 
 def train(
@@ -127,12 +154,14 @@ def train(
         log.info("labels (%d): %s", len(loaded.labels), ", ".join(loaded.labels[:20]))
 
     pad_id = tokenizer.pad_token_id
+    train_langs = loaded.train_langs
+    select_langs = selection_langs(run.trainer.select, train_langs, [s.lang for s in dev_sets])
 
     def evaluate_dev() -> tuple[float | None, dict[str, float]]:
         metrics, _ = evaluate_sets(accelerator, model, task, pad_id, dev_sets, run.trainer.eval_batch_size)
         dev = metrics.get("dev", {})
         flat = {f"{lang}/{k}": v for lang, m in dev.items() for k, v in m.items() if isinstance(v, float)}
-        score = selection_score(dev, run.task.metric, run.lang.train)
+        score = selection_score(dev, run.task.metric, select_langs)
         if accelerator.is_main_process and score is not None:
             log.info(
                 "dev %s = %.4f (%s)",
@@ -159,11 +188,12 @@ def train(
         checkpoints,
         evaluate_dev if dev_sets else lambda: (None, {}),
         resume_from,
+        prepared.train_langs,
     )
 
-    # The final model is the best checkpoint (or the last weights when nothing was evaluated).
-    best = load_file(checkpoints / checkpoint.BEST / "model.safetensors")
-    accelerator.unwrap_model(model).load_state_dict(best)
+    chosen = final_weights(run.trainer.select, checkpoints, run.trainer.average_last, state.best_step)
+    if chosen.weights is not None:
+        accelerator.unwrap_model(model).load_state_dict(chosen.weights)
     metrics, predictions = evaluate_sets(
         accelerator, model, task, pad_id, eval_sets, run.trainer.eval_batch_size, run.trainer.progress
     )
@@ -174,15 +204,27 @@ def train(
         extra = {
             "selection": {
                 "metric": run.task.metric,
-                "strategy": "source_dev",
+                "strategy": run.trainer.select,
+                "oracle": run.trainer.select == "target_dev",
+                "dev_langs": select_langs,
                 "best_step": state.best_step,
                 "best_score": state.best_score,
+                "steps": chosen.steps,
             },
             "history": state.history,
         }
-        table = write_reports(
-            run_dir, metrics, run.task.type, extra, f"{run.task.name} · {run.lang.name} · {run_dir.name}"
-        )
+        if state.lang_mix:
+            extra["lang_sampling"] = {
+                "temperature": run.trainer.lang_sampling.temperature,
+                "mixing": run.trainer.lang_sampling.mixing,
+                "realised_mix": state.lang_mix,
+            }
+        if loaded.dropped:
+            extra["label_map_dropped"] = loaded.dropped
+        title = f"{run.task.name} · {run.lang.name} · {run_dir.name}"
+        if run.trainer.select == "target_dev":
+            title += " · ORACLE selection on target-language dev"
+        table = write_reports(run_dir, metrics, run.task.type, extra, title, train_langs, run.task.metric)
         print(table)
     accelerator.end_training()
     return metrics

@@ -18,6 +18,7 @@ RUN_FILES = {
     "config.yaml",
     "env.json",
     "metrics.csv",
+    "plots",
     "metrics.json",
     "model",
     "predictions",
@@ -29,6 +30,7 @@ RUN_FILES = {
 def test_run_directory_holds_the_reproducible_record(ner_run):
     assert {p.name for p in ner_run.iterdir()} == RUN_FILES
     assert {p.name for p in (ner_run / ".hydra").iterdir()} == {"config.yaml", "overrides.yaml"}
+    assert {p.name for p in (ner_run / "plots").iterdir()} == {"dev-f1.png", "test-f1.png"}
     assert {p.name for p in (ner_run / "predictions").iterdir()} == {"dev-zh.jsonl", "test-zh.jsonl"}
     checkpoints = {p.name for p in (ner_run / "checkpoints").iterdir()}
     assert checkpoints == {"best", "step-48"}

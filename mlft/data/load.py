@@ -6,12 +6,13 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlft.config import DataConfig, TaskConfig
+from mlft.config import ALL_LANGS, DataConfig, TaskConfig
 from mlft.data.builtin import read_builtin
 from mlft.data.hub import read_hub
+from mlft.data.labelmap import apply_label_map
 from mlft.data.readers import Example, read_file
 from mlft.data.schemes import iob2_labels, split_tag, to_iob2
-from mlft.errors import DataError
+from mlft.errors import ConfigError, DataError
 
 SPLITS = ("train", "dev", "test")
 Splits = dict[str, dict[str, list[Example]]]  # split -> language -> examples
@@ -23,6 +24,12 @@ class LoadedData:
     labels: list[str]
     sources: dict[str, str]
     """'split/lang' -> the source it was read from (for env.json)."""
+    dropped: dict[str, int]
+    """Labels the task's label map dropped -> occurrences (entities or examples)."""
+
+    @property
+    def train_langs(self) -> list[str]:
+        return list(self.splits["train"])
 
 
 def read_source(
@@ -30,6 +37,7 @@ def read_source(
 ) -> list[Example]:
     """Reads one split of a source: builtin:<corpus>, hub:<id>, or a local file."""
     columns = {**vars(data.columns), **(columns or {})}
+    source = source.replace("{split}", split)
     if source.startswith("builtin:"):
         return read_builtin(source, split)
     if source.startswith("hub:"):
@@ -63,14 +71,33 @@ def filter_training(examples: list[Example], data: DataConfig, token_task: bool)
     return examples
 
 
-def _split_by_lang(examples: list[Example], langs: list[str], source: str) -> dict[str, list[Example]]:
-    """Groups examples by their language column; without one they all belong to langs[0]."""
+def _split_by_lang(examples: list[Example], langs: list[str], source: str, key: str) -> dict[str, list[Example]]:
+    """Groups examples by their language column; without one they all belong to langs[0] ('und' for [all])."""
+    default = "und" if langs == [ALL_LANGS] else langs[0]
     if not any("lang" in ex for ex in examples):
-        return {langs[0]: examples}
+        if len(langs) > 1:
+            raise ConfigError(
+                f"{key}: {source} has no language column, so it serves one language, but {key}={langs}; "
+                "add a 'lang' field (data.columns.lang) or use per-language datasets (task.datasets)"
+            )
+        return {default: examples}
     grouped: dict[str, list[Example]] = {}
     for ex in examples:
-        grouped.setdefault(ex.get("lang", langs[0]), []).append(ex)
-    return {lang: exs for lang, exs in grouped.items() if lang in langs}
+        grouped.setdefault(ex.get("lang", default), []).append(ex)
+    return {lang: exs for lang, exs in grouped.items() if langs == [ALL_LANGS] or lang in langs}
+
+
+def resolve_langs(requested: list[str], task: TaskConfig, key: str) -> list[str]:
+    """[all] -> every language of the task's datasets; a language without a dataset is a config error."""
+    if requested == [ALL_LANGS]:
+        return list(task.datasets)
+    missing = [lang for lang in requested if lang not in task.datasets]
+    if missing:
+        raise ConfigError(
+            f"{key}: task '{task.name}' has no dataset for {', '.join(missing)} "
+            f"(languages it has: {', '.join(task.datasets) or 'none'})"
+        )
+    return requested
 
 
 def collect_labels(train: list[Example], token_task: bool) -> list[str]:
@@ -110,19 +137,22 @@ def load_data(
     # Files given on the command line replace the task's packaged datasets for every split: a user's
     # training file is never silently evaluated on another corpus's dev or test set.
     use_task_datasets = all(getattr(data, split) is None for split in SPLITS)
+    if use_task_datasets:
+        train_langs = resolve_langs(train_langs, task, "lang.train") if need_train else train_langs
+        eval_langs = resolve_langs(eval_langs, task, "lang.eval")
     for split in SPLITS if need_train else ("dev", "test"):
         langs = train_langs if split == "train" else eval_langs
         explicit = getattr(data, split)
         if explicit is not None:
             examples = read_source(explicit, split, data, token_task)
-            for lang, exs in _split_by_lang(examples, langs, explicit).items():
+            key = "lang.train" if split == "train" else "lang.eval"
+            for lang, exs in _split_by_lang(examples, langs, explicit, key).items():
                 splits[split][lang] = exs
                 sources[f"{split}/{lang}"] = explicit
             continue
         for lang in langs if use_task_datasets else []:
-            if lang in task.datasets:
-                splits[split][lang] = read_source(task.datasets[lang], split, data, token_task, task.columns)
-                sources[f"{split}/{lang}"] = task.datasets[lang]
+            splits[split][lang] = read_source(task.datasets[lang], split, data, token_task, task.columns)
+            sources[f"{split}/{lang}"] = task.datasets[lang]
     limit = {"train": data.max_train_samples, "dev": data.max_dev_samples, "test": data.max_test_samples}
     for split, by_lang in splits.items():
         for lang, exs in by_lang.items():
@@ -134,10 +164,11 @@ def load_data(
                 source = sources.get(f"{split}/{lang}", "")
                 scheme = "IOB2" if source.startswith("builtin:") else data.scheme
                 convert_tags(by_lang[lang], scheme, data.repair)
+    dropped = apply_label_map(splits, task.label_map, token_task) if task.label_map is not None else {}
     if need_train and not any(splits["train"].values()):
         raise DataError("no training examples were read (check data.train and lang.train)")
     labels = task.labels or collect_labels([ex for exs in splits["train"].values() for ex in exs], token_task)
     if token_task and task.labels:
         labels = iob2_labels(sorted({split_tag(t)[1] for t in task.labels if t != "O"}))
     check_labels(splits, labels, token_task)
-    return LoadedData(splits=splits, labels=labels, sources=sources)
+    return LoadedData(splits=splits, labels=labels, sources=sources, dropped=dropped)

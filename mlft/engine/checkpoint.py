@@ -14,6 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors.torch import load_file
+
 STATE_FILE = "trainer_state.json"
 BEST = "best"
 
@@ -89,3 +92,21 @@ def prune(root: Path, keep_last: int) -> None:
     dirs = step_dirs(root)
     for old in dirs[: max(len(dirs) - keep_last, 0)]:
         shutil.rmtree(old)
+
+
+MODEL_FILE = "model.safetensors"
+"""The model weights inside a step checkpoint (Accelerate's save_state)."""
+
+
+def average_weights(dirs: list[Path]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of the model weights of several step checkpoints (float tensors; others from the last)."""
+    total: dict[str, torch.Tensor] = {}
+    for directory in dirs:
+        for name, tensor in load_file(directory / MODEL_FILE).items():
+            if name not in total:
+                total[name] = tensor.double() if tensor.is_floating_point() else tensor
+            elif tensor.is_floating_point():
+                total[name] += tensor.double()
+            else:
+                total[name] = tensor
+    return {name: (t / len(dirs)).float() if t.is_floating_point() else t for name, t in total.items()}

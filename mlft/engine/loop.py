@@ -11,7 +11,7 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,39 +27,13 @@ from tqdm.auto import tqdm
 from mlft.config import OptimizerConfig, TrainerConfig
 from mlft.engine import checkpoint
 from mlft.engine.optim import build_optimizer, build_scheduler
+from mlft.engine.sampling import EpochSampler, LanguageSampler
 from mlft.errors import DivergedError, StorageError
 
 log = logging.getLogger("mlft")
 
 # Evaluates the model; returns (selection score, metrics to log). Called on every process.
 EvalFn = Callable[[], tuple[float | None, dict[str, float]]]
-
-
-class EpochSampler(Sampler[int]):
-    """A shuffle that depends only on (seed, epoch), optionally grouped by length.
-
-    With lengths, the shuffled order is cut into groups of `group` examples, each sorted by length
-    (longest first), so batches hold similar lengths and carry little padding.
-    """
-
-    def __init__(self, size: int, seed: int, lengths: list[int] | None = None, group: int = 0):
-        self.size, self.seed, self.epoch = size, seed, 0
-        self.lengths, self.group = lengths, group
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        order = torch.randperm(self.size, generator=generator).tolist()
-        if self.lengths is not None and self.group > 1:
-            lengths = self.lengths
-            chunks = [order[i : i + self.group] for i in range(0, len(order), self.group)]
-            order = [i for chunk in chunks for i in sorted(chunk, key=lambda j: -lengths[j])]
-        return iter(order)
-
-    def __len__(self) -> int:
-        return self.size
 
 
 class IndexedFeatures(torch.utils.data.Dataset):
@@ -188,6 +162,19 @@ class TrainState:
     best_step: int | None = None
     bad_evals: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    lang_mix: list[dict[str, int]] = field(default_factory=list)
+    """Training examples per language in each epoch (with language sampling)."""
+
+
+def make_sampler(
+    features: list[dict[str, Any]], langs: list[str] | None, trainer: TrainerConfig, seed: int
+) -> Sampler:
+    lengths = [len(f["input_ids"]) for f in features] if trainer.group_by_length else None
+    group = trainer.batch_size * 50
+    temperature = trainer.lang_sampling.temperature
+    if temperature is None or langs is None or len(set(langs)) < 2:
+        return EpochSampler(len(features), seed, lengths, group)
+    return LanguageSampler(langs, seed, temperature, trainer.lang_sampling.mixing, trainer.batch_size, lengths, group)
 
 
 def _improved(score: float | None, best: float | None) -> bool:
@@ -205,11 +192,14 @@ def train_loop(
     checkpoints: Path,
     evaluate: EvalFn,
     resume_from: Path | None = None,
+    langs: list[str] | None = None,
 ) -> TrainState:
-    """Trains `model` in place; the best weights (by `evaluate`) are saved to checkpoints/best."""
+    """Trains `model` in place; the best weights (by `evaluate`) are saved to checkpoints/best.
+
+    `langs` (one per feature) turns on temperature sampling of languages when the trainer asks for it.
+    """
     set_seed(seed)
-    lengths = [len(f["input_ids"]) for f in features] if trainer.group_by_length else None
-    sampler = EpochSampler(len(features), seed, lengths, group=trainer.batch_size * 50)
+    sampler = make_sampler(features, langs, trainer, seed)
     # Every DataLoader iterator draws a seed from its generator; with the global one, an evaluation or
     # a resumed epoch would shift the dropout RNG and a resumed run would no longer match.
     loader = DataLoader(
@@ -296,6 +286,20 @@ def train_loop(
         epoch_loader = accelerator.skip_first_batches(loader, state.batches_done) if state.batches_done else loader
         # The prepared loader re-seeds its sampler from its own epoch counter: set it explicitly.
         epoch_loader.set_epoch(state.epoch)
+        if isinstance(sampler, LanguageSampler):
+            sampler.set_epoch(state.epoch)
+            mix = sampler.mix()
+            if len(state.lang_mix) <= state.epoch:
+                state.lang_mix.append(mix)
+            total_mix = sum(mix.values())
+            accelerator.log({f"lang_mix/{lang}": n / total_mix for lang, n in mix.items()}, step=state.global_step)
+            if accelerator.is_main_process:
+                log.info(
+                    "epoch %d language mix: %s (target %s)",
+                    state.epoch,
+                    ", ".join(f"{lang} {n / total_mix:.1%}" for lang, n in sorted(mix.items())),
+                    ", ".join(f"{lang} {p:.1%}" for lang, p in sorted(sampler.probabilities.items())),
+                )
         running, seen = 0.0, 0
         for batch in epoch_loader:
             batch.pop("index")

@@ -1,4 +1,9 @@
-"""Turns metrics per split and language into the per-language table of report.md and the console."""
+"""Per-language results of one run or evaluation: report.md, metrics.csv, metrics.json and bar charts.
+
+Languages trained on are the source; the others are zero-shot targets. For each split with both,
+the transfer gap of a target is the mean source score minus the target's score (XTREME's
+"cross-lingual transfer gap"), reported per language and as the mean over targets.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mlft.config import METRICS as COLUMNS
+from mlft.report.plots import bar_chart
 
 Metrics = dict[str, dict[str, dict[str, Any]]]  # split -> lang -> metrics
 
@@ -21,35 +27,92 @@ def means(metrics: Metrics, columns: tuple[str, ...]) -> dict[str, dict[str, flo
     return out
 
 
-def markdown(metrics: Metrics, task_type: str, title: str) -> str:
+def transfer(metrics: Metrics, train_langs: list[str], metric: str) -> dict[str, dict[str, Any]]:
+    """Per split with source and target languages: source mean, target mean, gap per target and mean gap."""
+    out = {}
+    for split, by_lang in metrics.items():
+        sources = [lang for lang in by_lang if lang in train_langs]
+        targets = [lang for lang in by_lang if lang not in train_langs]
+        if not sources or not targets:
+            continue
+        source = sum(by_lang[lang][metric] for lang in sources) / len(sources)
+        gaps = {lang: source - by_lang[lang][metric] for lang in targets}
+        out[split] = {
+            "metric": metric,
+            "source_langs": sources,
+            "source": source,
+            "target": sum(by_lang[lang][metric] for lang in targets) / len(targets),
+            "gap": gaps,
+            "mean_gap": sum(gaps.values()) / len(gaps),
+        }
+    return out
+
+
+def markdown(
+    metrics: Metrics, task_type: str, title: str, train_langs: list[str] | None = None, metric: str | None = None
+) -> str:
     columns = COLUMNS[task_type]
+    gaps = transfer(metrics, train_langs or [], metric or columns[0]) if train_langs else {}
+    with_gap = bool(gaps)
     lines = [
         f"# {title}",
         "",
-        "| split | lang | n | " + " | ".join(columns) + " |",
-        "|---|---|---:|" + "---:|" * len(columns),
+        "| split | lang | n | " + " | ".join(columns) + (" | gap |" if with_gap else " |"),
+        "|---|---|---:|" + "---:|" * (len(columns) + with_gap),
     ]
     mean = means(metrics, columns)
     for split, by_lang in metrics.items():
+        split_gaps = gaps.get(split, {}).get("gap", {})
         for lang, m in by_lang.items():
-            lines.append(f"| {split} | {lang} | {m['n']} | " + " | ".join(f"{m[c]:.4f}" for c in columns) + " |")
+            name = f"{lang} (train)" if with_gap and lang in (train_langs or []) else lang
+            gap = [f"{split_gaps[lang]:.4f}" if lang in split_gaps else ""] if with_gap else []
+            lines.append(
+                f"| {split} | {name} | {m['n']} | " + " | ".join([f"{m[c]:.4f}" for c in columns] + gap) + " |"
+            )
         if len(by_lang) > 1:
-            lines.append(f"| {split} | **mean** | | " + " | ".join(f"{mean[split][c]:.4f}" for c in columns) + " |")
+            gap = [f"{gaps[split]['mean_gap']:.4f}" if split in gaps else ""] if with_gap else []
+            cells = [f"{mean[split][c]:.4f}" for c in columns] + gap
+            lines.append(f"| {split} | **mean** | | " + " | ".join(cells) + " |")
+    for split, t in gaps.items():
+        lines.append("")
+        lines.append(
+            f"{split}: transfer gap in {t['metric']} = source ({', '.join(t['source_langs'])}) {t['source']:.4f} "
+            f"− target mean {t['target']:.4f} = **{t['mean_gap']:.4f}**"
+        )
     return "\n".join(lines) + "\n"
 
 
-def write_reports(run_dir: Path, metrics: Metrics, task_type: str, extra: dict[str, Any], title: str) -> str:
-    """Writes metrics.json, metrics.csv, report.md and per-class confusion matrices; returns the table."""
-    columns = COLUMNS[task_type]
-    (run_dir / "metrics.json").write_text(
-        json.dumps({**metrics, "mean": means(metrics, columns), **extra}, indent=2, ensure_ascii=False)
-    )
-    with (run_dir / "metrics.csv").open("w", newline="") as f:
+def write_csv(path: Path, metrics: Metrics, columns: tuple[str, ...], gaps: dict[str, dict[str, Any]]) -> None:
+    mean = means(metrics, columns)
+    with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["split", "lang", "n", *columns])
+        writer.writerow(["split", "lang", "n", *columns, "transfer_gap"])
         for split, by_lang in metrics.items():
+            split_gaps = gaps.get(split, {}).get("gap", {})
             for lang, m in by_lang.items():
-                writer.writerow([split, lang, m["n"], *(f"{m[c]:.6f}" for c in columns)])
+                gap = f"{split_gaps[lang]:.6f}" if lang in split_gaps else ""
+                writer.writerow([split, lang, m["n"], *(f"{m[c]:.6f}" for c in columns), gap])
+            if split in mean:
+                gap = f"{gaps[split]['mean_gap']:.6f}" if split in gaps else ""
+                writer.writerow([split, "mean", "", *(f"{mean[split][c]:.6f}" for c in columns), gap])
+
+
+def write_reports(
+    run_dir: Path,
+    metrics: Metrics,
+    task_type: str,
+    extra: dict[str, Any],
+    title: str,
+    train_langs: list[str] | None = None,
+    metric: str | None = None,
+) -> str:
+    """Writes metrics.json/.csv, report.md, confusion matrices and a bar chart per split; returns the table."""
+    columns = COLUMNS[task_type]
+    metric = metric or columns[0]
+    gaps = transfer(metrics, train_langs or [], metric)
+    summary = {"mean": means(metrics, columns), "transfer": gaps, "languages": {"train": train_langs or []}}
+    (run_dir / "metrics.json").write_text(json.dumps({**metrics, **summary, **extra}, indent=2, ensure_ascii=False))
+    write_csv(run_dir / "metrics.csv", metrics, columns, gaps)
     for split, by_lang in metrics.items():
         for lang, m in by_lang.items():
             if "confusion_matrix" in m:
@@ -58,6 +121,11 @@ def write_reports(run_dir: Path, metrics: Metrics, task_type: str, extra: dict[s
                     writer = csv.writer(f)
                     writer.writerow(["gold \\ predicted", *labels])
                     writer.writerows([label, *row] for label, row in zip(labels, matrix))
-    table = markdown(metrics, task_type, title)
+        if by_lang:
+            scores = {lang: m[metric] for lang, m in by_lang.items()}
+            (run_dir / "plots").mkdir(exist_ok=True)
+            chart = run_dir / "plots" / f"{split}-{metric}.png"
+            bar_chart(chart, scores, train_langs or [], f"{title} — {split} {metric}")
+    table = markdown(metrics, task_type, title, train_langs, metric)
     (run_dir / "report.md").write_text(table)
     return table

@@ -1,0 +1,53 @@
+"""PNG charts of per-language results: a bar per language, and a train × eval language heatmap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers, and no GUI backend import
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+SOURCE_COLOR, TARGET_COLOR = "#1f5fa8", "#9bbbe0"
+
+
+def bar_chart(
+    path: Path, scores: dict[str, float], train_langs: list[str], title: str, errors: dict[str, float] | None = None
+) -> None:
+    """Bars per language (training languages dark, zero-shot ones light) and a dashed line at the mean."""
+    langs = list(scores)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(langs) + 1.5), 3.2))
+    colors = [SOURCE_COLOR if lang in train_langs else TARGET_COLOR for lang in langs]
+    yerr = [errors.get(lang, 0.0) for lang in langs] if errors else None
+    ax.bar(langs, [scores[lang] for lang in langs], color=colors, yerr=yerr, capsize=2 if errors else 0)
+    mean = sum(scores.values()) / len(scores)
+    ax.axhline(mean, color="#444444", linestyle="--", linewidth=1, label=f"mean {mean:.3f}")
+    ax.set_ylim(0, max(1.0, max(scores.values()) * 1.05))
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.tick_params(axis="x", labelrotation=90 if len(langs) > 12 else 0, labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def heatmap(path: Path, rows: list[str], columns: list[str], values: dict[tuple[str, str], float], title: str) -> None:
+    """Rows = training language sets, columns = evaluation languages; missing cells stay blank."""
+    grid = [[values.get((r, c), float("nan")) for c in columns] for r in rows]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.55 * len(columns) + 2), max(2.5, 0.45 * len(rows) + 1.5)))
+    image = ax.imshow(grid, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(columns)), columns, fontsize=8, rotation=90 if len(columns) > 12 else 0)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_xlabel("evaluated on")
+    ax.set_ylabel("trained on")
+    for i, row in enumerate(grid):
+        for j, value in enumerate(row):
+            if value == value:  # not NaN
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white")
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
