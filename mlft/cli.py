@@ -26,6 +26,7 @@ commands:
             (or model=<exported folder or .onnx file> instead of run=)
   export    a deployable model folder, checked per language against the run:
             mlft export run=<run-dir> format=hf|onnx [quantize=int8] [out=<dir>] [max_drop=0.5] [split=dev]
+            [trim_vocab=lang|train]  (keep only the vocabulary of the run's data)
   serve     an HTTP JSON API (POST /predict, GET /health), batched, with request limits:
             mlft serve model=<exported folder> [host=127.0.0.1] [port=8080] [max_texts=64] [max_chars=5000]
   report    mean ± std per language over the runs of a sweep (seeds), heatmap across training languages:

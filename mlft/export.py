@@ -40,6 +40,9 @@ class ExportArgs:
     """Data the parity gate evaluates on, per language of the run."""
     max_drop: float = 0.5
     """Largest allowed drop of the task metric, in points (0.5 = half an F1/accuracy point)."""
+    trim_vocab: Literal["none", "lang", "train"] = "none"
+    """Keep only the vocabulary (and embedding rows) that the run's data uses: lang = all its splits and
+    languages; train = its training data only (text outside it may then segment into smaller pieces or <unk>)."""
     check: bool = True
     """Run the parity gate (false skips it; the card then says so)."""
     overwrite: bool = False
@@ -59,7 +62,11 @@ def export_run(args: ExportArgs) -> Path:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        artifact = write_artifact(saved, tmp, args.format, args.quantize)
+        source = trimmed(saved, args.trim_vocab == "train") if args.trim_vocab != "none" else saved
+        artifact = write_artifact(source, tmp, args.format, args.quantize)
+        if source is not saved:
+            data = "training data" if args.trim_vocab == "train" else "data (all splits)"
+            artifact += f", vocabulary trimmed to the run's {data}: {len(source.tokenizer):,} pieces"
         parity = check_parity(saved, load_exported(tmp), args) if args.check else None
         card = model_card(saved.run_dir, saved.config, saved.task.labels, artifact, parity or "(parity check skipped)")
         (tmp / "README.md").write_text(card)
@@ -71,6 +78,38 @@ def export_run(args: ExportArgs) -> Path:
     tmp.replace(out)
     print(f"exported {artifact} to {out}", file=sys.stderr)
     return out
+
+
+def trimmed(saved: SavedRun, train_only: bool) -> SavedRun:
+    """A copy of the run's model and tokenizer with only the pieces its data uses (see mlft.models.trim)."""
+    import copy
+
+    from mlft.data.load import load_data
+    from mlft.models.trim import trim, used_ids
+
+    cfg = saved.config
+    cfg.task.labels = saved.task.labels
+    splits = load_data(cfg.data, cfg.task, cfg.lang.train, cfg.lang.eval).splits
+    if train_only:
+        splits = {"train": splits["train"]}
+    id_lists = [
+        f["input_ids"]
+        for by_lang in splits.values()
+        for lang, exs in by_lang.items()
+        for f in saved.task.encode(exs, saved.tokenizer, lang)
+    ]
+    if cfg.task.type == "token_classification":
+        # NER encodes each word on its own and then drops SentencePiece's `▁` (mlft.tasks.alignment): the
+        # pieces of that first step must stay too, or the trimmed tokenizer would segment words differently.
+        words = sorted(
+            {w for by_lang in splits.values() for exs in by_lang.values() for ex in exs for w in ex["tokens"]}
+        )
+        id_lists += saved.tokenizer(words + [" " + w for w in words], add_special_tokens=False)["input_ids"]
+    keep = used_ids(saved.tokenizer, id_lists)
+    before = saved.model.get_input_embeddings().weight.shape[0]
+    model, tokenizer = trim(copy.deepcopy(saved.model), saved.tokenizer, keep)
+    print(f"trim_vocab: {before} -> {len(keep)} vocabulary entries", file=sys.stderr)
+    return SavedRun(saved.run_dir, cfg, saved.task, model, tokenizer)
 
 
 def write_artifact(saved: SavedRun, folder: Path, fmt: str, quantize: str) -> str:
@@ -98,11 +137,13 @@ def check_parity(reference: SavedRun, exported: SavedRun, args: ExportArgs) -> s
     """Evaluates both models on the same data; raises ParityError when a language drops beyond max_drop."""
     cfg = reference.config
     splits = load_eval_data(reference, cfg.data, cfg.lang.eval)
-    sets = encode_sets(reference.task, reference.tokenizer, {args.split: splits.get(args.split, {})})
+    data: dict[str, dict[str, list[dict[str, Any]]]] = {args.split: splits.get(args.split, {})}
+    sets = encode_sets(reference.task, reference.tokenizer, data)
     if not sets:
         raise ConfigError(f"split: the run has no {args.split} data to check the export on (split=dev or split=test)")
     before = score_model(reference, sets, args.batch_size, cpu=True)
-    after = score_model(exported, sets, args.batch_size, cpu=True)
+    # Encoded again with the export's own tokenizer: a trimmed vocabulary numbers its pieces differently.
+    after = score_model(exported, encode_sets(exported.task, exported.tokenizer, data), args.batch_size, cpu=True)
     scores: dict[str, tuple[float, float]] = {}
     metric = cfg.task.metric
     for lang, m in before[args.split].items():

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlft.config import ALL_LANGS
 from mlft.data.readers import read_lines
 from mlft.engine.loop import make_accelerator, predict_features
 from mlft.errors import ConfigError
@@ -47,7 +48,8 @@ class Predictor:
         self.accelerator = make_accelerator(cfg.trainer, None)
         self.model = self.accelerator.prepare(saved.model)
         self.token_task = cfg.task.type == "token_classification"
-        self.default_lang = cfg.lang.train[0]
+        train = list(cfg.task.datasets) if cfg.lang.train == [ALL_LANGS] else cfg.lang.train
+        self.default_lang = train[0] if train else "und"
 
     def __call__(self, lines: list[str], lang: str | None = None, batch_size: int = 64) -> list[dict[str, Any]]:
         """One JSON-ready record per line; empty lines give empty predictions."""

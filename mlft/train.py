@@ -69,7 +69,7 @@ class Prepared:
     tokenizer: Any
     model: Any
     train_features: list[dict[str, Any]]
-    train_langs: list[str]
+    feature_langs: list[str]
     """The language of each training feature."""
     eval_sets: list[EvalSet]
 
@@ -92,13 +92,13 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
         run.model.trust_remote_code,
     )
     freeze(model, run.model.freeze_embeddings, run.model.freeze_layers)
-    train_features, train_langs = [], []
+    train_features, feature_langs = [], []
     for lang, exs in loaded.splits["train"].items():
         features = task.encode(exs, tokenizer, lang)
         train_features += features
-        train_langs += [lang] * len(features)
+        feature_langs += [lang] * len(features)
     eval_sets = encode_sets(task, tokenizer, loaded.splits)
-    return Prepared(loaded, task, tokenizer, model, train_features, train_langs, eval_sets)
+    return Prepared(loaded, task, tokenizer, model, train_features, feature_langs, eval_sets)
 
 
 def train(
@@ -128,6 +128,8 @@ def train(
         log.info("run directory: %s", run_dir)
     try:
         prepared = prepare(run, accelerator)
+        dev_langs = [s.lang for s in prepared.eval_sets if s.split == "dev"]
+        select_langs = selection_langs(run.trainer.select, prepared.loaded.train_langs, dev_langs)
     except UserError:
         # Nothing was trained: leave the directory as it was, so the same command works once the input is fixed.
         accelerator.end_training()
@@ -155,7 +157,6 @@ def train(
 
     pad_id = tokenizer.pad_token_id
     train_langs = loaded.train_langs
-    select_langs = selection_langs(run.trainer.select, train_langs, [s.lang for s in dev_sets])
 
     def evaluate_dev() -> tuple[float | None, dict[str, float]]:
         metrics, _ = evaluate_sets(accelerator, model, task, pad_id, dev_sets, run.trainer.eval_batch_size)
@@ -188,7 +189,7 @@ def train(
         checkpoints,
         evaluate_dev if dev_sets else lambda: (None, {}),
         resume_from,
-        prepared.train_langs,
+        prepared.feature_langs,
     )
 
     chosen = final_weights(run.trainer.select, checkpoints, run.trainer.average_last, state.best_step)
@@ -212,6 +213,17 @@ def train(
                 "steps": chosen.steps,
             },
             "history": state.history,
+            "throughput": {
+                "train_seconds": round(state.train_seconds, 3),
+                "train_samples": state.train_samples,
+                "train_tokens": state.train_tokens,
+                "samples_per_second": round(state.train_samples / state.train_seconds, 3)
+                if state.train_seconds
+                else None,
+                "tokens_per_second": round(state.train_tokens / state.train_seconds, 1)
+                if state.train_seconds
+                else None,
+            },
         }
         if state.lang_mix:
             extra["lang_sampling"] = {

@@ -1,4 +1,4 @@
-"""Size, predict throughput and test score of a run's model as PyTorch fp32, ONNX fp32 and ONNX int8.
+"""Size, predict throughput and test score of a run's model as PyTorch fp32, ONNX fp32, ONNX int8 and trimmed.
 
     python scripts/export_table.py --run runs/ner-zh/<time> --sentences 1000
 
@@ -52,10 +52,20 @@ def main(argv: list[str] | None = None) -> None:
     variants: list[tuple[str, SavedRun, Path]] = [
         ("PyTorch fp32 (run)", run, Path(args.run) / "model" / "model.safetensors")
     ]
-    for name, fmt, quantize in (("ONNX fp32", "onnx", "none"), ("ONNX int8 (dynamic)", "onnx", "int8")):
-        out = out_root / f"{fmt}-{quantize}"
-        export_run(ExportArgs(run=args.run, format=fmt, quantize=quantize, out=str(out), check=False, overwrite=True))
-        variants.append((name, load_exported(out), out / "model.onnx"))
+    for name, fmt, quantize, trim in (
+        ("ONNX fp32", "onnx", "none", "none"),
+        ("ONNX int8 (dynamic)", "onnx", "int8", "none"),
+        ("PyTorch fp32, vocabulary of the training data", "hf", "none", "train"),
+        ("ONNX int8, vocabulary of the training data", "onnx", "int8", "train"),
+    ):
+        out = out_root / f"{fmt}-{quantize}-{trim}"
+        export_run(
+            ExportArgs(
+                run=args.run, format=fmt, quantize=quantize, trim_vocab=trim, out=str(out), check=False, overwrite=True
+            )
+        )
+        weights = out / ("model.onnx" if fmt == "onnx" else "model.safetensors")
+        variants.append((name, load_exported(out), weights))
 
     metric = cfg.task.metric
     print(f"| variant | weights MB | predict sentences/s | test {metric} ({len(examples)} {lang} sentences) |")

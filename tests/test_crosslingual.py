@@ -269,3 +269,40 @@ def test_report_over_seeds_and_training_languages(tmp_path, tiny_models, capsys)
     with pytest.raises(SystemExit) as exit_info:  # never writes into a folder that holds files
         main(["report", f"sweep={sweep}", f"out={tmp_path / 'rep'}"])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("task,count", [("panx", 40), ("wikiann", 40), ("xnli", 15), ("pawsx", 7)])
+def test_xtreme_presets_compose_for_zero_shot_from_english(task, count, tiny_models):
+    from test_config import compose_cfg
+
+    from mlft.config import validate
+
+    run = validate(compose_cfg([f"task={task}", "lang=en_to_all", f"model.name_or_path={tiny_models['unigram']}"]))
+    assert len(run.task.datasets) >= count and "en" in run.task.datasets
+    assert resolve_langs(run.lang.eval, run.task, "lang.eval") == list(run.task.datasets)
+
+
+def test_chatterbot_languages_share_the_english_category_names():
+    from mlft.data.builtin import read_builtin
+
+    pytest.importorskip("chatterbot_corpus")
+    es = {ex["label"] for ex in read_builtin("builtin:chatterbot/es", "train")}
+    assert {"ai", "money", "emotion", "psychology", "botprofile"} <= es
+    assert not es & {"IA", "dinero", "emociones", "psicologia", "perfilbot"}
+
+
+def test_entityless_filtering_sees_the_mapped_labels(tmp_path):
+    from mlft.config import DataConfig
+    from mlft.data.load import load_data
+
+    (tmp_path / "train.conll").write_text("Ann B-person\nsmiled O\n\nStar B-movie\nWars I-movie\n\nhi O\n")
+    task = TaskConfig(
+        name="ner",
+        type="token_classification",
+        metric="f1",
+        datasets={"en": str(tmp_path / "{split}.conll")},
+        label_map={"person": "PER", "movie": None},
+    )
+    loaded = load_data(DataConfig(keep_entityless=0.0), task, ["en"], [], need_train=True)
+    assert [ex["tokens"] for ex in loaded.splits["train"]["en"]] == [["Ann", "smiled"]]
+    assert loaded.labels == ["O", "B-PER", "I-PER"] and loaded.dropped == {"movie": 1}

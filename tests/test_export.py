@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -106,5 +107,62 @@ def test_the_export_table_script_measures_every_variant(ner_run, tmp_path, capsy
 
     export_table.main(["--run", str(ner_run), "--sentences", "8", "--out-dir", str(tmp_path)])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "MB" not in line]
-    assert [r.split(" | ")[0] for r in rows] == ["| PyTorch fp32 (run)", "| ONNX fp32", "| ONNX int8 (dynamic)"]
-    assert (tmp_path / "onnx-int8" / "model.onnx").is_file()
+    assert [r.split(" | ")[0] for r in rows] == [
+        "| PyTorch fp32 (run)",
+        "| ONNX fp32",
+        "| ONNX int8 (dynamic)",
+        "| PyTorch fp32, vocabulary of the training data",
+        "| ONNX int8, vocabulary of the training data",
+    ]
+    assert (tmp_path / "onnx-int8-none" / "model.onnx").is_file()
+    assert (tmp_path / "hf-none-train" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("family", ["unigram", "wordpiece"])
+def test_trimmed_vocabulary_tokenizes_its_texts_the_same_and_keeps_the_outputs(family, tiny_models):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from mlft.models.trim import trim, used_ids
+
+    from conftest import fixture_text
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models[family])
+    model = AutoModelForTokenClassification.from_pretrained(tiny_models[family], num_labels=3).eval()
+    texts = fixture_text()[:40]
+    keep = used_ids(tokenizer, (tokenizer(t)["input_ids"] for t in texts))
+    small_model, small = trim(copy.deepcopy(model), tokenizer, keep)
+    small_model.eval()
+    assert len(small) == len(keep) < len(tokenizer)
+    assert small_model.get_input_embeddings().weight.shape[0] == len(keep)
+    for text in texts:
+        full_ids, small_ids = tokenizer(text, return_tensors="pt"), small(text, return_tensors="pt")
+        assert tokenizer.convert_ids_to_tokens(full_ids["input_ids"][0]) == small.convert_ids_to_tokens(
+            small_ids["input_ids"][0]
+        )
+        with torch.no_grad():
+            torch.testing.assert_close(model(**full_ids).logits, small_model(**small_ids).logits)
+
+
+@pytest.mark.parametrize("run_fixture", ["ner_run", "sentiment_run"])
+def test_trim_vocab_export_passes_the_parity_gate_with_a_smaller_vocabulary(run_fixture, request, tmp_path, capsys):
+    run = request.getfixturevalue(run_fixture)
+    out = tmp_path / "trimmed"
+    main(["export", f"run={run}", "format=hf", "trim_vocab=lang", f"out={out}", "split=test", "max_drop=0"])
+    full = json.loads((run / "model" / "config.json").read_text())["vocab_size"]
+    trimmed = json.loads((out / "config.json").read_text())["vocab_size"]
+    assert trimmed < full
+    err = capsys.readouterr().err
+    assert f"trim_vocab: {full} -> {trimmed} vocabulary entries" in err and "+0.00 | yes" in err
+    assert "vocabulary trimmed to the run's data" in (out / "README.md").read_text()
+
+
+def test_trim_vocab_refuses_bpe_tokenizers(tiny_models):
+    from transformers import AutoTokenizer
+
+    from mlft.errors import ConfigError
+    from mlft.models.trim import trim_tokenizer_json
+
+    bpe = AutoTokenizer.from_pretrained(tiny_models["bpe"])
+    data = json.loads(bpe.backend_tokenizer.to_str())
+    with pytest.raises(ConfigError, match="trim_vocab: BPE tokenizers are not supported"):
+        trim_tokenizer_json(data, {0, 1, 2})

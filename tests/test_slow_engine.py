@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT
+from conftest import FIXTURES, ROOT
 from helpers import FAST, ZH_NER, metrics, run_cli
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,18 @@ def test_two_process_evaluation_equals_one_process(tmp_path, tiny_models):
     assert two["dev"]["zh"]["f1"] > 0  # a trained model, so the comparison is not between two empty outputs
 
 
-def _start(run_dir, model, *extra):
+# Joint zh + en training with temperature sampling, one language per batch: the language mix of each epoch
+# must be replayed on resume too.
+SAMPLED = [
+    f"task.datasets={{zh: '{FIXTURES}/zh_ner/{{split}}.conll', en: '{FIXTURES}/en_ner/{{split}}.conll'}}",
+    "lang=zh_en",
+    "data.max_train_samples=30",
+    "trainer.lang_sampling.temperature=3",
+    "trainer.lang_sampling.mixing=step",
+]
+
+
+def _start(run_dir, model, data):
     args = [
         "train",
         f"model={model}",
@@ -53,22 +64,22 @@ def _start(run_dir, model, *extra):
         "trainer.keep_last=100",
         "trainer.epochs=25",
         *FAST,
-        *ZH_NER,
+        *data,
         f"hydra.run.dir={run_dir}",
-        *extra,
     ]
     return subprocess.Popen(
         [sys.executable, "-m", "mlft", *args], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
 
 
-def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, tiny_models):
+@pytest.mark.parametrize("data", [ZH_NER, SAMPLED], ids=["one-language", "language-sampling"])
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, tiny_models, data):
     model = tiny_models["unigram"]
-    reference = _start(tmp_path / "reference", model)
+    reference = _start(tmp_path / "reference", model, data)
     assert reference.wait(timeout=600) == 0, reference.stderr.read()[-3000:]
 
     crashed = tmp_path / "crashed"
-    process = _start(crashed, model)
+    process = _start(crashed, model, data)
     deadline = time.time() + 300
     while not (crashed / "checkpoints" / "step-40" / "trainer_state.json").exists():
         assert process.poll() is None and time.time() < deadline, "training ended before it could be killed"
@@ -81,6 +92,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, tiny_models
     assert result.returncode == 0, result.stderr[-3000:]
     first, second = metrics(tmp_path / "reference"), metrics(crashed)
     assert second["selection"] == first["selection"]
+    assert second.get("lang_sampling") == first.get("lang_sampling")
     assert second["dev"] == first["dev"] and second["test"] == first["test"]
     final_a = load_file(tmp_path / "reference" / "model" / "model.safetensors")
     final_b = load_file(crashed / "model" / "model.safetensors")

@@ -2,7 +2,8 @@
 
 Where a corpus has no split, a deterministic one is made: a seeded shuffle (SPLIT_SEED) cut
 80% train / 10% dev / 10% test. MSRA keeps its own test set (the last 5,000 sentences) and takes
-2,000 seeded sentences of its training part as dev.
+2,000 seeded sentences of its training part as dev. ChatterBot's categories are named in English
+in every language (CHATTERBOT_LABELS), so that its languages share one label space.
 """
 
 from __future__ import annotations
@@ -56,6 +57,23 @@ CHATTERBOT_LANGS = {
     "ukrainian": "uk",
     "urdu": "ur",
     "yoruba": "yo",
+}
+
+# ChatterBot's folders name some shared categories in translation or with typos; these become the
+# English names so that languages share one label space. Categories only some languages have stay.
+CHATTERBOT_LABELS = {
+    "IA": "ai",
+    "computer": "computers",
+    "coversations": "conversations",
+    "dinero": "money",
+    "emociones": "emotion",
+    "emotions": "emotion",
+    "greeting": "greetings",
+    "history_brasil": "history",
+    "perfilbot": "botprofile",
+    "profile": "botprofile",
+    "psicologia": "psychology",
+    "sport": "sports",
 }
 
 
@@ -194,7 +212,7 @@ def read_chatterbot(root: Path, lang: str) -> dict[str, list[Example]]:
             for utterance in conversation if isinstance(conversation, list) else [conversation]:
                 text = re.sub(r"\s+", " ", str(utterance)).strip()
                 if text:
-                    labels.setdefault(text, set()).add(path.stem)
+                    labels.setdefault(text, set()).add(CHATTERBOT_LABELS.get(path.stem, path.stem))
                     locs.setdefault(text, f"{path}:1")
     # An utterance found in several categories has no single topic: dropped.
     examples = [{"text": t, "label": next(iter(ls)), "loc": locs[t]} for t, ls in labels.items() if len(ls) == 1]

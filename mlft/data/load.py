@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,21 +155,27 @@ def load_data(
             splits[split][lang] = read_source(task.datasets[lang], split, data, token_task, task.columns)
             sources[f"{split}/{lang}"] = task.datasets[lang]
     limit = {"train": data.max_train_samples, "dev": data.max_dev_samples, "test": data.max_test_samples}
+    dropped: Counter = Counter()
     for split, by_lang in splits.items():
         for lang, exs in by_lang.items():
+            # Packaged corpora are IOB2 already; data.scheme describes the user's own files.
+            scheme = "IOB2" if sources.get(f"{split}/{lang}", "").startswith("builtin:") else data.scheme
+            if task.label_map is not None:
+                # Mapped before filtering, so that data.keep_entityless sees only the entities that remain.
+                if token_task:
+                    convert_tags(exs, scheme, data.repair)
+                one = {split: {lang: exs}}
+                dropped.update(apply_label_map(one, task.label_map, token_task))
+                exs = one[split][lang]
             if split == "train":
                 exs = filter_training(exs, data, token_task)
             by_lang[lang] = exs[: limit[split]] if limit[split] is not None else exs
-            if token_task:
-                # Packaged corpora are IOB2 already; data.scheme describes the user's own files.
-                source = sources.get(f"{split}/{lang}", "")
-                scheme = "IOB2" if source.startswith("builtin:") else data.scheme
+            if token_task and task.label_map is None:
                 convert_tags(by_lang[lang], scheme, data.repair)
-    dropped = apply_label_map(splits, task.label_map, token_task) if task.label_map is not None else {}
     if need_train and not any(splits["train"].values()):
         raise DataError("no training examples were read (check data.train and lang.train)")
     labels = task.labels or collect_labels([ex for exs in splits["train"].values() for ex in exs], token_task)
     if token_task and task.labels:
         labels = iob2_labels(sorted({split_tag(t)[1] for t in task.labels if t != "O"}))
     check_labels(splits, labels, token_task)
-    return LoadedData(splits=splits, labels=labels, sources=sources, dropped=dropped)
+    return LoadedData(splits=splits, labels=labels, sources=sources, dropped=dict(dropped))

@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -164,6 +165,11 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     lang_mix: list[dict[str, int]] = field(default_factory=list)
     """Training examples per language in each epoch (with language sampling)."""
+    train_seconds: float = 0.0
+    """Time spent in training steps (evaluation and checkpointing excluded), over all sessions of the run."""
+    train_samples: int = 0
+    train_tokens: int = 0
+    """Non-padding tokens trained on (this process)."""
 
 
 def make_sampler(
@@ -301,8 +307,11 @@ def train_loop(
                     ", ".join(f"{lang} {p:.1%}" for lang, p in sorted(sampler.probabilities.items())),
                 )
         running, seen = 0.0, 0
+        step_start = time.perf_counter()
         for batch in epoch_loader:
             batch.pop("index")
+            state.train_samples += batch["input_ids"].shape[0]
+            state.train_tokens += int(batch["attention_mask"].sum())
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 if not torch.isfinite(loss):
@@ -320,6 +329,7 @@ def train_loop(
             running, seen = running + loss.item(), seen + 1
             if not accelerator.sync_gradients:
                 continue
+            state.train_seconds += time.perf_counter() - step_start
             scheduler.step()
             state.global_step += 1
             bar.update(1)
@@ -336,6 +346,7 @@ def train_loop(
             if stop or state.global_step >= total:
                 stop = True
                 break
+            step_start = time.perf_counter()  # evaluation and checkpoints are not training time
         if state.batches_done >= len(loader):
             state.epoch, state.batches_done = state.epoch + 1, 0
             if trainer.eval_strategy == "epoch":

@@ -17,7 +17,12 @@ def model_card(run_dir: Path, config: RunConfig, labels: list[str], artifact: st
     report = (
         (run_dir / "report.md").read_text().split("\n", 1)[-1].strip() if (run_dir / "report.md").is_file() else ""
     )
-    langs = sorted(set(config.lang.train) | set(config.lang.eval))
+    # The languages as the run resolved them ([all] -> the task's languages), from its metrics.json.
+    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
+    train_langs = metrics.get("languages", {}).get("train") or config.lang.train
+    eval_langs = list(dict.fromkeys(lang for split in ("dev", "test") for lang in metrics.get(split, {})))
+    eval_langs = eval_langs or config.lang.eval
+    langs = sorted(set(train_langs) | set(eval_langs))
     pipeline = PIPELINE_TAGS[config.task.type]
     lines = [
         "---",
@@ -28,13 +33,13 @@ def model_card(run_dir: Path, config: RunConfig, labels: list[str], artifact: st
         "tags: [mlft]",
         "---",
         "",
-        f"# {config.task.name} ({', '.join(config.lang.train)}) — fine-tuned with mlft",
+        f"# {config.task.name} ({', '.join(train_langs)}) — fine-tuned with mlft",
         "",
         f"- **Artifact:** {artifact}",
         f"- **Base model:** `{config.model.name_or_path}`"
         + (f" (revision `{config.model.revision}`)" if config.model.revision else ""),
         f"- **Task:** {config.task.type}, metric `{config.task.metric}`, labels: {', '.join(labels)}",
-        f"- **Training languages:** {', '.join(config.lang.train)}; evaluated on: {', '.join(config.lang.eval)}",
+        f"- **Training languages:** {', '.join(train_langs)}; evaluated on: {', '.join(eval_langs)}",
         f"- **Data:** {', '.join(sources) if sources else 'see config.yaml'}",
         f"- **Seed:** {config.seed}; mlft {env.get('versions', {}).get('mlft', '?')}, git {env.get('git_sha') or '?'}",
         "",
