@@ -114,7 +114,8 @@ def worker_peer_train(args: argparse.Namespace) -> dict:
         num_train_epochs=1,
         learning_rate=PEER_LR,
         bf16=args.bf16,
-        group_by_length=args.group_by_length,
+        # transformers 5 spells run_ner.py's --group_by_length as a sampling strategy.
+        train_sampling_strategy="group_by_length" if args.group_by_length else "random",
         use_cpu=True,
         save_strategy="no",
         report_to=[],
