@@ -99,3 +99,47 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, tiny_models
     assert final_a.keys() == final_b.keys()
     for name in final_a:
         torch.testing.assert_close(final_a[name], final_b[name], rtol=0, atol=1e-6)
+
+
+# Loaded by every Python process of the run through PYTHONPATH: in the rank named by the variable,
+# the second checkpoint write fails as on a full disk.
+ENOSPC_SHIM = """
+import os
+if os.environ.get("MLFT_TEST_ENOSPC_RANK") == os.environ.get("RANK"):
+    import errno
+    import accelerate
+
+    original, calls = accelerate.Accelerator.save_state, []
+
+    def save_state(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, *args, **kwargs)
+
+    accelerate.Accelerator.save_state = save_state
+"""
+
+
+def test_disk_full_on_one_of_two_processes_stops_both_and_keeps_the_previous_checkpoint(tmp_path, tiny_models):
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "sitecustomize.py").write_text(ENOSPC_SHIM)
+    run = tmp_path / "run"
+    env = {"PYTHONPATH": f"{shim}:{ROOT}", "MLFT_TEST_ENOSPC_RANK": "1"}
+    result = run_cli(
+        "train",
+        f"model={tiny_models['unigram']}",
+        "trainer.num_processes=2",
+        "trainer.cpu=true",
+        "trainer.epochs=3",
+        *FAST,
+        *ZH_NER,
+        f"hydra.run.dir={run}",
+        env=env,
+    )  # a rank waiting forever at a barrier would end in run_cli's timeout instead
+    assert result.returncode != 0
+    assert "cannot write the checkpoint (No space left on device)" in result.stderr  # the rank whose write failed
+    assert "cannot write the checkpoint (another process could not write)" in result.stderr  # and the other one
+    assert [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith("step-")] == ["step-3"]
+    assert not list((run / "checkpoints").glob(".tmp-*"))

@@ -251,16 +251,24 @@ def train_loop(
         if accelerator.is_main_process:
             checkpoint.begin(target)
         accelerator.wait_for_everyone()
+        failure: OSError | None = None
         try:
             accelerator.save_state(str(tmp))
             if accelerator.is_main_process:
                 checkpoint.write_state(tmp, vars(state))
         except OSError as err:  # disk full, quota, permissions: the previous checkpoint stays as it was
-            checkpoint.discard(tmp)
+            failure = err
+        # Every process learns whether any failed: a rank that stopped alone would leave the others
+        # waiting at the next barrier forever.
+        failed = accelerator.reduce(torch.tensor([float(failure is not None)], device=accelerator.device), "sum")
+        if failed.item() > 0:
+            if accelerator.is_main_process:
+                checkpoint.discard(tmp)
+            reason = f"{failure.strerror or failure}" if failure is not None else "another process could not write"
             raise StorageError(
-                f"{target}: cannot write the checkpoint ({err.strerror or err}); nothing was replaced, the newest "
+                f"{target}: cannot write the checkpoint ({reason}); nothing was replaced, the newest "
                 f"complete checkpoint is {checkpoint.latest(checkpoints)} (resume=<run-dir> continues from it)"
-            ) from None
+            )
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             checkpoint.commit(tmp, target)
