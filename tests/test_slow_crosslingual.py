@@ -47,19 +47,6 @@ NER = [
 ]
 
 
-@pytest.fixture(scope="module")
-def e5_and_random(tmp_path_factory):
-    from transformers import AutoConfig, AutoTokenizer, BertModel
-
-    from mlft.models.cache import converted_model
-
-    e5 = converted_model()
-    random_dir = tmp_path_factory.mktemp("random-e5")
-    BertModel(AutoConfig.from_pretrained(e5)).save_pretrained(random_dir)
-    AutoTokenizer.from_pretrained(e5).save_pretrained(random_dir)
-    return e5, random_dir
-
-
 def _majority(run, lang: str) -> float:
     lines = (run / "predictions" / f"test-{lang}.jsonl").read_text().splitlines()
     gold = [json.loads(line)["label"] for line in lines]

