@@ -312,15 +312,27 @@ def _lang_problems(run: RunConfig) -> list[str]:
     uses_task_datasets = all(getattr(run.data, split) is None for split in ("train", "dev", "test"))
     if not uses_task_datasets:
         return problems
-    known = ", ".join(run.task.datasets) or "none"
     for key in ("train", "eval"):
-        missing = [lang for lang in getattr(run.lang, key) if lang != ALL_LANGS and lang not in run.task.datasets]
-        if missing:
-            problems.append(
-                f"lang.{key}: task '{run.task.name}' has no dataset for {', '.join(missing)} "
-                f"(languages it has: {known})" + ("; or give data.train=<file>" if key == "train" else "")
-            )
+        langs = getattr(run.lang, key)
+        if ALL_LANGS not in langs:
+            try:
+                resolve_langs(langs, run.task, f"lang.{key}")
+            except ConfigError as err:
+                problems += err.problems
     return problems
+
+
+def resolve_langs(requested: list[str], task: TaskConfig, key: str) -> list[str]:
+    """[all] -> every language of the task's datasets; a language without a dataset is a config error."""
+    if requested == [ALL_LANGS]:
+        return list(task.datasets)
+    missing = [lang for lang in requested if lang not in task.datasets]
+    if missing:
+        raise ConfigError(
+            f"{key}: task '{task.name}' has no dataset for {', '.join(missing)} "
+            f"(languages it has: {', '.join(task.datasets) or 'none'})"
+        )
+    return requested
 
 
 def _without_bad_values(data: dict[str, Any], schema: type, problems: list[str]) -> dict[str, Any] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ from mlft.config import DataConfig
 from mlft.data.load import load_data
 from mlft.engine.loop import make_accelerator
 from mlft.report.tables import write_reports
-from mlft.runs import SavedRun, load_run, parse_args
+from mlft.runs import SavedRun, load_run, parse_args, trained_langs
 from mlft.scoring import EvalSet, encode_sets, evaluate_sets
 
 log = logging.getLogger("mlft")
@@ -51,16 +50,6 @@ def score_model(saved: SavedRun, sets: list[EvalSet], batch_size: int, cpu: bool
     return metrics
 
 
-def trained_langs(saved: SavedRun) -> list[str]:
-    """The languages the run trained on, as its metrics.json recorded them ([all] resolved)."""
-    recorded = saved.run_dir / "metrics.json"
-    if recorded.is_file():
-        langs = json.loads(recorded.read_text()).get("languages", {}).get("train")
-        if langs:
-            return langs
-    return saved.config.lang.train
-
-
 def evaluate_run(args: EvalArgs) -> tuple[dict, Path]:
     """Evaluates the run's final model; writes <run>/evals/<time>/{metrics.json, report.md}."""
     saved = load_run(Path(args.run))
@@ -76,7 +65,9 @@ def evaluate_run(args: EvalArgs) -> tuple[dict, Path]:
     out_dir.mkdir(parents=True)
     title = f"eval of {saved.run_dir}"
     extra = {"run": str(saved.run_dir)}
-    table = write_reports(out_dir, metrics, cfg.task.type, extra, title, trained_langs(saved), cfg.task.metric)
+    table = write_reports(
+        out_dir, metrics, cfg.task.type, extra, title, trained_langs(saved.run_dir, cfg), cfg.task.metric
+    )
     print(table)
     return metrics, out_dir
 

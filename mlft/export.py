@@ -142,8 +142,10 @@ def check_parity(reference: SavedRun, exported: SavedRun, args: ExportArgs) -> s
     if not sets:
         raise ConfigError(f"split: the run has no {args.split} data to check the export on (split=dev or split=test)")
     before = score_model(reference, sets, args.batch_size, cpu=True)
-    # Encoded again with the export's own tokenizer: a trimmed vocabulary numbers its pieces differently.
-    after = score_model(exported, encode_sets(exported.task, exported.tokenizer, data), args.batch_size, cpu=True)
+    # A trimmed vocabulary numbers its pieces differently: the export's data is encoded with its own tokenizer.
+    same_vocab = exported.tokenizer.get_vocab() == reference.tokenizer.get_vocab()
+    exported_sets = sets if same_vocab else encode_sets(exported.task, exported.tokenizer, data)
+    after = score_model(exported, exported_sets, args.batch_size, cpu=True)
     scores: dict[str, tuple[float, float]] = {}
     metric = cfg.task.metric
     for lang, m in before[args.split].items():

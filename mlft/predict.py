@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlft.config import ALL_LANGS
 from mlft.data.readers import read_lines
 from mlft.engine.loop import make_accelerator, predict_features
 from mlft.errors import ConfigError
-from mlft.runs import load_exported, load_run, parse_args
+from mlft.runs import load_exported, load_run, parse_args, trained_langs
 from mlft.tasks.token_classification import entities, split_text
 
 
@@ -48,7 +47,7 @@ class Predictor:
         self.accelerator = make_accelerator(cfg.trainer, None)
         self.model = self.accelerator.prepare(saved.model)
         self.token_task = cfg.task.type == "token_classification"
-        train = list(cfg.task.datasets) if cfg.lang.train == [ALL_LANGS] else cfg.lang.train
+        train = trained_langs(saved.run_dir, cfg)
         self.default_lang = train[0] if train else "und"
 
     def __call__(self, lines: list[str], lang: str | None = None, batch_size: int = 64) -> list[dict[str, Any]]:

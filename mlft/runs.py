@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mlft.config import RunConfig, validate
+from mlft.config import ALL_LANGS, RunConfig, resolve_langs, validate
 from mlft.errors import ConfigError, RunDirError
 from mlft.schema import build, check_fields
 from mlft.tasks import Task, build_task
@@ -33,6 +34,20 @@ def parse_args(args: list[str], schema: type, command: str) -> Any:
     if problems:
         raise ConfigError(problems)
     return build(schema, data)
+
+
+def trained_langs(run_dir: Path, config: RunConfig) -> list[str]:
+    """The languages a run trained on: as its metrics.json recorded them, else its config with [all] resolved."""
+    recorded = run_dir / "metrics.json"
+    if recorded.is_file():
+        langs = json.loads(recorded.read_text()).get("languages", {}).get("train")
+        if langs:
+            return langs
+    return (
+        resolve_langs(config.lang.train, config.task, "lang.train")
+        if config.lang.train == [ALL_LANGS]
+        else config.lang.train
+    )
 
 
 EXPORT_CONFIG = "mlft-config.yaml"

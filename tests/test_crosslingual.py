@@ -12,9 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from mlft.cli import main
-from mlft.config import TaskConfig
+from mlft.config import TaskConfig, resolve_langs
 from mlft.data.labelmap import apply_label_map
-from mlft.data.load import resolve_langs
 from mlft.engine import checkpoint
 from mlft.engine.sampling import LanguageSampler, language_probabilities, quotas
 from mlft.errors import ConfigError, DataError

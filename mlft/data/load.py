@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlft.config import ALL_LANGS, DataConfig, TaskConfig
+from mlft.config import ALL_LANGS, DataConfig, TaskConfig, resolve_langs
 from mlft.data.builtin import read_builtin
 from mlft.data.hub import read_hub
 from mlft.data.labelmap import apply_label_map
@@ -86,19 +86,6 @@ def _split_by_lang(examples: list[Example], langs: list[str], source: str, key: 
     for ex in examples:
         grouped.setdefault(ex.get("lang", default), []).append(ex)
     return {lang: exs for lang, exs in grouped.items() if langs == [ALL_LANGS] or lang in langs}
-
-
-def resolve_langs(requested: list[str], task: TaskConfig, key: str) -> list[str]:
-    """[all] -> every language of the task's datasets; a language without a dataset is a config error."""
-    if requested == [ALL_LANGS]:
-        return list(task.datasets)
-    missing = [lang for lang in requested if lang not in task.datasets]
-    if missing:
-        raise ConfigError(
-            f"{key}: task '{task.name}' has no dataset for {', '.join(missing)} "
-            f"(languages it has: {', '.join(task.datasets) or 'none'})"
-        )
-    return requested
 
 
 def collect_labels(train: list[Example], token_task: bool) -> list[str]:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from mlft.config import RunConfig
+from mlft.runs import trained_langs
 
 PIPELINE_TAGS = {"token_classification": "token-classification", "sequence_classification": "text-classification"}
 
@@ -19,7 +20,7 @@ def model_card(run_dir: Path, config: RunConfig, labels: list[str], artifact: st
     )
     # The languages as the run resolved them ([all] -> the task's languages), from its metrics.json.
     metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
-    train_langs = metrics.get("languages", {}).get("train") or config.lang.train
+    train_langs = trained_langs(run_dir, config)
     eval_langs = list(dict.fromkeys(lang for split in ("dev", "test") for lang in metrics.get(split, {})))
     eval_langs = eval_langs or config.lang.eval
     langs = sorted(set(train_langs) | set(eval_langs))
