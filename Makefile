@@ -36,7 +36,7 @@ test: install ## the offline test suite (fast; no network, tiny models)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-slow: install ## slow checks: multi-process runs, real-model fine-tuning
-	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m slow --durations=20 $(PYTEST_ARGS)
 
 quality: install ## ruff lint and format check, mypy on mlft/
 	$(BIN)/ruff check mlft tests scripts

@@ -47,6 +47,8 @@ class Chosen:
     """None: keep the weights in memory (the last ones)."""
     steps: list[int | None]
     """The step(s) the final weights come from."""
+    from_best: bool = False
+    """The weights are those saved in checkpoints/best."""
 
 
 def final_weights(select: str, checkpoints: Path, average_last: int, best_step: int | None) -> Chosen:
@@ -57,7 +59,7 @@ def final_weights(select: str, checkpoints: Path, average_last: int, best_step: 
         dirs = checkpoint.step_dirs(checkpoints)[-average_last:]
         return Chosen(checkpoint.average_weights(dirs), [int(d.name.split("-")[1]) for d in dirs])
     # The best checkpoint by the selection score (the last weights when nothing was evaluated).
-    return Chosen(load_file(checkpoints / checkpoint.BEST / "model.safetensors"), [best_step])
+    return Chosen(load_file(checkpoints / checkpoint.BEST / checkpoint.MODEL_FILE), [best_step], from_best=True)
 
 
 @dataclass
@@ -199,7 +201,11 @@ def train(
         accelerator, model, task, pad_id, eval_sets, run.trainer.eval_batch_size, run.trainer.progress
     )
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(run_dir / "model")
+        if chosen.from_best:
+            # The final model is the best checkpoint byte for byte: link it rather than store it twice.
+            checkpoint.link_or_copy(checkpoints / checkpoint.BEST, run_dir / "model")
+        else:
+            accelerator.unwrap_model(model).save_pretrained(run_dir / "model")
         tokenizer.save_pretrained(run_dir / "model")
         write_predictions(run_dir, eval_sets, predictions)
         extra = {

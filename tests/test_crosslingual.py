@@ -237,7 +237,10 @@ def test_selection_strategies(select, tmp_path, tiny_models):
     else:
         assert m["selection"]["oracle"] is True and m["selection"]["dev_langs"] == ["zh"]
         assert "ORACLE" in (run / "report.md").read_text()
-        expected = load_file(run / "checkpoints" / "best" / "model.safetensors")
+        best = run / "checkpoints" / "best" / checkpoint.MODEL_FILE
+        expected = load_file(best)
+        # The final model is the best checkpoint: linked, not stored a second time.
+        assert (run / "model" / checkpoint.MODEL_FILE).stat().st_ino == best.stat().st_ino
     for name, tensor in expected.items():
         torch.testing.assert_close(final[name], tensor, rtol=0, atol=1e-6)
 

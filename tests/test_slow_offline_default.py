@@ -24,6 +24,7 @@ SHORT = [
     "model.freeze_embeddings=true",
     "data.max_dev_samples=50",
     "data.max_test_samples=300",
+    "trainer.keep_last=0",  # no resumable checkpoint left behind: ~0.6 GB less on disk per run
 ]
 
 
@@ -80,6 +81,7 @@ def test_topic_classification_in_english_on_the_packaged_chatterbot_corpus(tmp_p
         "optimizer.head_lr=2e-3",
         "data.max_train_length=200",
         "data.max_dev_samples=60",
+        "trainer.keep_last=0",
     )
     test = metrics(run)["test"]["en"]
     gold = [json.loads(line)["label"] for line in (run / "predictions" / "test-en.jsonl").read_text().splitlines()]

@@ -79,6 +79,23 @@ def write_atomic(target: Path, write: Callable[[Path], None]) -> None:
     commit(tmp, target)
 
 
+def link_or_copy(source: Path, target: Path) -> None:
+    """Fills `target` with `source`'s files as hard links (a copy where links are not possible).
+
+    Checkpoint files are never modified in place (a new checkpoint is a new folder), so a link is as
+    safe as a copy and saves the model's size on disk.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    for file in source.iterdir():
+        if not file.is_file():
+            continue
+        (target / file.name).unlink(missing_ok=True)
+        try:
+            os.link(file, target / file.name)
+        except OSError:
+            shutil.copy2(file, target / file.name)
+
+
 def write_state(directory: Path, state: dict[str, Any]) -> None:
     (directory / STATE_FILE).write_text(json.dumps(state, indent=2))
 
