@@ -156,7 +156,22 @@ class TrainerConfig:
 
 @dataclass
 class PeftConfig:
-    name: Literal["none"]
+    name: str
+    """Preset name (the file in configs/peft/)."""
+    method: Literal["none", "lora", "ia3"] = "none"
+    """none: every parameter trains; lora, ia3: an adapter and the head train, merged into the model at the end."""
+    r: int = 8
+    """LoRA rank."""
+    alpha: int = 16
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    dropout: float = 0.1
+    """LoRA dropout on the adapter's input."""
+    target_modules: list[str] | None = None
+    """Linear layers that get an adapter, by name (e.g. [query, value]); null: peft's default for the architecture."""
+    feedforward_modules: list[str] | None = None
+    """(IA)³: which of target_modules are feed-forward layers (scaled on their input); null: peft's default."""
+    lr: float | None = None
+    """Learning rate of the adapter weights (they want a larger step than full fine-tuning); null: optimizer.lr."""
 
 
 @dataclass
@@ -245,6 +260,7 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
     if run.trainer.eval_strategy != "steps" and run.trainer.eval_steps is not None:
         problems.append("trainer.eval_steps: only used with trainer.eval_strategy=steps")
     problems += _trainer_problems(run.trainer)
+    problems += _peft_problems(run.peft, run.model)
     if run.trainer.early_stopping_patience is not None and run.trainer.eval_strategy == "no":
         problems.append("trainer.early_stopping_patience: needs evaluation (trainer.eval_strategy is 'no')")
     if not 0.0 <= run.data.keep_entityless <= 1.0:
@@ -275,6 +291,21 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
         problems.append(f"model.name_or_path: {run.model.name_or_path} is not a model directory (no config.json)")
     if run.resume is not None and not (Path(run.resume) / "checkpoints").is_dir():
         problems.append(f"resume: {run.resume} is not a run directory with checkpoints/")
+    return problems
+
+
+def _peft_problems(peft: PeftConfig, model: ModelConfig) -> list[str]:
+    problems: list[str] = []
+    if peft.method == "none":
+        return problems
+    if peft.r < 1:
+        problems.append(f"peft.r: must be >= 1, got {peft.r}")
+    if not 0.0 <= peft.dropout < 1.0:
+        problems.append(f"peft.dropout: must be in [0, 1), got {peft.dropout}")
+    if peft.lr is not None and peft.lr <= 0:
+        problems.append(f"peft.lr: must be > 0, got {peft.lr}")
+    if model.freeze_layers:
+        problems.append(f"model.freeze_layers: conflicts with peft={peft.name} (the adapter decides what trains)")
     return problems
 
 

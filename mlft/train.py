@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import torch
 from accelerate.utils import set_seed
 from omegaconf import DictConfig
 from safetensors.torch import load_file
@@ -20,6 +19,7 @@ from mlft.data.load import LoadedData, load_data
 from mlft.engine import checkpoint
 from mlft.engine.loop import is_main_process, make_accelerator, train_loop, use_cpu, world_size
 from mlft.errors import ConfigError, UserError
+from mlft.models.adapters import add_adapter, is_peft, load_adapter_weights, merge, trainable_summary
 from mlft.models.freeze import freeze
 from mlft.models.load import load_model, load_tokenizer
 from mlft.report.tables import write_reports
@@ -43,23 +43,34 @@ def write_predictions(
 
 @dataclass
 class Chosen:
-    weights: dict[str, torch.Tensor] | None
-    """None: keep the weights in memory (the last ones)."""
+    """Where the run's final weights come from (by `trainer.select`)."""
+
+    source: Literal["last", "best", "average"]
+    dirs: list[Path]
+    """The checkpoint folder(s) to read: best/, or the step checkpoints to average."""
     steps: list[int | None]
     """The step(s) the final weights come from."""
-    from_best: bool = False
-    """The weights are those saved in checkpoints/best."""
 
 
 def final_weights(select: str, checkpoints: Path, average_last: int, best_step: int | None) -> Chosen:
     """The final model of the run by `trainer.select` (best by dev score, last, or an average)."""
     if select == "last":
-        return Chosen(None, [None])
+        return Chosen("last", [], [None])
     if select == "average":
         dirs = checkpoint.step_dirs(checkpoints)[-average_last:]
-        return Chosen(checkpoint.average_weights(dirs), [int(d.name.split("-")[1]) for d in dirs])
+        return Chosen("average", dirs, [int(d.name.split("-")[1]) for d in dirs])
     # The best checkpoint by the selection score (the last weights when nothing was evaluated).
-    return Chosen(load_file(checkpoints / checkpoint.BEST / checkpoint.MODEL_FILE), [best_step], from_best=True)
+    return Chosen("best", [checkpoints / checkpoint.BEST], [best_step])
+
+
+def restore(model: Any, chosen: Chosen) -> None:
+    """Loads the chosen weights into `model` (the unwrapped model; a PeftModel's best/ holds only its adapter)."""
+    if chosen.source == "average":
+        model.load_state_dict(checkpoint.average_weights(chosen.dirs))
+    elif chosen.source == "best" and is_peft(model):
+        load_adapter_weights(model, chosen.dirs[0])
+    elif chosen.source == "best":
+        model.load_state_dict(load_file(chosen.dirs[0] / checkpoint.MODEL_FILE))
 
 
 @dataclass
@@ -94,6 +105,10 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
         run.model.trust_remote_code,
     )
     freeze(model, run.model.freeze_embeddings, run.model.freeze_layers)
+    if run.peft.method != "none":
+        model = add_adapter(model, run.peft, run.task.type)
+    if accelerator.is_main_process:
+        log.info("%s", trainable_summary(model))
     train_features, feature_langs = [], []
     for lang, exs in loaded.splits["train"].items():
         features = task.encode(exs, tokenizer, lang)
@@ -186,7 +201,7 @@ def train(
         train_features,
         lambda f: task.collate(f, pad_id),
         run.trainer,
-        run.optimizer,
+        replace(run.optimizer, lr=run.peft.lr) if run.peft.method != "none" and run.peft.lr else run.optimizer,
         run.seed,
         checkpoints,
         evaluate_dev if dev_sets else lambda: (None, {}),
@@ -195,17 +210,23 @@ def train(
     )
 
     chosen = final_weights(run.trainer.select, checkpoints, run.trainer.average_last, state.best_step)
-    if chosen.weights is not None:
-        accelerator.unwrap_model(model).load_state_dict(chosen.weights)
+    unwrapped = accelerator.unwrap_model(model)
+    restore(unwrapped, chosen)
+    adapter = is_peft(unwrapped)
+    if adapter:
+        if accelerator.is_main_process:
+            unwrapped.save_pretrained(run_dir / "adapter")
+        # Evaluated after merging, so the reported metrics are those of the saved model/.
+        unwrapped = merge(unwrapped)
     metrics, predictions = evaluate_sets(
         accelerator, model, task, pad_id, eval_sets, run.trainer.eval_batch_size, run.trainer.progress
     )
     if accelerator.is_main_process:
-        if chosen.from_best:
+        if chosen.source == "best" and not adapter:
             # The final model is the best checkpoint byte for byte: link it rather than store it twice.
-            checkpoint.link_or_copy(checkpoints / checkpoint.BEST, run_dir / "model")
+            checkpoint.link_or_copy(chosen.dirs[0], run_dir / "model")
         else:
-            accelerator.unwrap_model(model).save_pretrained(run_dir / "model")
+            unwrapped.save_pretrained(run_dir / "model")
         tokenizer.save_pretrained(run_dir / "model")
         write_predictions(run_dir, eval_sets, predictions)
         extra = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import yaml
+
 from conftest import FIXTURES
 from helpers import FAST, ZH_NER, run_cli
 
@@ -64,8 +66,8 @@ def test_sweep_runs_each_job_as_an_ordinary_run_directory(tmp_path, tiny_models)
     for job in jobs:
         assert (job / "metrics.json").exists()
         assert (job / ".hydra" / "overrides.yaml").exists()
-    lrs = {line for job in jobs for line in (job / "config.yaml").read_text().splitlines() if "  lr:" in line}
-    assert lrs == {"  lr: 0.001", "  lr: 0.005"}
+    lrs = {yaml.safe_load((job / "config.yaml").read_text())["optimizer"]["lr"] for job in jobs}
+    assert lrs == {0.001, 0.005}
 
 
 def test_python_dash_m_mlft_trains(tmp_path, tiny_models):

@@ -72,7 +72,11 @@ def _start(run_dir, model, data):
     )
 
 
-@pytest.mark.parametrize("data", [ZH_NER, SAMPLED], ids=["one-language", "language-sampling"])
+@pytest.mark.parametrize(
+    "data",
+    [ZH_NER, SAMPLED, [*ZH_NER, "peft=lora", "peft.lr=5e-2"]],
+    ids=["one-language", "language-sampling", "lora-adapter"],
+)
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, tiny_models, data):
     model = tiny_models["unigram"]
     reference = _start(tmp_path / "reference", model, data)

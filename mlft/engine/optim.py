@@ -25,6 +25,8 @@ def param_groups(model: torch.nn.Module, weight_decay: float, lr: float, head_lr
     """Decay only weight matrices: biases and normalization weights (1-D tensors) are excluded.
     The task head gets its own learning rate when head_lr is set."""
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    # A PeftModel prefixes every name: the transformers model inside has the names is_head knows.
+    model = getattr(model, "get_base_model", lambda: model)()
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue

@@ -11,6 +11,15 @@ from mlft.runs import trained_langs
 PIPELINE_TAGS = {"token_classification": "token-classification", "sequence_classification": "text-classification"}
 
 
+def fine_tuning(config: RunConfig) -> str:
+    peft = config.peft
+    if peft.method == "none":
+        return "full" + (" (word embeddings frozen)" if config.model.freeze_embeddings else "")
+    targets = ", ".join(peft.target_modules) if peft.target_modules else "peft's default layers"
+    shape = f"r={peft.r}, alpha={peft.alpha}, " if peft.method == "lora" else ""
+    return f"{peft.method} ({shape}on {targets}), merged into these weights; plain transformers loads them"
+
+
 def model_card(run_dir: Path, config: RunConfig, labels: list[str], artifact: str, parity: str | None) -> str:
     """Markdown with Hub-style metadata; every number comes from files of the run."""
     env = json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").is_file() else {}
@@ -39,6 +48,7 @@ def model_card(run_dir: Path, config: RunConfig, labels: list[str], artifact: st
         f"- **Artifact:** {artifact}",
         f"- **Base model:** `{config.model.name_or_path}`"
         + (f" (revision `{config.model.revision}`)" if config.model.revision else ""),
+        f"- **Fine-tuning:** {fine_tuning(config)}",
         f"- **Task:** {config.task.type}, metric `{config.task.metric}`, labels: {', '.join(labels)}",
         f"- **Training languages:** {', '.join(train_langs)}; evaluated on: {', '.join(eval_langs)}",
         f"- **Data:** {', '.join(sources) if sources else 'see config.yaml'}",

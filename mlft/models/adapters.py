@@ -1,0 +1,79 @@
+"""Parameter-efficient fine-tuning with the `peft` library: LoRA or (IA)³ on the encoder, the head trained in full.
+
+During training the model is a `PeftModel`: checkpoints/best holds only the adapter (a few MB), and the run's
+final `model/` is the adapter merged into the base weights, a plain transformers model that eval, predict,
+export and serve load like any other. The unmerged adapter is kept in `adapter/` for users who swap adapters.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mlft.config import PeftConfig, TaskType
+from mlft.errors import ConfigError
+
+ADAPTER_FILE = "adapter_model.safetensors"
+"""The adapter weights PeftModel.save_pretrained writes (with adapter_config.json)."""
+
+_TASK_TYPES = {"token_classification": "TOKEN_CLS", "sequence_classification": "SEQ_CLS"}
+
+
+def is_peft(model: Any) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+def add_adapter(model: Any, cfg: PeftConfig, task_type: TaskType) -> Any:
+    """Wraps `model` in a PeftModel: only the adapter and the task head train."""
+    from peft import IA3Config, LoraConfig, get_peft_model
+
+    targets = list(cfg.target_modules) if cfg.target_modules else None
+    if cfg.method == "lora":
+        config: Any = LoraConfig(
+            task_type=_TASK_TYPES[task_type],
+            r=cfg.r,
+            lora_alpha=cfg.alpha,
+            lora_dropout=cfg.dropout,
+            target_modules=targets,
+        )
+    else:
+        config = IA3Config(
+            task_type=_TASK_TYPES[task_type],
+            target_modules=targets,
+            feedforward_modules=list(cfg.feedforward_modules) if cfg.feedforward_modules else None,
+        )
+    try:
+        with warnings.catch_warnings():  # peft asks transformers about gradient checkpointing by a deprecated name
+            warnings.simplefilter("ignore", FutureWarning)
+            return get_peft_model(model, config)
+    except ValueError as err:  # unknown architecture without explicit targets, or targets not in the model
+        linear = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+        names = sorted({name.rsplit(".", 1)[-1] for name in linear})
+        raise ConfigError(
+            f"peft.target_modules: {str(err).splitlines()[0][:200]} (linear layers of this model: {', '.join(names)})"
+        ) from None
+
+
+def trainable_summary(model: torch.nn.Module) -> str:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return f"{trainable:,} of {total:,} parameters train ({trainable / total:.2%})"
+
+
+def load_adapter_weights(model: Any, directory: Path) -> None:
+    """Puts the adapter saved in `directory` (checkpoints/best) into the PeftModel `model`."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(directory / ADAPTER_FILE))
+
+
+def merge(model: Any) -> Any:
+    """The plain transformers model with the adapter folded into its weights (changes `model` in place:
+    the PeftModel keeps working, its layers are plain ones now)."""
+    return model.merge_and_unload()
