@@ -43,6 +43,11 @@ class ExportArgs:
     trim_vocab: Literal["none", "lang", "train"] = "none"
     """Keep only the vocabulary (and embedding rows) that the run's data uses: lang = all its splits and
     languages; train = its training data only (text outside it may then segment into smaller pieces or <unk>)."""
+    vocab_file: str | None = None
+    """With trim_vocab: also keep the pieces of this file, plain text (a text per line) or a frequency list
+    (`word<TAB>count` per line), e.g. to serve text of the run's languages beyond its data."""
+    vocab_min_count: int = 1
+    """Frequency-list words counted fewer times are left out of vocab_file."""
     check: bool = True
     """Run the parity gate (false skips it; the card then says so)."""
     overwrite: bool = False
@@ -52,6 +57,8 @@ class ExportArgs:
 def export_run(args: ExportArgs) -> Path:
     if args.quantize == "int8" and args.format != "onnx":
         raise ConfigError("quantize: int8 needs format=onnx")
+    if args.vocab_file is not None and args.trim_vocab == "none":
+        raise ConfigError("vocab_file: only used with trim_vocab=lang|train (it adds pieces to what is kept)")
     saved = load_run(Path(args.run))
     name = args.format + ("-int8" if args.quantize == "int8" else "")
     out = Path(args.out) if args.out else saved.run_dir / "export" / name
@@ -62,10 +69,14 @@ def export_run(args: ExportArgs) -> Path:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        source = trimmed(saved, args.trim_vocab == "train") if args.trim_vocab != "none" else saved
+        from mlft.models.trim import vocab_file_words
+
+        extra = vocab_file_words(Path(args.vocab_file), args.vocab_min_count) if args.vocab_file else []
+        source = trimmed(saved, args.trim_vocab == "train", extra) if args.trim_vocab != "none" else saved
         artifact = write_artifact(source, tmp, args.format, args.quantize)
         if source is not saved:
             data = "training data" if args.trim_vocab == "train" else "data (all splits)"
+            data += f" and {Path(args.vocab_file).name}" if args.vocab_file else ""
             artifact += f", vocabulary trimmed to the run's {data}: {len(source.tokenizer):,} pieces"
         parity = check_parity(saved, load_exported(tmp), args) if args.check else None
         card = model_card(saved.run_dir, saved.config, saved.task.labels, artifact, parity or "(parity check skipped)")
@@ -80,8 +91,9 @@ def export_run(args: ExportArgs) -> Path:
     return out
 
 
-def trimmed(saved: SavedRun, train_only: bool) -> SavedRun:
-    """A copy of the run's model and tokenizer with only the pieces its data uses (see mlft.models.trim)."""
+def trimmed(saved: SavedRun, train_only: bool, extra: list[str]) -> SavedRun:
+    """A copy of the run's model and tokenizer with only the pieces its data and the `extra` texts use
+    (see mlft.models.trim)."""
     import copy
 
     from mlft.data.load import load_data
@@ -105,6 +117,8 @@ def trimmed(saved: SavedRun, train_only: bool) -> SavedRun:
             {w for by_lang in splits.values() for exs in by_lang.values() for ex in exs for w in ex["tokens"]}
         )
         id_lists += saved.tokenizer(words + [" " + w for w in words], add_special_tokens=False)["input_ids"]
+    if extra:  # a text per line, or a word of a frequency list: tokenized alone, with and without a space
+        id_lists += saved.tokenizer(extra + [" " + t for t in extra], add_special_tokens=False)["input_ids"]
     keep = used_ids(saved.tokenizer, id_lists)
     before = saved.model.get_input_embeddings().weight.shape[0]
     model, tokenizer = trim(copy.deepcopy(saved.model), saved.tokenizer, keep)

@@ -156,6 +156,54 @@ def test_trim_vocab_export_passes_the_parity_gate_with_a_smaller_vocabulary(run_
     assert "vocabulary trimmed to the run's data" in (out / "README.md").read_text()
 
 
+def test_trim_vocab_keeps_the_pieces_of_a_vocabulary_file_too(ner_run, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    full = AutoTokenizer.from_pretrained(ner_run / "model")
+    main(["export", f"run={ner_run}", "format=hf", "trim_vocab=train", f"out={tmp_path / 'train'}", "check=false"])
+    plain = AutoTokenizer.from_pretrained(tmp_path / "train")
+    # Pieces the training data lacks: a text line, and a frequency-list word above (and one below) the minimum.
+    unseen = [piece for piece in full.get_vocab() if piece.isalpha() and piece not in plain.get_vocab()]
+    text, frequent, rare = unseen[:3]
+    vocab = tmp_path / "vocab.tsv"
+    vocab.write_text(f"{text}\n{frequent}\t12\n{rare}\t1\n", encoding="utf-8")
+    out = tmp_path / "with-file"
+    main(
+        [
+            "export",
+            f"run={ner_run}",
+            "format=hf",
+            "trim_vocab=train",
+            f"vocab_file={vocab}",
+            "vocab_min_count=2",
+            f"out={out}",
+            "check=false",
+        ]
+    )
+    kept = AutoTokenizer.from_pretrained(out).get_vocab()
+    assert text in kept and frequent in kept and rare not in kept
+    assert len(kept) == len(plain.get_vocab()) + 2
+    assert f"the run's training data and vocab.tsv: {len(kept):,} pieces" in (out / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["vocab_file=vocab.txt"], "vocab_file: only used with trim_vocab=lang|train"),
+        (["trim_vocab=lang", "vocab_file=missing.txt"], "vocab_file: file not found: missing.txt"),
+        (["trim_vocab=lang", "vocab_file=latin1.txt"], "latin1.txt:2: not UTF-8"),
+    ],
+)
+def test_bad_vocabulary_files_are_clear_errors(args, message, ner_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "vocab.txt").write_text("李娜\n")
+    (tmp_path / "latin1.txt").write_bytes(b"ok\n" + "café\n".encode("latin-1"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", f"run={ner_run}", "format=hf", f"out={tmp_path / 'out'}", *args])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_trim_vocab_refuses_bpe_tokenizers(tiny_models):
     from transformers import AutoTokenizer
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from mlft.errors import ConfigError
+from mlft.errors import ConfigError, DataError
 
 SUPPORTED = ("Unigram", "WordPiece")
 
@@ -36,6 +36,29 @@ def used_ids(tokenizer: Any, token_lists: Iterable[list[int]]) -> set[int]:
     for ids in token_lists:
         keep.update(ids)
     return keep
+
+
+def vocab_file_words(path: Path, min_count: int = 1) -> list[str]:
+    """The texts of a vocabulary file: plain text (one text per line), or a frequency list (`word<TAB>count`,
+    words counted fewer than `min_count` times left out). A line may hold either form."""
+    if not path.is_file():
+        raise ConfigError(f"vocab_file: file not found: {path}")
+    texts = []
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                raise DataError(f"{path}:{number}: not UTF-8 ({err.reason} at byte {err.start})") from None
+            word, tab, count = line.rpartition("\t")
+            if tab and count.strip().isdigit():
+                if int(count) >= min_count and word.strip():
+                    texts.append(word.strip())
+            elif line.strip():
+                texts.append(line.strip())
+    if not texts:
+        raise DataError(f"{path}:1: no text or words (with min count {min_count}) in the vocabulary file")
+    return texts
 
 
 def _remap_post_processor(node: Any, new_id: dict[int, int]) -> None:
