@@ -46,6 +46,9 @@ class ModelConfig:
     """Keep the word-embedding matrix fixed (for multilingual vocabularies most of the parameters)."""
     freeze_layers: int = 0
     """Keep all embeddings and the lowest N transformer layers fixed; backward then stops above them."""
+    compact_embeddings: bool = True
+    """Train only the embedding rows the run's data uses, put back into the full matrix when the model is saved
+    (same results as training the full matrix, without its gradient and optimizer state)."""
 
 
 @dataclass

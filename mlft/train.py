@@ -20,6 +20,8 @@ from mlft.engine import checkpoint
 from mlft.engine.loop import is_main_process, make_accelerator, train_loop, use_cpu, world_size
 from mlft.errors import ConfigError, UserError
 from mlft.models.adapters import add_adapter, is_peft, load_adapter_weights, merge, trainable_summary
+from mlft.models.compact import CompactVocab, compact, expand, record, remap, used_ids
+from mlft.models.compact import supports as compact_supported
 from mlft.models.freeze import freeze
 from mlft.models.load import load_model, load_tokenizer
 from mlft.report.tables import write_reports
@@ -85,6 +87,8 @@ class Prepared:
     feature_langs: list[str]
     """The language of each training feature."""
     eval_sets: list[EvalSet]
+    vocab: CompactVocab | None
+    """The full embedding matrix while the model trains a compact one (model.compact_embeddings)."""
 
 
 def prepare(run: RunConfig, accelerator: Any) -> Prepared:
@@ -105,17 +109,28 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
         run.model.trust_remote_code,
     )
     freeze(model, run.model.freeze_embeddings, run.model.freeze_layers)
-    if run.peft.method != "none":
-        model = add_adapter(model, run.peft, run.task.type)
-    if accelerator.is_main_process:
-        log.info("%s", trainable_summary(model))
     train_features, feature_langs = [], []
     for lang, exs in loaded.splits["train"].items():
         features = task.encode(exs, tokenizer, lang)
         train_features += features
         feature_langs += [lang] * len(features)
     eval_sets = encode_sets(task, tokenizer, loaded.splits)
-    return Prepared(loaded, task, tokenizer, model, train_features, feature_langs, eval_sets)
+    vocab = None
+    if run.model.compact_embeddings and run.peft.method == "none" and compact_supported(model):
+        fed = [f["input_ids"] for f in train_features] + [f["input_ids"] for s in eval_sets for f in s.features]
+        rows = model.get_input_embeddings().num_embeddings
+        vocab = compact(model, used_ids(tokenizer, fed))
+        new_id = vocab.new_ids()
+        remap(train_features, new_id)
+        for eval_set in eval_sets:
+            remap(eval_set.features, new_id)
+        if accelerator.is_main_process:
+            log.info("embeddings: %d of %d rows are used by the run's data and trained", len(vocab.old_ids), rows)
+    if run.peft.method != "none":
+        model = add_adapter(model, run.peft, run.task.type)
+    if accelerator.is_main_process:
+        log.info("%s", trainable_summary(model))
+    return Prepared(loaded, task, tokenizer, model, train_features, feature_langs, eval_sets, vocab)
 
 
 def train(
@@ -192,6 +207,8 @@ def train(
     checkpoints = run_dir / "checkpoints"
     if resuming:
         checkpoint.recover(checkpoints / checkpoint.BEST)
+    if prepared.vocab is not None:
+        record(checkpoints, prepared.vocab, resuming, accelerator.is_main_process)
     resume_from = checkpoint.latest(checkpoints) if resuming else None
     if resuming and resume_from is None:
         log.warning("no complete checkpoint in %s: training starts from the beginning", checkpoints)
@@ -222,7 +239,10 @@ def train(
         accelerator, model, task, pad_id, eval_sets, run.trainer.eval_batch_size, run.trainer.progress
     )
     if accelerator.is_main_process:
-        if chosen.source == "best" and not adapter:
+        if prepared.vocab is not None:
+            expand(unwrapped, prepared.vocab)
+            unwrapped.save_pretrained(run_dir / "model")
+        elif chosen.source == "best" and not adapter:
             # The final model is the best checkpoint byte for byte: link it rather than store it twice.
             checkpoint.link_or_copy(chosen.dirs[0], run_dir / "model")
         else:

@@ -38,3 +38,20 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
         env={**os.environ, **(env or {})},
         timeout=600,
     )
+
+
+def assert_final_weights_are(run_dir: Path, weights: dict, atol: float = 1e-6) -> None:
+    """The run's model/ holds `weights` (a checkpoint's): a checkpoint's embedding matrix has only the rows
+    the run's data uses (model.compact_embeddings), which model/ keeps at those rows of its full matrix."""
+    import torch
+    from safetensors.torch import load_file
+
+    from mlft.models.compact import ROWS_FILE
+
+    final = load_file(run_dir / "model" / "model.safetensors")
+    rows_file = run_dir / "checkpoints" / ROWS_FILE
+    rows = json.loads(rows_file.read_text()) if rows_file.is_file() else None
+    assert final.keys() == weights.keys()
+    for name, tensor in weights.items():
+        saved = final[name][rows] if rows is not None and final[name].shape != tensor.shape else final[name]
+        torch.testing.assert_close(saved, tensor, rtol=0, atol=atol)

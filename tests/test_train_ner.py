@@ -33,7 +33,7 @@ def test_run_directory_holds_the_reproducible_record(ner_run):
     assert {p.name for p in (ner_run / "plots").iterdir()} == {"dev-f1.png", "test-f1.png"}
     assert {p.name for p in (ner_run / "predictions").iterdir()} == {"dev-zh.jsonl", "test-zh.jsonl"}
     checkpoints = {p.name for p in (ner_run / "checkpoints").iterdir()}
-    assert checkpoints == {"best", "step-48"}
+    assert checkpoints == {"best", "step-48", "embedding_rows.json"}
     env = json.loads((ner_run / "env.json").read_text())
     assert env["seed"] == 42 and env["versions"]["torch"]
     assert env["data"]["train/zh"]["fingerprint"].startswith("sha256:")
