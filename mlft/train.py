@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -89,11 +90,15 @@ class Prepared:
     eval_sets: list[EvalSet]
     vocab: CompactVocab | None
     """The full embedding matrix while the model trains a compact one (model.compact_embeddings)."""
+    timings: dict[str, float]
+    """Seconds spent reading the data and tokenizing it."""
 
 
 def prepare(run: RunConfig, accelerator: Any) -> Prepared:
+    start = time.perf_counter()
     with accelerator.main_process_first():
         loaded = load_data(run.data, run.task, run.lang.train, run.lang.eval)
+    load_seconds = time.perf_counter() - start
     task = build_task(run.task, run.model, loaded.labels)
     if run.trainer.precision != "no" and not use_cpu(run.trainer.cpu):
         task.pad_to_multiple_of = 8
@@ -109,12 +114,16 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
         run.model.trust_remote_code,
     )
     freeze(model, run.model.freeze_embeddings, run.model.freeze_layers)
+    start = time.perf_counter()
     train_features, feature_langs = [], []
     for lang, exs in loaded.splits["train"].items():
         features = task.encode(exs, tokenizer, lang)
         train_features += features
         feature_langs += [lang] * len(features)
     eval_sets = encode_sets(task, tokenizer, loaded.splits)
+    timings = {"load_data_seconds": round(load_seconds, 2), "encode_seconds": round(time.perf_counter() - start, 2)}
+    if accelerator.is_main_process:
+        log.info("data: read in %.1f s, tokenized in %.1f s", load_seconds, timings["encode_seconds"])
     vocab = None
     if run.model.compact_embeddings and run.peft.method == "none" and compact_supported(model):
         fed = [f["input_ids"] for f in train_features] + [f["input_ids"] for s in eval_sets for f in s.features]
@@ -130,7 +139,7 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
         model = add_adapter(model, run.peft, run.task.type)
     if accelerator.is_main_process:
         log.info("%s", trainable_summary(model))
-    return Prepared(loaded, task, tokenizer, model, train_features, feature_langs, eval_sets, vocab)
+    return Prepared(loaded, task, tokenizer, model, train_features, feature_langs, eval_sets, vocab, timings)
 
 
 def train(
@@ -260,6 +269,7 @@ def train(
                 "steps": chosen.steps,
             },
             "history": state.history,
+            "preprocessing": prepared.timings,
             "throughput": {
                 "train_seconds": round(state.train_seconds, 3),
                 "train_samples": state.train_samples,
