@@ -31,6 +31,7 @@ PEER = "peer: HF Trainer (run_ner.py defaults, fp32)"
 PIPELINE = "peer: HF pipeline (token-classification)"
 MLFT_VARIANTS = {
     "mlft defaults": [],
+    "mlft, full embedding matrix (compact_embeddings=false)": ["model.compact_embeddings=false"],
     "mlft + group_by_length": ["trainer.group_by_length=true"],
     "mlft + freeze_embeddings": ["model.freeze_embeddings=true"],
     "mlft + both (speed options on)": ["trainer.group_by_length=true", "model.freeze_embeddings=true"],

@@ -44,6 +44,7 @@ def test_bench_reports_every_variant_and_the_ratios(tmp_path):
             "peer: HF Trainer + group_by_length",
             "peer: HF pipeline (token-classification)",
             "mlft defaults",
+            "mlft, full embedding matrix (compact_embeddings=false)",
             "mlft + group_by_length",
             "mlft + freeze_embeddings",
             "mlft + both (speed options on)",
