@@ -16,7 +16,8 @@ NO_DECAY = ["optimizer.weight_decay=0", "trainer.epochs=3"]
 
 
 def test_compact_training_equals_full_matrix_training(tmp_path, tiny_models):
-    # Without weight decay a row with zero gradient never moves under AdamW: both runs must end equal.
+    # Rows the data never feeds get a zero gradient: under AdamW only weight decay moves them, and they never
+    # touch the run's data. Without weight decay the two runs must therefore end equal everywhere.
     full = train(tmp_path / "full", tiny_models["unigram"], *ZH_NER, *NO_DECAY, "model.compact_embeddings=false")
     small = train(tmp_path / "compact", tiny_models["unigram"], *ZH_NER, *NO_DECAY)
     rows = json.loads((small / "checkpoints" / ROWS_FILE).read_text())
