@@ -45,9 +45,8 @@ def test_bench_reports_every_variant_and_the_ratios(tmp_path):
             "peer: HF pipeline (token-classification)",
             "mlft defaults",
             "mlft, full embedding matrix (compact_embeddings=false)",
-            "mlft + group_by_length",
+            "mlft + group_by_length (speed options on)",
             "mlft + freeze_embeddings",
-            "mlft + both (speed options on)",
             "mlft demo recipe (+ lr 2e-4, head lr 3e-3)",
             "mlft predict",
         ]
