@@ -163,7 +163,13 @@ def test_trim_vocab_keeps_the_pieces_of_a_vocabulary_file_too(ner_run, tmp_path,
     main(["export", f"run={ner_run}", "format=hf", "trim_vocab=train", f"out={tmp_path / 'train'}", "check=false"])
     plain = AutoTokenizer.from_pretrained(tmp_path / "train")
     # Pieces the training data lacks: a text line, and a frequency-list word above (and one below) the minimum.
-    unseen = [piece for piece in full.get_vocab() if piece.isalpha() and piece not in plain.get_vocab()]
+    # (sorted: get_vocab's order differs between processes; and only pieces that tokenizing their own text
+    # produces, since a Unigram model may prefer smaller pieces for a word that is also a piece)
+    unseen = [
+        piece
+        for piece in sorted(full.get_vocab())
+        if piece.isalpha() and piece not in plain.get_vocab() and piece in full.tokenize(piece)
+    ]
     text, frequent, rare = unseen[:3]
     vocab = tmp_path / "vocab.tsv"
     vocab.write_text(f"{text}\n{frequent}\t12\n{rare}\t1\n", encoding="utf-8")
