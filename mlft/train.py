@@ -21,7 +21,7 @@ from mlft.engine import checkpoint
 from mlft.engine.loop import is_main_process, make_accelerator, train_loop, use_cpu, world_size
 from mlft.errors import ConfigError, UserError
 from mlft.models.adapters import add_adapter, is_peft, load_adapter_weights, merge, trainable_summary
-from mlft.models.compact import CompactVocab, compact, expand, record, remap, used_ids
+from mlft.models.compact import CompactVocab, compact, expand, kept_ids, record, remap
 from mlft.models.compact import supports as compact_supported
 from mlft.models.freeze import freeze
 from mlft.models.load import load_model, load_tokenizer
@@ -127,14 +127,15 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
     vocab = None
     if run.model.compact_embeddings and run.peft.method == "none" and compact_supported(model):
         fed = [f["input_ids"] for f in train_features] + [f["input_ids"] for s in eval_sets for f in s.features]
-        rows = model.get_input_embeddings().num_embeddings
-        vocab = compact(model, used_ids(tokenizer, fed))
+        vocab = compact(model, kept_ids(tokenizer, fed))
         new_id = vocab.new_ids()
         remap(train_features, new_id)
         for eval_set in eval_sets:
             remap(eval_set.features, new_id)
         if accelerator.is_main_process:
-            log.info("embeddings: %d of %d rows are used by the run's data and trained", len(vocab.old_ids), rows)
+            log.info(
+                "embeddings: %d of %d rows are used by the run's data and trained", len(vocab.old_ids), len(vocab.full)
+            )
     if run.peft.method != "none":
         model = add_adapter(model, run.peft, run.task.type)
     if accelerator.is_main_process:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mlft.models.compact import ROWS_FILE, compact, expand, used_ids
+from mlft.models.compact import ROWS_FILE, compact, expand, kept_ids
 
 from helpers import ZH_NER, metrics, run_cli, train
 
@@ -44,7 +44,7 @@ def test_padding_keeps_its_id_and_expand_restores_the_full_matrix(tiny_models, t
     tokenizer = tokenizers["bpe"]
     before = model.get_input_embeddings().weight.detach().clone()
     ids = tokenizer(["hello world"], add_special_tokens=True)["input_ids"]
-    kept = used_ids(tokenizer, ids)
+    kept = kept_ids(tokenizer, ids)
     assert kept.index(tokenizer.pad_token_id) == tokenizer.pad_token_id
     vocab = compact(model, kept)
     assert model.get_input_embeddings().num_embeddings == len(kept) == model.config.vocab_size

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from mlft.errors import RunDirError
+from mlft.models.trim import used_ids
 
 
 @dataclass
@@ -35,13 +36,11 @@ class CompactVocab:
         return {old: new for new, old in enumerate(self.old_ids)}
 
 
-def used_ids(tokenizer: Any, id_lists: Iterable[list[int]]) -> list[int]:
-    """The ids the run feeds the model, plus the special tokens; every id up to the padding id is kept too, so
-    padding keeps its id (XLM-R-style embeddings derive position ids from `input_ids != padding id`)."""
-    keep = set(tokenizer.all_special_ids) | set(range(tokenizer.pad_token_id + 1))
-    for ids in id_lists:
-        keep.update(ids)
-    return sorted(keep)
+def kept_ids(tokenizer: Any, id_lists: Iterable[list[int]]) -> list[int]:
+    """The ids the run feeds the model plus those trimming keeps (special and added tokens, the aligner's
+    probes); every id up to the padding id is kept too, so padding keeps its id (XLM-R-style embeddings
+    derive position ids from `input_ids != padding id`)."""
+    return sorted(used_ids(tokenizer, id_lists) | set(range(tokenizer.pad_token_id + 1)))
 
 
 def supports(model: Any) -> bool:
