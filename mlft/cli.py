@@ -242,6 +242,24 @@ def _train_job_unchecked(cfg: DictConfig) -> None:
     train(cfg, run_dir, overrides, settings, claimed=claimed, unique_dir=unique)
 
 
+def sweep_dirname_override(overrides: list[str], directory: Path, config_name: str) -> list[str]:
+    """Names a sweep's job folders after the keys that vary between its jobs only.
+
+    Hydra names them after every override, which passes the file system's 255-byte name limit
+    once a sweep fixes a dozen keys on the command line.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    key = "hydra.job.config.override_dirname.exclude_keys"
+    if any(o.lstrip("+~").startswith(key) for o in overrides):
+        return []
+    config = OmegaConf.load(directory / f"{config_name}.yaml")
+    excluded = list(OmegaConf.select(config, key, default=[]) or [])
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    excluded += [o.key_or_group for o in parsed if not o.is_sweep_override() and o.key_or_group not in excluded]
+    return [f"{key}=[{','.join(excluded)}]"]
+
+
 def train_cli(args: list[str]) -> None:
     import hydra
 
@@ -268,6 +286,8 @@ def train_cli(args: list[str]) -> None:
         # The schema has checked every key, so Hydra may add keys inside free-form maps (task.datasets.de=...),
         # which its struct mode would refuse with a traceback.
         overrides = ["++" + o if o.startswith(FREE_MAPS) else o for o in overrides]
+    if multirun:
+        overrides += sweep_dirname_override(overrides, directory, config_name)
     quiet_libraries()
     sys.argv = ["mlft train", *flags, *(["-m"] if multirun else []), *overrides]
     hydra.main(config_path=str(directory), config_name=config_name, version_base="1.3")(_train_job)()

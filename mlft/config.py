@@ -216,6 +216,8 @@ class DataConfig:
     """Use the first N dev examples (per language)."""
     max_test_samples: int | None = None
     """Use the first N test examples (per language)."""
+    cache: bool = True
+    """Keep tokenized features in $MLFT_CACHE/features, so a run on the same data and tokenizer skips tokenizing."""
 
 
 @dataclass

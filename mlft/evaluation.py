@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlft.config import DataConfig
+from mlft.data.feature_cache import Encoder, feature_cache_dir
 from mlft.data.load import load_data
 from mlft.engine.loop import make_accelerator
 from mlft.report.tables import write_reports
@@ -59,7 +60,7 @@ def evaluate_run(args: EvalArgs) -> tuple[dict, Path]:
     data.test = args.test if args.test is not None else data.test
     loaded = load_eval_data(saved, data, args.lang or cfg.lang.eval)
     splits = {s: v for s, v in loaded.items() if s in (args.split or ["dev", "test"])}
-    sets = encode_sets(saved.task, saved.tokenizer, splits)
+    sets = encode_sets(Encoder(saved.task, saved.tokenizer, feature_cache_dir() if data.cache else None), splits)
     metrics = score_model(saved, sets, args.batch_size, args.cpu)
     out_dir = saved.run_dir / "evals" / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     out_dir.mkdir(parents=True)

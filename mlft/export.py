@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from mlft.data.feature_cache import Encoder
 from mlft.errors import ConfigError, UserError
 from mlft.evaluation import load_eval_data, score_model
 from mlft.report.model_card import model_card
@@ -152,13 +153,14 @@ def check_parity(reference: SavedRun, exported: SavedRun, args: ExportArgs) -> s
     cfg = reference.config
     splits = load_eval_data(reference, cfg.data, cfg.lang.eval)
     data: dict[str, dict[str, list[dict[str, Any]]]] = {args.split: splits.get(args.split, {})}
-    sets = encode_sets(reference.task, reference.tokenizer, data)
+    # Not cached: an export's (possibly trimmed) tokenizer would leave an entry no run reads again.
+    sets = encode_sets(Encoder(reference.task, reference.tokenizer, None), data)
     if not sets:
         raise ConfigError(f"split: the run has no {args.split} data to check the export on (split=dev or split=test)")
     before = score_model(reference, sets, args.batch_size, cpu=True)
     # A trimmed vocabulary numbers its pieces differently: the export's data is encoded with its own tokenizer.
     same_vocab = exported.tokenizer.get_vocab() == reference.tokenizer.get_vocab()
-    exported_sets = sets if same_vocab else encode_sets(exported.task, exported.tokenizer, data)
+    exported_sets = sets if same_vocab else encode_sets(Encoder(exported.task, exported.tokenizer, None), data)
     after = score_model(exported, exported_sets, args.batch_size, cpu=True)
     scores: dict[str, tuple[float, float]] = {}
     metric = cfg.task.metric

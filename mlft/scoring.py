@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mlft.data.feature_cache import Encoder
 from mlft.engine.loop import predict_features
 from mlft.errors import ConfigError
 from mlft.tasks import Task
@@ -20,9 +21,9 @@ class EvalSet:
     features: list[dict[str, Any]]
 
 
-def encode_sets(task: Task, tokenizer: Any, splits: dict[str, dict[str, list[dict[str, Any]]]]) -> list[EvalSet]:
+def encode_sets(encode: Encoder, splits: dict[str, dict[str, list[dict[str, Any]]]]) -> list[EvalSet]:
     return [
-        EvalSet(split, lang, examples, task.encode(examples, tokenizer, lang))
+        EvalSet(split, lang, examples, encode(examples, lang))
         for split in ("dev", "test")
         for lang, examples in splits.get(split, {}).items()
         if examples

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from mlft import rundir
 from mlft.config import RunConfig, validate
+from mlft.data.feature_cache import Encoder, feature_cache_dir
 from mlft.data.load import LoadedData, load_data
 from mlft.engine import checkpoint
 from mlft.engine.loop import is_main_process, make_accelerator, train_loop, use_cpu, world_size
@@ -90,8 +91,8 @@ class Prepared:
     eval_sets: list[EvalSet]
     vocab: CompactVocab | None
     """The full embedding matrix while the model trains a compact one (model.compact_embeddings)."""
-    timings: dict[str, float]
-    """Seconds spent reading the data and tokenizing it."""
+    timings: dict[str, Any]
+    """Seconds spent reading the data and tokenizing it, and how many encoded sets came from the cache."""
 
 
 def prepare(run: RunConfig, accelerator: Any) -> Prepared:
@@ -115,15 +116,22 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
     )
     freeze(model, run.model.freeze_embeddings, run.model.freeze_layers)
     start = time.perf_counter()
+    encode = Encoder(task, tokenizer, feature_cache_dir() if run.data.cache else None)
     train_features, feature_langs = [], []
     for lang, exs in loaded.splits["train"].items():
-        features = task.encode(exs, tokenizer, lang)
+        features = encode(exs, lang)
         train_features += features
         feature_langs += [lang] * len(features)
-    eval_sets = encode_sets(task, tokenizer, loaded.splits)
-    timings = {"load_data_seconds": round(load_seconds, 2), "encode_seconds": round(time.perf_counter() - start, 2)}
+    eval_sets = encode_sets(encode, loaded.splits)
+    timings: dict[str, Any] = {
+        "load_data_seconds": round(load_seconds, 2),
+        "encode_seconds": round(time.perf_counter() - start, 2),
+        "encoded_sets": encode.calls,
+        "sets_from_cache": encode.hits,
+    }
     if accelerator.is_main_process:
-        log.info("data: read in %.1f s, tokenized in %.1f s", load_seconds, timings["encode_seconds"])
+        cached = f" ({encode.hits} of {encode.calls} sets from the feature cache)" if encode.hits else ""
+        log.info("data: read in %.1f s, tokenized in %.1f s%s", load_seconds, timings["encode_seconds"], cached)
     vocab = None
     if run.model.compact_embeddings and run.peft.method == "none" and compact_supported(model):
         fed = [f["input_ids"] for f in train_features] + [f["input_ids"] for s in eval_sets for f in s.features]

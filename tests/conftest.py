@@ -105,6 +105,16 @@ def build_model_dir(directory: Path, family: str) -> Path:
     return directory
 
 
+@pytest.fixture(scope="session", autouse=True)
+def feature_cache(tmp_path_factory) -> Path:
+    """Tokenized features are cached in a folder of this test session (for subprocesses too), not the user's."""
+    import os
+
+    folder = tmp_path_factory.mktemp("feature-cache")
+    os.environ["MLFT_FEATURE_CACHE"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """A tiny BERT for each tokenizer family: {'wordpiece': dir, 'unigram': dir, 'bpe': dir}."""

@@ -1,0 +1,165 @@
+"""Encoded features kept on disk, so that a second run on the same data and tokenizer skips tokenization.
+
+A cache entry is named by a hash of everything the features depend on: the tokenizer's serialized
+vocabulary and settings, the task's encoding settings (labels, max_length, stride, ...), the
+language, the source code of the encoders, and the content of the examples. Changing any of them
+makes a new entry; an entry is never updated in place. Entries are safetensors files (flat arrays
+plus offsets), written atomically; nothing is unpickled. Deleting the folder is always safe.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import inspect
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+
+from mlft.models.cache import cache_root
+from mlft.tasks import Task, alignment, sequence_classification, token_classification
+
+log = logging.getLogger("mlft")
+
+# The example fields an encoder reads.
+EXAMPLE_FIELDS = ("tokens", "tags", "text", "text_pair", "label")
+# Feature values the format can hold (one int or float, a list of them, a list of int pairs) and their dtype.
+KINDS = {"int": np.int64, "float": np.float64, "ints": np.int64, "floats": np.float64, "pairs": np.int64}
+
+
+def feature_cache_dir() -> Path:
+    """$MLFT_FEATURE_CACHE, else the features/ folder of mlft's cache (see mlft.models.cache.cache_root)."""
+    return Path(os.environ.get("MLFT_FEATURE_CACHE") or cache_root() / "features")
+
+
+def fingerprint(task: Task, tokenizer: Any, examples: list[dict[str, Any]], lang: str) -> str | None:
+    """The entry name for these inputs; None when the tokenizer cannot be serialized (slow tokenizers)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    digest = hashlib.blake2b(digest_size=20)
+    # The task's public settings (labels, max_length, stride, ...); private fields are caches built on first use.
+    settings = {k: v for k, v in vars(task).items() if not k.startswith("_")}
+    digest.update(json.dumps([type(task).__name__, settings, lang, type(tokenizer).__name__], default=repr).encode())
+    # Truncation and padding are call state that the last tokenizer call left behind, not part of the tokenizer.
+    serialized = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+    digest.update(json.dumps(serialized, sort_keys=True).encode())
+    digest.update(json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str).encode())
+    for module in (alignment, token_classification, sequence_classification):
+        digest.update(inspect.getsource(module).encode())
+    fields = [[ex.get(k) for k in EXAMPLE_FIELDS] for ex in examples]
+    digest.update(json.dumps(fields, ensure_ascii=False).encode())
+    return digest.hexdigest()
+
+
+def _flat(values: list[Any]) -> tuple[str, np.ndarray] | None:
+    """One feature key's values across all features as a flat array and their kind; None if not storable."""
+    first = values[0]
+    if isinstance(first, list):
+        items = [x for v in values for x in v]
+        kind = {int: "ints", float: "floats", tuple: "pairs"}.get(type(items[0]), "") if items else "ints"
+    else:
+        items, kind = values, {int: "int", float: "float"}.get(type(first), "")
+    if not kind or (kind in ("int", "float") and not all(not isinstance(v, list) for v in values)):
+        return None
+    # numpy infers the type from every item: int64 only if all are ints (bools give bool, None gives object).
+    try:
+        array = np.array(items)
+    except ValueError:  # ragged: pairs mixed with other values
+        return None
+    expected = (np.int64, 2) if kind == "pairs" else (KINDS[kind], 1)
+    if items and (array.dtype != expected[0] or array.ndim != expected[1]):
+        return None
+    return kind, array.astype(KINDS[kind]).reshape((-1, 2) if kind == "pairs" else (-1,))
+
+
+def to_arrays(features: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], dict[str, str]] | None:
+    """Flat arrays (and offsets for list values) per feature key, plus each key's kind; None if not storable."""
+    if not features or any(f.keys() != features[0].keys() for f in features):
+        return None
+    arrays: dict[str, np.ndarray] = {}
+    kinds: dict[str, str] = {}
+    for key in features[0]:
+        values = [f[key] for f in features]
+        flat = _flat(values)
+        if flat is None:
+            return None
+        kinds[key], arrays[key] = flat
+        if kinds[key] not in ("int", "float"):
+            if not all(isinstance(v, list) for v in values):
+                return None
+            arrays[key + ".offsets"] = np.cumsum([0] + [len(v) for v in values], dtype=np.int64)
+    return arrays, kinds
+
+
+def from_arrays(arrays: dict[str, np.ndarray], kinds: dict[str, str]) -> list[dict[str, Any]]:
+    """The features `to_arrays` stored, as the same Python values (lists of ints, tuples, ...)."""
+    columns: dict[str, list[Any]] = {}
+    for key, kind in kinds.items():
+        array = arrays[key]
+        # Building pairs from two flat columns is several times faster than tolist() of an (n, 2) array.
+        values = list(zip(array[:, 0].tolist(), array[:, 1].tolist())) if kind == "pairs" else array.tolist()
+        if kind in ("int", "float"):
+            columns[key] = values
+            continue
+        offsets = arrays[key + ".offsets"].tolist()
+        columns[key] = [values[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+    n = len(next(iter(columns.values())))
+    return [{key: column[i] for key, column in columns.items()} for i in range(n)]
+
+
+class Encoder:
+    """`task.encode` through the cache in `folder` (None: no cache), counting how many calls it answered."""
+
+    def __init__(self, task: Task, tokenizer: Any, folder: Path | None):
+        self.task, self.tokenizer, self.folder = task, tokenizer, folder
+        self.calls = self.hits = 0
+
+    def __call__(self, examples: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:
+        self.calls += 1
+        key = fingerprint(self.task, self.tokenizer, examples, lang) if self.folder and examples else None
+        if key is None or self.folder is None:
+            return self.task.encode(examples, self.tokenizer, lang)
+        path = self.folder / f"{key}.safetensors"
+        if path.is_file():
+            try:
+                features = _load(path)
+                self.hits += 1
+                return features
+            except Exception as err:  # noqa: BLE001 - a damaged entry is rebuilt, never trusted
+                log.warning("feature cache: ignoring unreadable %s (%s)", path, err)
+        features = self.task.encode(examples, self.tokenizer, lang)
+        _save(features, path)
+        return features
+
+
+def _load(path: Path) -> list[dict[str, Any]]:
+    with safe_open(str(path), framework="numpy") as f:
+        kinds = json.loads((f.metadata() or {})["kinds"])
+    arrays = load_file(str(path))
+    # Millions of new small objects and no garbage: the cyclic collector's passes would double the time.
+    gc.disable()
+    try:
+        return from_arrays(arrays, kinds)
+    finally:
+        gc.enable()
+
+
+def _save(features: list[dict[str, Any]], path: Path) -> None:
+    stored = to_arrays(features)
+    if stored is None:
+        return
+    arrays, kinds = stored
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        save_file(arrays, str(tmp), metadata={"kinds": json.dumps(kinds)})
+        tmp.replace(path)  # atomic: a concurrent reader sees the whole entry or none
+    except OSError as err:  # a cache that cannot be written only costs the next run its tokenization
+        log.warning("feature cache: could not write %s (%s)", path, err)
