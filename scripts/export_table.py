@@ -13,6 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
+from mlft.data.feature_cache import Encoder
 from mlft.evaluation import load_eval_data, score_model
 from mlft.export import ExportArgs, export_run
 from mlft.predict import Predictor
@@ -21,7 +22,7 @@ from mlft.scoring import encode_sets
 
 
 def score(saved: SavedRun, examples: list[dict], lang: str) -> float:
-    sets = encode_sets(saved.task, saved.tokenizer, {"test": {lang: examples}})
+    sets = encode_sets(Encoder(saved.task, saved.tokenizer, None), {"test": {lang: examples}})
     return score_model(saved, sets, 64, cpu=True)["test"][lang][saved.config.task.metric]
 
 

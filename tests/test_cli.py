@@ -68,6 +68,9 @@ def test_sweep_runs_each_job_as_an_ordinary_run_directory(tmp_path, tiny_models)
         assert (job / ".hydra" / "overrides.yaml").exists()
     lrs = {yaml.safe_load((job / "config.yaml").read_text())["optimizer"]["lr"] for job in jobs}
     assert lrs == {0.001, 0.005}
+    # Job folders are named after the swept keys only (every override made names pass 255 bytes).
+    names = [job.name.split("_", 1)[1].split(",") for job in jobs]
+    assert all([n.split("=")[0] for n in name] == ["optimizer.lr", "seed"] for name in names), names
 
 
 def test_python_dash_m_mlft_trains(tmp_path, tiny_models):
