@@ -55,5 +55,6 @@ def test_bench_reports_every_variant_and_the_ratios(tmp_path):
     for ratio in ("training samples/s, defaults:", "predict sentences/s:", "peak RSS while training"):
         assert ratio in report
     # The first mlft variant tokenizes into the bench's fresh feature cache; the others read it.
-    prep = [line.split(" | ")[1] for line in report.splitlines() if line.startswith("| mlft") and "predict" not in line]
+    mlft_rows = [line for line in report.splitlines() if line.startswith("| mlft") and "predict" not in line]
+    prep = [line.split(" | ")[1] for line in mlft_rows]
     assert len(prep) >= 5 and "cached" not in prep[0] and all("(cached)" in p for p in prep[1:]), prep
