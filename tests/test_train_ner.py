@@ -41,7 +41,7 @@ def test_run_directory_holds_the_reproducible_record(ner_run):
     assert set(m["test"]["zh"]) >= {"f1", "precision", "recall", "accuracy", "per_type", "n"}
     assert m["test"]["zh"]["n"] == 16
     assert "| test | zh | 16 |" in (ner_run / "report.md").read_text()
-    assert set(m["preprocessing"]) == {"load_data_seconds", "encode_seconds"}
+    assert set(m["preprocessing"]) == {"load_data_seconds", "encode_seconds", "encoded_sets", "sets_from_cache"}
     assert m["throughput"]["train_samples"] == 48 * 8 and m["throughput"]["samples_per_second"] > 0
 
 
