@@ -68,13 +68,14 @@ def read_conll(path: Path, token_column: int = 0, tag_column: int = -1) -> list[
         tokens.clear()
         tags.clear()
 
+    needed = max(token_column, tag_column) + 1 if tag_column >= 0 else max(token_column + 1, -tag_column)
+    needed = max(needed, 2)
     for number, line in enumerate(read_lines(path), start=1):
         if not line.strip() or line.startswith("-DOCSTART-"):
             flush()
             continue
         columns = line.split("\t") if "\t" in line else line.split()
-        needed = max(token_column, tag_column) + 1 if tag_column >= 0 else max(token_column + 1, -tag_column)
-        if len(columns) < max(needed, 2):
+        if len(columns) < needed:
             problems.append(
                 f"{path}:{number}: expected a token and a tag (columns {token_column} and {tag_column}), "
                 f"got {len(columns)} column(s): {line[:80]!r}"
