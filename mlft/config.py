@@ -319,10 +319,6 @@ def _trainer_problems(trainer: TrainerConfig) -> list[str]:
     sampling = trainer.lang_sampling
     if sampling.temperature is not None and sampling.temperature <= 0:
         problems.append(f"trainer.lang_sampling.temperature: must be > 0, got {sampling.temperature}")
-    if sampling.temperature is not None and sampling.mixing == "step" and trainer.group_by_length:
-        problems.append(
-            "trainer.group_by_length: conflicts with trainer.lang_sampling.mixing=step (batches are one language each)"
-        )
     if trainer.select == "average":
         if trainer.average_last < 1:
             problems.append(f"trainer.average_last: must be >= 1, got {trainer.average_last}")

@@ -98,8 +98,11 @@ class LanguageSampler(Sampler[int]):
         generator = _generator(self.seed, self.epoch, stream)
         pool = self.indices[lang]
         while True:
-            for j in torch.randperm(len(pool), generator=generator).tolist():
-                yield pool[j]
+            order = [pool[j] for j in torch.randperm(len(pool), generator=generator).tolist()]
+            if self.mixing == "step" and self.lengths is not None and self.group > 1:
+                # A monolingual batch is consecutive draws from one stream: grouping the stream groups the batch.
+                order = group_by_length(order, self.lengths, self.group)
+            yield from order
 
     def _order(self) -> list[int]:
         streams = {lang: self._stream(lang, k + 1) for k, lang in enumerate(self.indices)}
