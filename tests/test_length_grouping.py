@@ -1,4 +1,4 @@
-"""trainer.group_by_length: batches of similar lengths, every example still once per epoch, same languages per batch."""
+"""trainer.group_by_length: similar lengths per batch, each example once per epoch, one language per batch."""
 
 from __future__ import annotations
 
