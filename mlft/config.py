@@ -145,8 +145,9 @@ class TrainerConfig:
     tensorboard: bool = True
     progress: bool = True
     """Progress bars (off when stderr is not a terminal)."""
-    group_by_length: bool = False
-    """Batch examples of similar length (less padding): shuffled, then sorted within groups of 50 batches."""
+    group_by_length: bool = True
+    """Batch examples of similar length (less padding): shuffled, sorted within groups of 50 batches, and the
+    batches shuffled again. About 2x faster training on CPU at equal quality (measured: docs/benchmarks.md)."""
     lang_sampling: LangSamplingConfig = field(default_factory=LangSamplingConfig)
     """How joint multilingual training mixes its languages."""
     select: Selection = "source_dev"

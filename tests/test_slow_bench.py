@@ -44,10 +44,10 @@ def test_bench_reports_every_variant_and_the_ratios(tmp_path):
             "peer: HF Trainer + group_by_length",
             "peer: HF pipeline (token-classification)",
             "mlft defaults",
+            "mlft without length grouping (group_by_length=false)",
             "mlft, full embedding matrix (compact_embeddings=false)",
-            "mlft + group_by_length (speed options on)",
             "mlft + freeze_embeddings",
-            "mlft demo recipe (+ lr 2e-4, head lr 3e-3)",
+            "mlft demo recipe (+ freeze_embeddings, lr 2e-4, head lr 3e-3)",
             "mlft predict",
         ]
         or "bf16" in report

@@ -176,11 +176,10 @@ def make_sampler(
     features: list[dict[str, Any]], langs: list[str] | None, trainer: TrainerConfig, seed: int
 ) -> Sampler:
     lengths = [len(f["input_ids"]) for f in features] if trainer.group_by_length else None
-    group = trainer.batch_size * 50
     temperature = trainer.lang_sampling.temperature
     if temperature is None or langs is None or len(set(langs)) < 2:
-        return EpochSampler(len(features), seed, lengths, group)
-    return LanguageSampler(langs, seed, temperature, trainer.lang_sampling.mixing, trainer.batch_size, lengths, group)
+        return EpochSampler(len(features), seed, lengths, trainer.batch_size)
+    return LanguageSampler(langs, seed, temperature, trainer.lang_sampling.mixing, trainer.batch_size, lengths)
 
 
 def _improved(score: float | None, best: float | None) -> bool:
