@@ -147,7 +147,7 @@ class TrainerConfig:
     """Progress bars (off when stderr is not a terminal)."""
     group_by_length: bool = True
     """Batch examples of similar length (less padding): shuffled, sorted within groups of 50 batches, and the
-    batches shuffled again. About 2x faster training on CPU at equal quality (measured: docs/benchmarks.md)."""
+    batches shuffled again. About 2x faster training on CPU with no measured F1 loss (docs/benchmarks.md)."""
     lang_sampling: LangSamplingConfig = field(default_factory=LangSamplingConfig)
     """How joint multilingual training mixes its languages."""
     select: Selection = "source_dev"
@@ -218,7 +218,7 @@ class DataConfig:
     max_test_samples: int | None = None
     """Use the first N test examples (per language)."""
     cache: bool = True
-    """Keep tokenized features in $MLFT_CACHE/features, so a run on the same data and tokenizer skips tokenizing."""
+    """Keep tokenized features ($MLFT_FEATURE_CACHE, default $MLFT_CACHE/features): a rerun skips tokenizing."""
 
 
 @dataclass

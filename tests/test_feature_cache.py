@@ -86,6 +86,9 @@ def test_values_the_format_cannot_hold_are_not_cached(tmp_path):
     assert to_arrays([{"input_ids": [1, 2], "labels": None}]) is None
     assert to_arrays([{"input_ids": [1, 2], "flag": True}]) is None
     assert to_arrays([{"input_ids": [1, 2]}, {"input_ids": [3], "labels": 1}]) is None
+    assert to_arrays([{"labels": 1}, {"labels": 1.5}]) is None  # int64 would truncate 1.5
+    assert to_arrays([{"labels": 1}, {"labels": [1]}]) is None
+    assert to_arrays([{"ids": [1]}, {"ids": [(1, 2)]}]) is None
 
 
 def test_a_damaged_entry_is_rebuilt(tmp_path, tokenizers, caplog):

@@ -66,12 +66,13 @@ def _flat(values: list[Any]) -> tuple[str, np.ndarray] | None:
         kind = {int: "ints", float: "floats", tuple: "pairs"}.get(type(items[0]), "") if items else "ints"
     else:
         items, kind = values, {int: "int", float: "float"}.get(type(first), "")
-    if not kind or (kind in ("int", "float") and not all(not isinstance(v, list) for v in values)):
+    if not kind:
         return None
-    # numpy infers the type from every item: int64 only if all are ints (bools give bool, None gives object).
+    # numpy infers the type from every item: int64 only if all are ints (bools give bool, None gives object,
+    # a list among scalars an extra dimension or a ValueError).
     try:
         array = np.array(items)
-    except ValueError:  # ragged: pairs mixed with other values
+    except ValueError:
         return None
     expected = (np.int64, 2) if kind == "pairs" else (KINDS[kind], 1)
     if items and (array.dtype != expected[0] or array.ndim != expected[1]):
