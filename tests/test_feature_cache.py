@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -125,3 +126,26 @@ def test_other_tokenizer_families_round_trip(tmp_path, tokenizers, family):
     encode = Encoder(task, tokenizers[family], tmp_path)
     assert encode(examples, "en") == task.encode(examples, tokenizers[family], "en") and encode.hits == 1
     json.dumps([f["input_ids"] for f in encode(examples, "en")])
+
+
+def test_past_the_size_limit_the_least_recently_used_entries_go(tmp_path, tokenizers, monkeypatch):
+    examples = read_conll(FIXTURES / "zh_ner" / "train.conll")
+    task = ner_task()
+    encode = Encoder(task, tokenizers["unigram"], tmp_path)
+    encode(examples[:4], "zh")
+    oldest = next(tmp_path.glob("*.safetensors"))
+    encode(examples[4:8], "zh")
+    newer = set(tmp_path.glob("*.safetensors")) - {oldest}
+    size = oldest.stat().st_size
+    os.utime(oldest, (1, 1))  # used long ago
+    monkeypatch.setenv("MLFT_FEATURE_CACHE_GB", str(2.5 * size / 1e9))  # room for two entries
+    encode(examples[8:12], "zh")
+    assert not oldest.exists() and newer <= set(tmp_path.glob("*.safetensors"))
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2
+    # An entry larger than the whole limit still serves the run that wrote it.
+    monkeypatch.setenv("MLFT_FEATURE_CACHE_GB", "0")
+    encode(examples, "zh")
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1
+    again = Encoder(task, tokenizers["unigram"], tmp_path)
+    again(examples, "zh")
+    assert again.hits == 1

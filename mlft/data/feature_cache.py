@@ -4,7 +4,8 @@ A cache entry is named by a hash of everything the features depend on: the token
 vocabulary and settings, the task's encoding settings (labels, max_length, stride, ...), the
 language, the source code of the encoders, and the content of the examples. Changing any of them
 makes a new entry; an entry is never updated in place. Entries are safetensors files (flat arrays
-plus offsets), written atomically; nothing is unpickled. Deleting the folder is always safe.
+plus offsets), written atomically; nothing is unpickled. Deleting the folder is always safe; past
+$MLFT_FEATURE_CACHE_GB gigabytes (default 10) the least recently used entries are deleted.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ log = logging.getLogger("mlft")
 EXAMPLE_FIELDS = ("tokens", "tags", "text", "text_pair", "label")
 # Feature values the format can hold (one int or float, a list of them, a list of int pairs) and their dtype.
 KINDS = {"int": np.int64, "float": np.float64, "ints": np.int64, "floats": np.float64, "pairs": np.int64}
+
+
+DEFAULT_LIMIT_GB = 10.0
 
 
 def feature_cache_dir() -> Path:
@@ -132,12 +136,31 @@ class Encoder:
             try:
                 features = _load(path)
                 self.hits += 1
+                path.touch()  # recently used: pruned last
                 return features
             except Exception as err:  # noqa: BLE001 - a damaged entry is rebuilt, never trusted
                 log.warning("feature cache: ignoring unreadable %s (%s)", path, err)
         features = self.task.encode(examples, self.tokenizer, lang)
         _save(features, path)
+        prune(self.folder, float(os.environ.get("MLFT_FEATURE_CACHE_GB") or DEFAULT_LIMIT_GB), keep=path)
         return features
+
+
+def prune(folder: Path, limit_gb: float, keep: Path) -> None:
+    """Deletes the least recently used entries but `keep` until the folder holds at most `limit_gb` gigabytes."""
+    entries = []
+    for path in set(folder.glob("*.safetensors")) - {keep}:
+        try:
+            stat = path.stat()
+        except OSError:  # deleted meanwhile by another process
+            continue
+        entries.append((stat.st_mtime, stat.st_size, path))
+    total = sum(size for _, size, _ in entries) + (keep.stat().st_size if keep.exists() else 0)
+    for _, size, path in sorted(entries):
+        if total <= limit_gb * 1e9:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
 
 
 def _load(path: Path) -> list[dict[str, Any]]:
