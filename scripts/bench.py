@@ -167,6 +167,7 @@ def worker_peer_pipeline(args: argparse.Namespace) -> dict:
     tokens = sum(len(ids) for ids in nlp.tokenizer(lines, truncation=True)["input_ids"])
     return {
         PREDICT_RATE: len(lines) / seconds,
+        "sentences": len(lines),
         "tokens": tokens,
         "seconds": seconds,
         "non_embedding_parameters": non_embedding_parameters(nlp.model),
@@ -228,6 +229,7 @@ def worker_mlft_predict(args: argparse.Namespace) -> dict:
     features = saved.task.encode([{"tokens": list(line)} for line in lines], saved.tokenizer, "zh")
     return {
         PREDICT_RATE: len(lines) / seconds,
+        "sentences": len(lines),
         "tokens": sum(len(f["input_ids"]) for f in features),
         "seconds": seconds,
         "non_embedding_parameters": non_embedding_parameters(saved.model),
@@ -288,7 +290,7 @@ def table(rows: dict[str, dict], gemm: dict[str, float]) -> str:
             )
         else:
             flops = 2 * r["non_embedding_parameters"] * r["tokens"] / r["seconds"]
-            per_sentence = r["tokens"] / (r[PREDICT_RATE] * r["seconds"])
+            per_sentence = r["tokens"] / r["sentences"]
             lines.append(
                 f"| {name} | | | | | {r['wall_seconds']:.0f} | {r['peak_rss_gb']:.2f} | "
                 f"{flops / 1e9:.0f} G ({flops / peak:.0%}) | | {r[PREDICT_RATE]:.1f} | {per_sentence:.1f} |"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -125,7 +124,6 @@ def test_other_tokenizer_families_round_trip(tmp_path, tokenizers, family):
     Encoder(task, tokenizers[family], tmp_path)(examples, "en")
     encode = Encoder(task, tokenizers[family], tmp_path)
     assert encode(examples, "en") == task.encode(examples, tokenizers[family], "en") and encode.hits == 1
-    json.dumps([f["input_ids"] for f in encode(examples, "en")])
 
 
 def test_past_the_size_limit_the_least_recently_used_entries_go(tmp_path, tokenizers, monkeypatch):

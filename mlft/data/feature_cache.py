@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from mlft.models.cache import cache_root
 from mlft.tasks import Task, alignment, sequence_classification, token_classification
@@ -42,23 +42,28 @@ def feature_cache_dir() -> Path:
     return Path(os.environ.get("MLFT_FEATURE_CACHE") or cache_root() / "features")
 
 
-def fingerprint(task: Task, tokenizer: Any, examples: list[dict[str, Any]], lang: str) -> str | None:
-    """The entry name for these inputs; None when the tokenizer cannot be serialized (slow tokenizers)."""
+def encoding_key(task: Task, tokenizer: Any) -> str | None:
+    """What every entry of one task and tokenizer shares; None when the tokenizer cannot be serialized (slow ones)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         return None
     digest = hashlib.blake2b(digest_size=20)
     # The task's public settings (labels, max_length, stride, ...); private fields are caches built on first use.
     settings = {k: v for k, v in vars(task).items() if not k.startswith("_")}
-    digest.update(json.dumps([type(task).__name__, settings, lang, type(tokenizer).__name__], default=repr).encode())
+    digest.update(json.dumps([type(task).__name__, settings, type(tokenizer).__name__], default=repr).encode())
     # Truncation and padding are call state that the last tokenizer call left behind, not part of the tokenizer.
     serialized = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
     digest.update(json.dumps(serialized, sort_keys=True).encode())
     digest.update(json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str).encode())
     for module in (alignment, token_classification, sequence_classification):
         digest.update(inspect.getsource(module).encode())
+    return digest.hexdigest()
+
+
+def entry_name(encoding: str, examples: list[dict[str, Any]], lang: str) -> str:
+    """The entry for these examples in this language, under one encoding key."""
     fields = [[ex.get(k) for k in EXAMPLE_FIELDS] for ex in examples]
-    digest.update(json.dumps(fields, ensure_ascii=False).encode())
+    digest = hashlib.blake2b(json.dumps([encoding, lang, fields], ensure_ascii=False).encode(), digest_size=20)
     return digest.hexdigest()
 
 
@@ -125,13 +130,14 @@ class Encoder:
     def __init__(self, task: Task, tokenizer: Any, folder: Path | None):
         self.task, self.tokenizer, self.folder = task, tokenizer, folder
         self.calls = self.hits = 0
+        # Serializing the tokenizer (MBs for a 250k vocabulary) is done once, not once per set.
+        self.encoding = encoding_key(task, tokenizer) if folder is not None else None
 
     def __call__(self, examples: list[dict[str, Any]], lang: str) -> list[dict[str, Any]]:
         self.calls += 1
-        key = fingerprint(self.task, self.tokenizer, examples, lang) if self.folder and examples else None
-        if key is None or self.folder is None:
+        if self.encoding is None or self.folder is None or not examples:
             return self.task.encode(examples, self.tokenizer, lang)
-        path = self.folder / f"{key}.safetensors"
+        path = self.folder / f"{entry_name(self.encoding, examples, lang)}.safetensors"
         if path.is_file():
             try:
                 features = _load(path)
@@ -166,7 +172,7 @@ def prune(folder: Path, limit_gb: float, keep: Path) -> None:
 def _load(path: Path) -> list[dict[str, Any]]:
     with safe_open(str(path), framework="numpy") as f:
         kinds = json.loads((f.metadata() or {})["kinds"])
-    arrays = load_file(str(path))
+        arrays = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open is not iterable
     # Millions of new small objects and no garbage: the cyclic collector's passes would double the time.
     gc.disable()
     try:
