@@ -32,6 +32,7 @@ PREDICT_RATE = "predict_sentences_per_second"
 PEER = "peer: HF Trainer (run_ner.py defaults, fp32)"
 PIPELINE = "peer: HF pipeline (token-classification)"
 DEFAULTS = "mlft defaults"
+INT8 = "mlft predict, int8 ONNX export (mlft export format=onnx quantize=int8)"
 # mlft's defaults have every speed option on; each variant turns one off. With compact embeddings (default)
 # freezing the embeddings no longer saves time, only their training.
 MLFT_VARIANTS = {
@@ -214,13 +215,21 @@ def worker_mlft_train(args: argparse.Namespace) -> dict:
     }
 
 
+def worker_mlft_export(args: argparse.Namespace) -> dict:
+    from mlft.export import ExportArgs, export_run
+
+    export_run(ExportArgs(run=args.model, format="onnx", quantize="int8", out=args.save_model, check=False))
+    return {}
+
+
 def worker_mlft_predict(args: argparse.Namespace) -> dict:
     from mlft.predict import Predictor
-    from mlft.runs import load_run
+    from mlft.runs import load_exported, load_run
 
     _, test = msra(0, args.test)
     lines = ["".join(ex["tokens"]) for ex in test]
-    saved = load_run(Path(args.model))
+    exported = (Path(args.model) / "model.onnx").is_file()
+    saved = load_exported(Path(args.model)) if exported else load_run(Path(args.model))
     predictor = Predictor(saved, cpu=True, progress=False)
     predictor(lines[:4], "zh")
     start = time.perf_counter()
@@ -232,7 +241,8 @@ def worker_mlft_predict(args: argparse.Namespace) -> dict:
         "sentences": len(lines),
         "tokens": sum(len(f["input_ids"]) for f in features),
         "seconds": seconds,
-        "non_embedding_parameters": non_embedding_parameters(saved.model),
+        # an ONNX graph has no torch parameters: main() takes the count from the run it was exported from
+        **({} if exported else {"non_embedding_parameters": non_embedding_parameters(saved.model)}),
     }
 
 
@@ -240,6 +250,7 @@ WORKERS = {
     "peer_train": worker_peer_train,
     "peer_pipeline": worker_peer_pipeline,
     "mlft_train": worker_mlft_train,
+    "mlft_export": worker_mlft_export,
     "mlft_predict": worker_mlft_predict,
 }
 
@@ -347,6 +358,11 @@ def main() -> None:
             bf16=True,
         )
     rows["mlft predict"] = run_worker("mlft_predict", args, model=str(Path(args.workdir) / "mlft-0"))
+    int8_model = str(Path(args.workdir) / "mlft-0-onnx-int8")
+    run_worker("mlft_export", args, model=str(Path(args.workdir) / "mlft-0"), save_model=int8_model)
+    rows[INT8] = run_worker("mlft_predict", args, model=int8_model)
+    # same architecture; its FLOP/s are fp32-equivalent operations per second, shown against the fp32 GEMM
+    rows[INT8]["non_embedding_parameters"] = rows["mlft predict"]["non_embedding_parameters"]
     peer, pipe, ours, predict = rows[PEER], rows[PIPELINE], rows[DEFAULTS], rows["mlft predict"]
     fastest_peer = max(
         (rows[n] for n in rows if n.startswith("peer: HF Trainer")), key=lambda r: r["samples_per_second"]
@@ -367,7 +383,8 @@ def main() -> None:
         f"- training samples/s, defaults / peer's fastest: "
         f"{ratio(ours['samples_per_second'], fastest_peer['samples_per_second'])}",
         f"- test F1: best mlft variant {best['f1']:.4f}, peer {peer['f1']:.4f}",
-        f"- predict sentences/s: {ratio(predict[PREDICT_RATE], pipe[PREDICT_RATE])}",
+        f"- predict sentences/s: {ratio(predict[PREDICT_RATE], pipe[PREDICT_RATE])}; "
+        f"int8 ONNX export: {ratio(rows[INT8][PREDICT_RATE], pipe[PREDICT_RATE])}",
         f"- peak RSS while training, defaults: {ratio(ours['peak_rss_gb'], peer['peak_rss_gb'])}",
         "",
         f"Command: python scripts/bench.py --train {args.train} --test {args.test}" + (" --bf16" if args.bf16 else ""),

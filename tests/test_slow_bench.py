@@ -49,10 +49,12 @@ def test_bench_reports_every_variant_and_the_ratios(tmp_path):
             "mlft + freeze_embeddings",
             "mlft demo recipe (+ freeze_embeddings, lr 2e-4, head lr 3e-3)",
             "mlft predict",
+            "mlft predict, int8 ONNX export (mlft export format=onnx quantize=int8)",
         ]
         or "bf16" in report
     )
-    for ratio in ("training samples/s, defaults:", "predict sentences/s:", "peak RSS while training"):
+    ratios = ("training samples/s, defaults:", "predict sentences/s:", "int8 ONNX export:", "peak RSS while training")
+    for ratio in ratios:
         assert ratio in report
     # The first mlft variant tokenizes into the bench's fresh feature cache; the others read it.
     mlft_rows = [line for line in report.splitlines() if line.startswith("| mlft") and "predict" not in line]
