@@ -23,7 +23,7 @@ commands:
   train     fine-tune a model (Hydra config groups: model, task, lang, optimizer, trainer, peft)
   eval      re-evaluate a saved run per language:     mlft eval run=<run-dir> [lang=[zh,en]] [split=test]
   predict   label raw text lines:                     mlft predict run=<run-dir> input=texts.txt output=preds.jsonl
-            (or model=<exported folder or .onnx file> instead of run=)
+            (or model=<exported folder or .onnx file> instead of run=) [precision=run|no|bf16] [batch_size=64]
   export    a deployable model folder, checked per language against the run:
             mlft export run=<run-dir> format=hf|onnx [quantize=int8] [out=<dir>] [max_drop=0.5] [split=dev]
             [trim_vocab=lang|train]  (keep only the vocabulary of the run's data)

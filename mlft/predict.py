@@ -10,7 +10,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mlft.data.readers import read_lines
 from mlft.engine.loop import make_accelerator, predict_features
@@ -31,6 +31,9 @@ class PredictArgs:
     overwrite: bool = False
     """Replace an existing output file."""
     cpu: bool = False
+    precision: Literal["run", "no", "bf16"] = "run"
+    """Autocast of the model call: run = the run's trainer.precision; bf16 pays on GPUs and on CPUs with bf16
+    instructions (avx512_bf16, AMX) and is far slower than fp32 on CPUs without them; no = fp32."""
     run: str | None = None
     """The run directory whose final model predicts."""
     model: str | None = None
@@ -40,9 +43,11 @@ class PredictArgs:
 class Predictor:
     """A loaded model ready to label text lines; built once, called many times (`mlft predict`, `mlft serve`)."""
 
-    def __init__(self, saved: Any, cpu: bool = False, progress: bool = True):
+    def __init__(self, saved: Any, cpu: bool = False, progress: bool = True, precision: str = "run"):
         cfg = saved.config
         cfg.trainer.cpu, cfg.trainer.tensorboard = cpu, False
+        if precision != "run":
+            cfg.trainer.precision = precision
         self.saved, self.progress = saved, progress
         self.accelerator = make_accelerator(cfg.trainer, None)
         self.model = self.accelerator.prepare(saved.model)
@@ -102,7 +107,7 @@ def predict_cli(args: list[str]) -> None:
     lines = read_lines(source)
     if lines and lines[-1] == "":
         lines = lines[:-1]
-    records = Predictor(saved, parsed.cpu)(lines, parsed.lang, parsed.batch_size)
+    records = Predictor(saved, parsed.cpu, precision=parsed.precision)(lines, parsed.lang, parsed.batch_size)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     if parsed.output:
         tmp = Path(parsed.output + ".tmp")

@@ -15,7 +15,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from mlft.errors import ConfigError
 from mlft.predict import Predictor, load_for_prediction
@@ -41,6 +41,8 @@ class ServeArgs:
     batch_wait_ms: float = 5.0
     """How long the first request of a batch waits for others."""
     cpu: bool = False
+    precision: Literal["run", "no", "bf16"] = "run"
+    """Autocast of the model call, as in `mlft predict`."""
 
 
 class Batcher:
@@ -139,6 +141,6 @@ def serve_cli(argv: list[str]) -> None:
         raise ConfigError(f"port: must be in 0..65535, got {args.port}")
     if min(args.max_texts, args.max_chars, args.max_batch) < 1:
         raise ConfigError("max_texts, max_chars, max_batch: must be at least 1")
-    predictor = Predictor(load_for_prediction(args.run, args.model), args.cpu, progress=False)
+    predictor = Predictor(load_for_prediction(args.run, args.model), args.cpu, False, args.precision)
     print(f"mlft serve: http://{args.host}:{args.port} (POST /predict, GET /health)", file=sys.stderr, flush=True)
     uvicorn.run(build_app(predictor, args), host=args.host, port=args.port, log_level="warning")

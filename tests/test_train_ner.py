@@ -108,3 +108,27 @@ def test_predict_writes_entities_with_character_offsets(ner_run, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["predict", f"run={ner_run}", f"input={FIXTURES / 'zh_texts.txt'}", f"output={output}"])
     assert exit_info.value.code == 2
+
+
+def test_predict_precision_overrides_the_runs_autocast(ner_run, tmp_path, capsys):
+    import torch
+
+    from mlft.predict import Predictor
+    from mlft.runs import load_run
+
+    lines = (FIXTURES / "zh_texts.txt").read_text().splitlines()
+    fp32 = Predictor(load_run(ner_run), cpu=True, progress=False)(lines, "zh")
+    predictor = Predictor(load_run(ner_run), cpu=True, progress=False, precision="bf16")
+    dtypes = set()
+    linear = next(m for m in predictor.saved.model.modules() if isinstance(m, torch.nn.Linear))
+    linear.register_forward_hook(lambda module, args, out: dtypes.add(out.dtype))
+    bf16 = predictor(lines, "zh")
+    assert dtypes == {torch.bfloat16}
+    assert [r["text"] for r in bf16] == [r["text"] for r in fp32]
+    for record in bf16:
+        for entity in record["entities"]:
+            assert record["text"][entity["start"] : entity["end"]] == entity["text"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", f"run={ner_run}", f"input={FIXTURES / 'zh_texts.txt'}", "precision=fp8"])
+    assert exit_info.value.code == 2
+    assert "precision" in capsys.readouterr().err
