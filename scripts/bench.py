@@ -40,8 +40,9 @@ MLFT_VARIANTS = {
     "mlft without length grouping (group_by_length=false)": ["trainer.group_by_length=false"],
     "mlft, full embedding matrix (compact_embeddings=false)": ["model.compact_embeddings=false"],
     "mlft + freeze_embeddings": ["model.freeze_embeddings=true"],
-    "mlft demo recipe (+ freeze_embeddings, lr 2e-4, head lr 3e-3)": [
+    "mlft demo recipe (+ freeze_embeddings, freeze_layers=2, lr 2e-4, head lr 3e-3)": [
         "model.freeze_embeddings=true",
+        "model.freeze_layers=2",
         "optimizer.lr=2e-4",
         "optimizer.head_lr=3e-3",
     ],

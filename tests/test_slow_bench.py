@@ -47,7 +47,7 @@ def test_bench_reports_every_variant_and_the_ratios(tmp_path):
             "mlft without length grouping (group_by_length=false)",
             "mlft, full embedding matrix (compact_embeddings=false)",
             "mlft + freeze_embeddings",
-            "mlft demo recipe (+ freeze_embeddings, lr 2e-4, head lr 3e-3)",
+            "mlft demo recipe (+ freeze_embeddings, freeze_layers=2, lr 2e-4, head lr 3e-3)",
             "mlft predict",
             "mlft predict, int8 ONNX export (mlft export format=onnx quantize=int8)",
         ]

@@ -110,7 +110,7 @@ def test_predict_writes_entities_with_character_offsets(ner_run, tmp_path):
     assert exit_info.value.code == 2
 
 
-def test_predict_precision_overrides_the_runs_autocast(ner_run, tmp_path, capsys):
+def test_predict_precision_overrides_the_runs_autocast(ner_run, capsys):
     import torch
 
     from mlft.predict import Predictor
