@@ -116,15 +116,22 @@ def test_predict_precision_overrides_the_runs_autocast(ner_run, capsys):
     from mlft.predict import Predictor
     from mlft.runs import load_run
 
+    def linear_output_dtypes(saved, precision: str) -> tuple[set, list[dict]]:
+        dtypes: set = set()
+        predictor = Predictor(saved, cpu=True, progress=False, precision=precision)
+        linear = next(m for m in predictor.saved.model.modules() if isinstance(m, torch.nn.Linear))
+        linear.register_forward_hook(lambda module, args, out: dtypes.add(out.dtype))
+        return dtypes, predictor(lines, "zh")
+
     lines = (FIXTURES / "zh_texts.txt").read_text().splitlines()
-    fp32 = Predictor(load_run(ner_run), cpu=True, progress=False)(lines, "zh")
-    predictor = Predictor(load_run(ner_run), cpu=True, progress=False, precision="bf16")
-    dtypes = set()
-    linear = next(m for m in predictor.saved.model.modules() if isinstance(m, torch.nn.Linear))
-    linear.register_forward_hook(lambda module, args, out: dtypes.add(out.dtype))
-    bf16 = predictor(lines, "zh")
+    dtypes, bf16 = linear_output_dtypes(load_run(ner_run), "bf16")
     assert dtypes == {torch.bfloat16}
-    assert [r["text"] for r in bf16] == [r["text"] for r in fp32]
+    assert [r["text"] for r in bf16] == lines
+    # A run trained in bf16 predicts in fp32 with precision=no (a CPU without bf16 instructions).
+    for precision, dtype in (("no", torch.float32), ("run", torch.bfloat16)):
+        saved = load_run(ner_run)
+        saved.config.trainer.precision = "bf16"
+        assert linear_output_dtypes(saved, precision)[0] == {dtype}
     for record in bf16:
         for entity in record["entities"]:
             assert record["text"][entity["start"] : entity["end"]] == entity["text"]
