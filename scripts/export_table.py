@@ -34,6 +34,16 @@ def throughput(saved: SavedRun, lines: list[str], lang: str) -> float:
     return len(lines) / (time.perf_counter() - start)
 
 
+def test_sentences(saved: SavedRun, n: int) -> tuple[str, list[dict], list[str]]:
+    """The run's first evaluation language, its first `n` test examples, and each as the raw text a user sends."""
+    lang = saved.config.lang.eval[0]
+    examples = load_eval_data(saved, saved.config.data, [lang])["test"][lang][:n]
+    if saved.config.task.type != "token_classification":
+        return lang, examples, [ex["text"] for ex in examples]
+    joiner = "" if lang in ("zh", "ja", "th") else " "
+    return lang, examples, [joiner.join(ex["tokens"]) for ex in examples]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True)
@@ -42,12 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     run = load_run(Path(args.run))
     cfg = run.config
-    lang = cfg.lang.eval[0]
-    examples = load_eval_data(run, cfg.data, [lang])["test"][lang]
-    examples = examples[: args.sentences]
-    token_task = cfg.task.type == "token_classification"
-    joiner = "" if lang in ("zh", "ja", "th") else " "
-    lines = [joiner.join(ex["tokens"]) if token_task else ex["text"] for ex in examples]
+    lang, examples, lines = test_sentences(run, args.sentences)
 
     out_root = Path(args.out_dir) if args.out_dir else Path(args.run) / "export-bench"
     variants: list[tuple[str, SavedRun, Path]] = [

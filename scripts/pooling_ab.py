@@ -22,6 +22,7 @@ from transformers import AutoModel, AutoModelForSequenceClassification, get_line
 
 from mlft.data.builtin import read_builtin
 from mlft.models.cache import converted_model
+from mlft.models.freeze import freeze
 from mlft.models.load import load_tokenizer
 
 LABELS = {"neg": 0, "pos": 1}
@@ -30,12 +31,12 @@ LABELS = {"neg": 0, "pos": 1}
 class MeanPooling(torch.nn.Module):
     def __init__(self, path: str):
         super().__init__()
-        self.encoder = AutoModel.from_pretrained(path, add_pooling_layer=False)
-        self.dropout = torch.nn.Dropout(self.encoder.config.hidden_dropout_prob)
-        self.classifier = torch.nn.Linear(self.encoder.config.hidden_size, len(LABELS))
+        self.pretrained = AutoModel.from_pretrained(path, add_pooling_layer=False)
+        self.dropout = torch.nn.Dropout(self.pretrained.config.hidden_dropout_prob)
+        self.classifier = torch.nn.Linear(self.pretrained.config.hidden_size, len(LABELS))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        hidden = self.pretrained(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return self.classifier(self.dropout((hidden * mask).sum(1) / mask.sum(1)))
 
@@ -43,10 +44,10 @@ class MeanPooling(torch.nn.Module):
 class FirstToken(torch.nn.Module):
     def __init__(self, path: str):
         super().__init__()
-        self.model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(LABELS))
+        self.pretrained = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(LABELS))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return self.pretrained(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
 def main(argv: list[str] | None = None) -> float:
@@ -64,9 +65,7 @@ def main(argv: list[str] | None = None) -> float:
     test.sort(key=lambda ex: len(ex["text"]))
     torch.manual_seed(0)
     model = MeanPooling(path) if args.head == "mean" else FirstToken(path)
-    model.get_submodule("encoder" if args.head == "mean" else "model.bert").embeddings.word_embeddings.requires_grad_(
-        False
-    )
+    freeze(model.pretrained, embeddings=True, layers=0)  # word embeddings, as model.freeze_embeddings=true does
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.01, fused=True)
     steps = -(-len(train) // 16)
