@@ -49,6 +49,10 @@ class ModelConfig:
     compact_embeddings: bool = True
     """Train only the embedding rows the run's data uses, put back into the full matrix when the model is saved
     (same results as training the full matrix, without its gradient and optimizer state)."""
+    pooling: Literal["first", "mean"] = "first"
+    """How text classification reads a text: the architecture's transformers head on the first token (first), or
+    a linear classifier on the mean of the last hidden states over the real tokens (mean: how sentence encoders
+    such as e5 were pre-trained). Token classification does not pool."""
 
 
 @dataclass

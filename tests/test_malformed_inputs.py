@@ -152,6 +152,7 @@ CASES: list[tuple[str, dict[str, bytes], list[str], str]] = [
     ("unknown-key", GOOD_NER, [*NER_FILE, "trainer.nonsense=1"], r"trainer\.nonsense"),
     ("unknown-precision", GOOD_NER, [*NER_FILE, "trainer.precision=fp8"], r"trainer\.precision: .*allowed"),
     ("unknown-decoding", GOOD_NER, [*NER_FILE, "task.decoding=beam"], r"task\.decoding: .*allowed"),
+    ("unknown-pooling", GOOD_NER, [*NER_FILE, "model.pooling=max"], r"model\.pooling: .*allowed"),
     ("steps-without-eval-steps", GOOD_NER, [*NER_FILE, "trainer.eval_strategy=steps"], r"trainer\.eval_steps"),
     ("keep-entityless-range", GOOD_NER, [*NER_FILE, "data.keep_entityless=2"], r"data\.keep_entityless"),
     ("fp16-on-cpu", GOOD_NER, [*NER_FILE, "trainer.precision=fp16", "trainer.cpu=true"], r"fp16 needs a GPU"),

@@ -47,6 +47,7 @@ SHORT = [
             "sentiment",
             [
                 "data.max_train_samples=640",  # 40 steps
+                "model.pooling=mean",  # the me5_small preset's head
                 "data.max_train_length=120",
                 "optimizer.lr=1e-4",
                 "optimizer.head_lr=1e-3",
@@ -74,6 +75,7 @@ def test_topic_classification_in_english_on_the_packaged_chatterbot_corpus(tmp_p
         e5,
         "task=topic",
         "lang=en",
+        "model.pooling=mean",  # the me5_small preset's head
         "trainer.epochs=1",
         "trainer.batch_size=16",
         "trainer.eval_strategy=no",

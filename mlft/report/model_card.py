@@ -69,7 +69,18 @@ def model_card(run_dir: Path, config: RunConfig, labels: list[str], artifact: st
         "```",
         "",
     ]
-    if artifact.startswith("HuggingFace"):
+    if artifact.startswith("HuggingFace") and config.model.pooling == "mean":
+        lines += [
+            "The classifier reads the mean of the last hidden states (`model.pooling=mean`); transformers' Auto",
+            "classes would load the same weights but classify from the first token, so load it with mlft:",
+            "",
+            "```python",
+            "from mlft.models.pooling import MeanPoolingClassifier",
+            'model = MeanPoolingClassifier.from_pretrained("<this folder>")',
+            "```",
+            "",
+        ]
+    elif artifact.startswith("HuggingFace"):
         lines += [
             "```python",
             "from transformers import pipeline",

@@ -40,4 +40,4 @@ class Task(Protocol):
 def build_task(task: TaskConfig, model: ModelConfig, labels: list[str]) -> Task:
     if task.type == "token_classification":
         return TokenClassification(labels, model.max_length, model.stride, task.decoding)
-    return SequenceClassification(labels, model.max_length, task.multi_label)
+    return SequenceClassification(labels, model.max_length, task.multi_label, model.pooling)

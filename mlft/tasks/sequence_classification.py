@@ -9,6 +9,8 @@ import torch
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 from transformers import AutoModelForSequenceClassification
 
+from mlft.models.pooling import MeanPoolingClassifier
+
 MODEL_CLASS = AutoModelForSequenceClassification
 THRESHOLD = 0.5  # multi-label: a label is predicted when its sigmoid probability reaches this
 
@@ -140,10 +142,9 @@ def _per_class(report: dict[str, Any], labels: list[str]) -> dict[str, Any]:
 class SequenceClassification:
     """Text (pair) classification with its settings bound; see mlft.tasks.Task."""
 
-    model_class = MODEL_CLASS
-
-    def __init__(self, labels: list[str], max_length: int, multi_label: bool):
+    def __init__(self, labels: list[str], max_length: int, multi_label: bool, pooling: str = "first"):
         self.labels, self.max_length, self.multi_label = labels, max_length, multi_label
+        self.model_class: Any = MeanPoolingClassifier if pooling == "mean" else MODEL_CLASS
         self.pad_to_multiple_of = 1
         self.problem_type: str | None = "multi_label_classification" if multi_label else "single_label_classification"
 
