@@ -70,7 +70,7 @@ def model_rows() -> list[list[str]]:
             where = "any hub id or local folder: model=<id or dir>"
         else:
             where = "HuggingFace hub (needs network on first use)"
-        rows.append([str(cfg["name"]), source, str(cfg["max_length"]), str(cfg.get("pooling", "first")), where])
+        rows.append([str(cfg["name"]), source, str(cfg["max_length"]), str(cfg["pooling"]), where])
     return rows
 
 

@@ -79,6 +79,12 @@ def test_a_mean_pooling_run_evaluates_and_exports_like_itself(mean_run, tmp_path
     main(["export", f"run={mean_run}", "format=onnx", f"out={tmp_path / 'onnx'}"])
     main(["export", f"run={mean_run}", "format=hf", f"out={tmp_path / 'hf'}"])
     assert "MeanPoolingClassifier.from_pretrained" in (tmp_path / "hf" / "README.md").read_text()
+    assert json.loads((mean_run / "model" / "config.json").read_text())["mlft_pooling"] == "mean"
+    # The model card's snippet loads the HF export as the run's model.
+    ids = torch.tensor([[2, 5, 6, 7, 3], [2, 8, 3, 0, 0]])
+    exported = MeanPoolingClassifier.from_pretrained(tmp_path / "hf").eval()
+    trained = MeanPoolingClassifier.from_pretrained(mean_run / "model").eval()
+    torch.testing.assert_close(exported(ids, (ids != 0).long()).logits, trained(ids, (ids != 0).long()).logits)
     texts = tmp_path / "texts.txt"
     texts.write_text("非常满意，下次还来。\n价格太贵，不值得。\n")
     outputs = {}
