@@ -10,6 +10,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from transformers import AutoModelForSequenceClassification
 
 from mlft.models.pooling import MeanPoolingClassifier
+from mlft.tasks.padding import padded
 
 MODEL_CLASS = AutoModelForSequenceClassification
 THRESHOLD = 0.5  # multi-label: a label is predicted when its sigmoid probability reaches this
@@ -49,20 +50,13 @@ def encode(
 
 
 def collate(features: list[dict[str, Any]], pad_id: int, pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
-    longest = max(len(f["input_ids"]) for f in features)
-    width = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
-    ids = torch.full((len(features), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(features), width), dtype=torch.long)
-    types = torch.zeros((len(features), width), dtype=torch.long)
-    for row, f in enumerate(features):
-        n = len(f["input_ids"])
-        ids[row, :n] = torch.tensor(f["input_ids"])
-        mask[row, :n] = 1
-        if "token_type_ids" in f:
-            types[row, :n] = torch.tensor(f["token_type_ids"])
-    batch = {"input_ids": ids, "attention_mask": mask}
+    ids = [f["input_ids"] for f in features]
+    batch = {
+        "input_ids": padded(ids, pad_id, pad_to_multiple_of),
+        "attention_mask": padded([[1] * len(row) for row in ids], 0, pad_to_multiple_of),
+    }
     if "token_type_ids" in features[0]:
-        batch["token_type_ids"] = types
+        batch["token_type_ids"] = padded([f["token_type_ids"] for f in features], 0, pad_to_multiple_of)
     if "labels" in features[0]:
         batch["labels"] = torch.tensor([f["labels"] for f in features])
     return batch

@@ -17,6 +17,7 @@ from transformers import AutoModelForTokenClassification
 
 from mlft.data.schemes import to_iob2
 from mlft.tasks.alignment import NO_SPACE_LANGS, Aligner, encode_words
+from mlft.tasks.padding import padded
 from mlft.tasks.viterbi import transitions, viterbi
 
 MODEL_CLASS = AutoModelForTokenClassification
@@ -38,17 +39,12 @@ def encode(
 
 
 def collate(features: list[dict[str, Any]], pad_id: int, pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
-    longest = max(len(f["input_ids"]) for f in features)
-    width = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
-    ids = torch.full((len(features), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(features), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(features), width), dtype=torch.long)
-    for row, f in enumerate(features):
-        n = len(f["input_ids"])
-        ids[row, :n] = torch.tensor(f["input_ids"])
-        labels[row, :n] = torch.tensor(f["labels"])
-        mask[row, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    ids = [f["input_ids"] for f in features]
+    return {
+        "input_ids": padded(ids, pad_id, pad_to_multiple_of),
+        "attention_mask": padded([[1] * len(row) for row in ids], 0, pad_to_multiple_of),
+        "labels": padded([f["labels"] for f in features], -100, pad_to_multiple_of),
+    }
 
 
 def outputs(logits: torch.Tensor) -> dict[str, torch.Tensor]:
