@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from transformers import AutoModel
 
 from mlft.cli import main
@@ -56,6 +56,27 @@ def test_saved_head_reloads_whole_and_its_encoder_loads_with_automodel(tiny_mode
         encoder(input_ids=ids, attention_mask=mask).last_hidden_state,
         model.bert(input_ids=ids, attention_mask=mask).last_hidden_state,
     )
+
+
+def test_sharded_and_damaged_saves(tiny_models, tmp_path):
+    torch.manual_seed(0)
+    model = MeanPoolingClassifier.from_pretrained(tiny_models["wordpiece"], **LABELS).eval()
+    model.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    assert not (tmp_path / "sharded" / "model.safetensors").exists()
+    ids = torch.tensor([[2, 5, 6, 7, 3]])
+    again = MeanPoolingClassifier.from_pretrained(tmp_path / "sharded").eval()
+    torch.testing.assert_close(again(ids).logits, model(ids).logits, rtol=0, atol=0)
+
+    model.save_pretrained(tmp_path / "damaged")
+    weights = load_file(tmp_path / "damaged" / "model.safetensors")
+    del weights["bert.encoder.layer.0.output.dense.weight"]
+    save_file(weights, tmp_path / "damaged" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ConfigError, match="does not match its config.json"):
+        MeanPoolingClassifier.from_pretrained(tmp_path / "damaged")
+    del weights["classifier.weight"]
+    save_file(weights, tmp_path / "damaged" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ConfigError, match="no classifier weights"):
+        MeanPoolingClassifier.from_pretrained(tmp_path / "damaged")
 
 
 def test_a_new_label_set_gets_a_new_classifier_only_when_asked(tiny_models, tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
@@ -104,35 +104,53 @@ class MeanPoolingClassifier(PreTrainedModel):
         config = AutoConfig.from_pretrained(
             name_or_path, revision=revision, trust_remote_code=trust_remote_code, **config_kwargs
         )
-        state = _saved_state(Path(name_or_path)) if getattr(config, POOLING_KEY, None) == "mean" else None
-        if state is None:
-            encoder = AutoModel.from_pretrained(
-                name_or_path, config=config, revision=revision, trust_remote_code=trust_remote_code
-            )
-            return cls(config, encoder)
-        model = cls(config, AutoModel.from_config(config, trust_remote_code=trust_remote_code))
-        head = ("classifier.weight", "classifier.bias")
-        if state["classifier.weight"].shape != model.classifier.weight.shape:
-            if not ignore_mismatched_sizes:
-                raise ConfigError(
-                    f"model.name_or_path: {name_or_path} classifies into {state['classifier.weight'].shape[0]} "
-                    f"labels, the config asks for {config.num_labels}"
-                )
-            state = {k: v for k, v in state.items() if k not in head}  # a new label set: a new classifier
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if set(missing) - set(head) or unexpected:
+        head = _saved_head(Path(name_or_path)) if getattr(config, POOLING_KEY, None) == "mean" else None
+        # transformers' own loader reads the encoder (under its prefix) without initialising it first.
+        encoder, info = AutoModel.from_pretrained(
+            name_or_path,
+            config=config,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+        )
+        model = cls(config, encoder)
+        if head is None:  # a hub id or another kind of checkpoint: its encoder and a new classifier
+            return model
+        missing = [k for k in info["missing_keys"] if not k.startswith("pooler.")]
+        unexpected = [k for k in info["unexpected_keys"] if not k.startswith("classifier.")]
+        if missing or unexpected:
             raise ConfigError(
                 f"model.name_or_path: {name_or_path} does not match its config.json "
                 f"(missing: {sorted(missing)[:5]}, unexpected: {sorted(unexpected)[:5]})"
             )
+        if head["classifier.weight"].shape != model.classifier.weight.shape:
+            if not ignore_mismatched_sizes:
+                raise ConfigError(
+                    f"model.name_or_path: {name_or_path} classifies into {head['classifier.weight'].shape[0]} "
+                    f"labels, the config asks for {config.num_labels}"
+                )
+            return model  # a new label set: the new classifier stays
+        model.classifier.load_state_dict({k.removeprefix("classifier."): v for k, v in head.items()})
         return model
 
 
-def _saved_state(folder: Path) -> dict[str, torch.Tensor] | None:
-    """The weights in a local folder (one file or shards); None for hub ids and folders without safetensors."""
+def _saved_head(folder: Path) -> dict[str, torch.Tensor] | None:
+    """The classifier's weights in a local folder (one file or shards); None for hub ids and folders without
+    safetensors."""
+    names = ("classifier.weight", "classifier.bias")
     if (folder / WEIGHTS).is_file():
-        return load_file(folder / WEIGHTS)
-    if (folder / SHARD_INDEX).is_file():
-        shards = sorted(set(json.loads((folder / SHARD_INDEX).read_text())["weight_map"].values()))
-        return {name: tensor for shard in shards for name, tensor in load_file(folder / shard).items()}
-    return None
+        files = {name: folder / WEIGHTS for name in names}
+    elif (folder / SHARD_INDEX).is_file():
+        weight_map = json.loads((folder / SHARD_INDEX).read_text())["weight_map"]
+        files = {name: folder / weight_map[name] for name in names if name in weight_map}
+    else:
+        return None
+    head = {}
+    for name, file in files.items():
+        with safe_open(file, framework="pt") as weights:
+            stored = weights.keys()
+            if name in stored:
+                head[name] = weights.get_tensor(name)
+    if len(head) != len(names):
+        raise ConfigError(f"model.name_or_path: {folder} is marked {POOLING_KEY}=mean but has no classifier weights")
+    return head
