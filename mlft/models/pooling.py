@@ -20,13 +20,12 @@ import torch
 from safetensors import safe_open
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from mlft.errors import ConfigError
 
 POOLING_KEY = "mlft_pooling"
 """The config.json entry that marks a model saved by this class."""
-WEIGHTS = "model.safetensors"
-SHARD_INDEX = "model.safetensors.index.json"
 
 
 class MeanPoolingClassifier(PreTrainedModel):
@@ -138,10 +137,10 @@ def _saved_head(folder: Path) -> dict[str, torch.Tensor] | None:
     """The classifier's weights in a local folder (one file or shards); None for hub ids and folders without
     safetensors."""
     names = ("classifier.weight", "classifier.bias")
-    if (folder / WEIGHTS).is_file():
-        files = {name: folder / WEIGHTS for name in names}
-    elif (folder / SHARD_INDEX).is_file():
-        weight_map = json.loads((folder / SHARD_INDEX).read_text())["weight_map"]
+    if (folder / SAFE_WEIGHTS_NAME).is_file():
+        files = {name: folder / SAFE_WEIGHTS_NAME for name in names}
+    elif (folder / SAFE_WEIGHTS_INDEX_NAME).is_file():
+        weight_map = json.loads((folder / SAFE_WEIGHTS_INDEX_NAME).read_text())["weight_map"]
         files = {name: folder / weight_map[name] for name in names if name in weight_map}
     else:
         return None

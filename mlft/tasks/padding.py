@@ -16,3 +16,9 @@ def padded(rows: Sequence[Sequence[int]], value: int, pad_to_multiple_of: int = 
     for i, row in enumerate(rows):
         batch[i, : len(row)] = torch.tensor(row, dtype=torch.long)
     return batch
+
+
+def attention_mask(rows: Sequence[Sequence[int]], width: int) -> torch.Tensor:
+    """1 over each row's own positions, 0 over its padding, for a batch `width` positions wide."""
+    lengths = torch.tensor([len(row) for row in rows])
+    return (torch.arange(width) < lengths[:, None]).long()

@@ -10,7 +10,7 @@ from sklearn.metrics import accuracy_score, classification_report, confusion_mat
 from transformers import AutoModelForSequenceClassification
 
 from mlft.models.pooling import MeanPoolingClassifier
-from mlft.tasks.padding import padded
+from mlft.tasks.padding import attention_mask, padded
 
 MODEL_CLASS = AutoModelForSequenceClassification
 THRESHOLD = 0.5  # multi-label: a label is predicted when its sigmoid probability reaches this
@@ -50,11 +50,9 @@ def encode(
 
 
 def collate(features: list[dict[str, Any]], pad_id: int, pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
-    ids = [f["input_ids"] for f in features]
-    batch = {
-        "input_ids": padded(ids, pad_id, pad_to_multiple_of),
-        "attention_mask": padded([[1] * len(row) for row in ids], 0, pad_to_multiple_of),
-    }
+    rows = [f["input_ids"] for f in features]
+    ids = padded(rows, pad_id, pad_to_multiple_of)
+    batch = {"input_ids": ids, "attention_mask": attention_mask(rows, ids.shape[1])}
     if "token_type_ids" in features[0]:
         batch["token_type_ids"] = padded([f["token_type_ids"] for f in features], 0, pad_to_multiple_of)
     if "labels" in features[0]:

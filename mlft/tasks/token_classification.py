@@ -17,7 +17,7 @@ from transformers import AutoModelForTokenClassification
 
 from mlft.data.schemes import to_iob2
 from mlft.tasks.alignment import NO_SPACE_LANGS, Aligner, encode_words
-from mlft.tasks.padding import padded
+from mlft.tasks.padding import attention_mask, padded
 from mlft.tasks.viterbi import transitions, viterbi
 
 MODEL_CLASS = AutoModelForTokenClassification
@@ -39,10 +39,11 @@ def encode(
 
 
 def collate(features: list[dict[str, Any]], pad_id: int, pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
-    ids = [f["input_ids"] for f in features]
+    rows = [f["input_ids"] for f in features]
+    ids = padded(rows, pad_id, pad_to_multiple_of)
     return {
-        "input_ids": padded(ids, pad_id, pad_to_multiple_of),
-        "attention_mask": padded([[1] * len(row) for row in ids], 0, pad_to_multiple_of),
+        "input_ids": ids,
+        "attention_mask": attention_mask(rows, ids.shape[1]),
         "labels": padded([f["labels"] for f in features], -100, pad_to_multiple_of),
     }
 
