@@ -160,6 +160,11 @@ class TrainerConfig:
     `average_last` checkpoints."""
     average_last: int = 3
     """Checkpoints averaged by select=average (needs keep_last >= average_last)."""
+    adversarial: Literal["none", "fgm"] = "none"
+    """fgm: every step also trains on the batch with its word embeddings moved by adv_epsilon along the loss
+    gradient (mlft/engine/adversarial.py); about twice the step time."""
+    adv_epsilon: float = 1.0
+    """L2 size of the adversarial step per example (over all its tokens' embeddings)."""
 
 
 @dataclass
@@ -332,6 +337,10 @@ def _trainer_problems(trainer: TrainerConfig) -> list[str]:
                 f"trainer.keep_last: select=average needs the last {trainer.average_last} checkpoints "
                 f"(trainer.average_last), but keep_last={trainer.keep_last}"
             )
+    if trainer.adversarial != "none" and trainer.adv_epsilon <= 0:
+        problems.append(
+            f"trainer.adv_epsilon: must be > 0 with adversarial={trainer.adversarial}, got {trainer.adv_epsilon}"
+        )
     if trainer.select == "target_dev" and trainer.eval_strategy == "no":
         problems.append("trainer.select: target_dev needs evaluation (trainer.eval_strategy is 'no')")
     return problems

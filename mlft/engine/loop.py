@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from mlft.config import OptimizerConfig, TrainerConfig
 from mlft.engine import checkpoint
+from mlft.engine.adversarial import EmbeddingPerturbation
 from mlft.engine.optim import build_optimizer, build_scheduler
 from mlft.engine.sampling import EpochSampler, LanguageSampler
 from mlft.errors import DivergedError, StorageError
@@ -215,6 +216,7 @@ def train_loop(
         generator=torch.Generator().manual_seed(seed),
     )
     optimizer = build_optimizer(model, optim)
+    perturbation = EmbeddingPerturbation(model, trainer.adv_epsilon) if trainer.adversarial == "fgm" else None
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     steps_per_epoch = math.ceil(len(loader) / trainer.grad_accum)
     total = steps_per_epoch * trainer.epochs
@@ -328,6 +330,9 @@ def train_loop(
                         "continue from it with resume=<run-dir>)"
                     )
                 accelerator.backward(loss)
+                if perturbation is not None:
+                    with perturbation.perturbed():
+                        accelerator.backward(model(**batch).loss)
                 if accelerator.sync_gradients and optim.max_grad_norm is not None:
                     accelerator.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
                 optimizer.step()
@@ -366,6 +371,8 @@ def train_loop(
         run_eval()
         save_checkpoint()
     bar.close()
+    if perturbation is not None:
+        perturbation.remove()
     if state.best_step is None and accelerator.is_main_process:
         save_best(accelerator.unwrap_model(model))
     accelerator.wait_for_everyone()
