@@ -137,6 +137,9 @@ class TrainerConfig:
     eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
     eval_steps: int | None = None
     """Evaluate every N optimizer steps (required with eval_strategy=steps)."""
+    save_steps: int | None = None
+    """Also write a resumable checkpoint every N optimizer steps, without evaluating: long epochs on a machine
+    that may stop lose at most N steps (resume=<run-dir>)."""
     early_stopping_patience: int | None = None
     """Stop after this many evaluations without improvement of task.metric."""
     keep_last: int = 1
@@ -337,6 +340,8 @@ def _trainer_problems(trainer: TrainerConfig) -> list[str]:
                 f"trainer.keep_last: select=average needs the last {trainer.average_last} checkpoints "
                 f"(trainer.average_last), but keep_last={trainer.keep_last}"
             )
+    if trainer.save_steps is not None and trainer.save_steps < 1:
+        problems.append(f"trainer.save_steps: must be >= 1 (or null), got {trainer.save_steps}")
     if trainer.adversarial != "none" and trainer.adv_epsilon <= 0:
         problems.append(
             f"trainer.adv_epsilon: must be > 0 with adversarial={trainer.adversarial}, got {trainer.adv_epsilon}"

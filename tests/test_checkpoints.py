@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import shutil
 
 import pytest
 import torch
@@ -112,3 +113,30 @@ def test_a_nan_loss_stops_with_a_message_and_keeps_the_last_checkpoint(tmp_path,
     assert exit_info.value.code == 2 and "training diverged" in err and "loss is nan at step 2" in err
     assert "step-2" in err and "Traceback" not in err
     assert [p.name for p in checkpoint.step_dirs(run_dir / "checkpoints")] == ["step-2"]
+
+
+def test_save_steps_checkpoints_mid_epoch_without_evaluating_and_resumes_from_there(tmp_path, tiny_models, caplog):
+    # 48 sentences / batch 8 = 6 steps per epoch: saves at 2, 4, the epoch's evaluation at 6, then 8, 10, 12.
+    args = [*ZH_NER, "trainer.epochs=2", "trainer.save_steps=2", "trainer.keep_last=100"]
+    reference = train(tmp_path / "reference", tiny_models["wordpiece"], *args)
+    root = reference / "checkpoints"
+    assert [p.name for p in checkpoint.step_dirs(root)] == [f"step-{n}" for n in (2, 4, 6, 8, 10, 12)]
+    assert [h["step"] for h in metrics(reference)["history"]] == [6, 12]  # saving is not evaluating
+    assert checkpoint.read_state(root / "step-4")["batches_done"] == 4
+
+    # The run as it was when stopped after its step-4 checkpoint (nothing evaluated or saved after it yet).
+    stopped = tmp_path / "stopped"
+    shutil.copytree(reference, stopped)
+    for later in ("model", "checkpoints/best", *(f"checkpoints/step-{n}" for n in (6, 8, 10, 12))):
+        shutil.rmtree(stopped / later)
+    (stopped / "metrics.json").unlink()
+    caplog.set_level("INFO", logger="mlft")
+    main(["train", f"resume={stopped}"])
+    assert f"resumed from {stopped / 'checkpoints' / 'step-4'} (step 4, epoch 0)" in caplog.text
+    assert metrics(stopped)["history"] == metrics(reference)["history"]
+    final, expected = (
+        load_file(stopped / "model" / "model.safetensors"),
+        load_file(reference / "model" / "model.safetensors"),
+    )
+    for name in expected:
+        torch.testing.assert_close(final[name], expected[name], rtol=0, atol=1e-6)

@@ -355,6 +355,9 @@ def train_loop(
                 stop = run_eval()
                 save_checkpoint()
                 saved_at = state.global_step
+            if trainer.save_steps and state.global_step % trainer.save_steps == 0 and saved_at != state.global_step:
+                save_checkpoint()
+                saved_at = state.global_step
             if stop or state.global_step >= total:
                 stop = True
                 break
