@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel
+from transformers.utils import logging as hf_logging
 
 from mlft.cli import main
 from mlft.errors import ConfigError
@@ -40,7 +41,7 @@ def test_the_head_ignores_padding(tiny_models):
     assert not torch.allclose(model(padded, torch.ones_like(padded)).logits, alone, atol=1e-3)
 
 
-def test_saved_head_reloads_whole_and_its_encoder_loads_with_automodel(tiny_models, tmp_path):
+def test_saved_head_reloads_whole_and_its_encoder_loads_with_automodel(tiny_models, tmp_path, caplog):
     torch.manual_seed(0)
     model = MeanPoolingClassifier.from_pretrained(tiny_models["wordpiece"], **LABELS).eval()
     model.save_pretrained(tmp_path)
@@ -49,9 +50,17 @@ def test_saved_head_reloads_whole_and_its_encoder_loads_with_automodel(tiny_mode
     assert json.loads((tmp_path / "config.json").read_text())["mlft_pooling"] == "mean"
     ids = torch.tensor([[2, 5, 6, 7, 3], [2, 8, 3, 0, 0]])
     mask = (ids != 0).long()
-    again = MeanPoolingClassifier.from_pretrained(tmp_path).eval()
+    verbosity = hf_logging.get_verbosity()  # the CLI, run in-process by other tests, lowers it
+    hf_logging.set_verbosity_warning()
+    try:
+        caplog.clear()
+        again = MeanPoolingClassifier.from_pretrained(tmp_path).eval()
+        assert "LOAD REPORT" not in caplog.text  # the expected pooler/classifier keys are checked, not reported
+        encoder = AutoModel.from_pretrained(tmp_path).eval()
+        assert "LOAD REPORT" in caplog.text  # a plain AutoModel load still reports them
+    finally:
+        hf_logging.set_verbosity(verbosity)
     torch.testing.assert_close(again(ids, mask).logits, model(ids, mask).logits, rtol=0, atol=0)
-    encoder = AutoModel.from_pretrained(tmp_path).eval()
     torch.testing.assert_close(
         encoder(input_ids=ids, attention_mask=mask).last_hidden_state,
         model.bert(input_ids=ids, attention_mask=mask).last_hidden_state,

@@ -13,6 +13,9 @@ The model saves like any transformers model: the encoder's weights under its usu
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -105,13 +108,14 @@ class MeanPoolingClassifier(PreTrainedModel):
         )
         head = _saved_head(Path(name_or_path)) if getattr(config, POOLING_KEY, None) == "mean" else None
         # transformers' own loader reads the encoder (under its prefix) without initialising it first.
-        encoder, info = AutoModel.from_pretrained(
-            name_or_path,
-            config=config,
-            revision=revision,
-            trust_remote_code=trust_remote_code,
-            output_loading_info=True,
-        )
+        with _quiet_load_report() if head is not None else nullcontext():
+            encoder, info = AutoModel.from_pretrained(
+                name_or_path,
+                config=config,
+                revision=revision,
+                trust_remote_code=trust_remote_code,
+                output_loading_info=True,
+            )
         model = cls(config, encoder)
         if head is None:  # a hub id or another kind of checkpoint: its encoder and a new classifier
             return model
@@ -131,6 +135,19 @@ class MeanPoolingClassifier(PreTrainedModel):
             return model  # a new label set: the new classifier stays
         model.classifier.load_state_dict({k.removeprefix("classifier."): v for k, v in head.items()})
         return model
+
+
+@contextmanager
+def _quiet_load_report() -> Iterator[None]:
+    """transformers warns with a LOAD REPORT about the pooler a saved mean model lacks and the classifier its
+    encoder skips; from_pretrained checks those keys itself and raises on any other difference."""
+    logger = logging.getLogger("transformers.modeling_utils")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _saved_head(folder: Path) -> dict[str, torch.Tensor] | None:
