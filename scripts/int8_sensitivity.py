@@ -1,29 +1,37 @@
-"""Where dynamic int8 loses quality: ONNX variants of a token-classification run, each scored and timed.
+"""Prediction variants of a token-classification run, each scored and timed, against the HF pipeline.
 
-    python scripts/int8_sensitivity.py --run runs/ner-zh/<time> --sentences 1000
+    python scripts/int8_sensitivity.py --run runs/ner-zh/<time> --sentences 1000 --timed 300 [--groups]
 
-Exports the run to fp32 ONNX once, then builds: onnxruntime's transformer graph fusion (fp32), dynamic int8
-of the plain and of the fused graph (what `mlft export quantize=int8` writes is the plain one), and int8 with
-one group of matrices left in fp32 (each layer, the classifier, and each kind of projection across layers).
-For each: the task metric on the first N test sentences and `mlft predict`'s sentences/s on them. Prints a
-Markdown table. About 20 minutes for 1,000 MSRA sentences on 2 CPU cores.
+Exports the run to fp32 ONNX once, then builds: onnxruntime's transformer graph fusion of that graph and of a
+graph exported with eager attention (whose Attention subgraph onnxruntime can fuse; the SDPA one it cannot),
+dynamic int8 of the plain and of both fused graphs (what `mlft export quantize=int8` writes is the plain one),
+and with --groups int8 with one group of matrices left in fp32 (each layer, the classifier, and each kind of
+projection across layers). For each, and for the run's PyTorch model: the task metric on the first
+--sentences test sentences, and `mlft predict`'s sentences/s on the first --timed of them with its ratio to
+HF `pipeline("token-classification", aggregation_strategy="simple")` on the same sentences, timed in
+--rounds interleaved rounds. Prints a Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import onnx
-from export_table import score, test_sentences, throughput
+from export_table import score, test_sentences
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.optimizer import optimize_model
+from transformers import pipeline
 
 from mlft.export import ExportArgs, export_run
-from mlft.runs import load_exported, load_run
+from mlft.models.onnx import export_onnx
+from mlft.predict import Predictor
+from mlft.runs import SavedRun, load_exported, load_run
 
 
 def matrix_groups(model_path: Path, layers: int) -> dict[str, list[str]]:
@@ -39,47 +47,88 @@ def matrix_groups(model_path: Path, layers: int) -> dict[str, list[str]]:
     return groups
 
 
+def rate(predict: Callable[[list[str]], object], lines: list[str]) -> float:
+    predict(lines[:4])  # warm-up
+    start = time.perf_counter()
+    predict(lines)
+    return len(lines) / (time.perf_counter() - start)
+
+
+def fuse(source: Path, target: Path, run: SavedRun) -> None:
+    config = run.model.config
+    optimized = optimize_model(
+        str(source), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size
+    )
+    optimized.save_model_to_file(str(target))
+
+
+def int8(model: Path, exclude: list[str] | None = None) -> Callable[[Path], None]:
+    # Fused graphs hold contrib ops that shape inference cannot type: tell the quantizer they are float.
+    options = {"DefaultTensorType": onnx.TensorProto.FLOAT}
+    return lambda target: quantize_dynamic(
+        str(model), str(target), weight_type=QuantType.QInt8, nodes_to_exclude=exclude, extra_options=options
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True)
-    parser.add_argument("--sentences", type=int, default=1000)
+    parser.add_argument("--sentences", type=int, default=1000, help="test sentences scored")
+    parser.add_argument("--timed", type=int, default=300, help="of those, how many are timed")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (medians are printed)")
+    parser.add_argument("--groups", action="store_true", help="also int8 with each group of matrices in fp32")
     args = parser.parse_args(argv)
     run = load_run(Path(args.run))
     lang, examples, lines = test_sentences(run, args.sentences)
-    config = run.model.config
+    variants: dict[str, SavedRun] = {"PyTorch fp32 (`mlft predict run=...`)": run}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "fp32"
         export_run(ExportArgs(run=args.run, format="onnx", out=str(base), check=False))
         source = base / "model.onnx"
+        fused, eager, fused_eager = Path(tmp) / "fused.onnx", Path(tmp) / "eager.onnx", Path(tmp) / "fused-eager.onnx"
+        fuse(source, fused, run)
+        export_onnx(type(run.model).from_pretrained(Path(args.run) / "model", attn_implementation="eager"), eager)
+        fuse(eager, fused_eager, run)
 
         def variant(name: str, build: Callable[[Path], None]) -> None:
-            out = Path(tmp) / "variant"
-            shutil.rmtree(out, ignore_errors=True)
+            out = Path(tmp) / f"variant-{len(variants)}"
             shutil.copytree(base, out, ignore=shutil.ignore_patterns("model.onnx"))  # build() writes it
             build(out / "model.onnx")
-            saved = load_exported(out)
-            speed = throughput(saved, lines, lang)
-            print(f"| {name} | {speed:.1f} | {score(saved, examples, lang):.4f} |", flush=True)
+            variants[name] = load_exported(out)  # onnxruntime holds the graph in memory from here on
 
-        def int8(model: Path, exclude: list[str] | None = None) -> Callable[[Path], None]:
-            # Fused graphs hold contrib ops that shape inference cannot type: tell the quantizer they are float.
-            options = {"DefaultTensorType": onnx.TensorProto.FLOAT}
-            return lambda target: quantize_dynamic(
-                str(model), str(target), weight_type=QuantType.QInt8, nodes_to_exclude=exclude, extra_options=options
-            )
+        variant("ONNX fp32", lambda target: shutil.copy(source, target))
+        variant("ONNX fp32, graph fusion", lambda target: shutil.copy(fused, target))
+        variant(
+            "ONNX fp32, graph fusion of the eager-attention export", lambda target: shutil.copy(fused_eager, target)
+        )
+        variant("ONNX int8 (mlft export quantize=int8)", int8(source))
+        variant("ONNX int8 of the fused graph", int8(fused))
+        variant("ONNX int8 of the fused eager-attention graph", int8(fused_eager))
+        if args.groups:
+            for group, nodes in matrix_groups(source, run.model.config.num_hidden_layers).items():
+                variant(f"ONNX int8, {group} in fp32", int8(source, nodes))
+    scores = {name: score(saved, examples, lang) for name, saved in variants.items()}
+    # This machine's speed drifts by 10-30% within minutes: every round times the pipeline and then each variant,
+    # and a variant's ratio is the median of its per-round ratios to that round's pipeline.
+    pipe = pipeline("token-classification", model=str(Path(args.run) / "model"), aggregation_strategy="simple")
+    predictors = {name: Predictor(saved, cpu=True, progress=False) for name, saved in variants.items()}
+    timed = lines[: args.timed]
+    peer_rates, rates = [], {name: [] for name in variants}
+    for _ in range(args.rounds):
+        peer_rates.append(rate(pipe, timed))
+        for name, predictor in predictors.items():
+            rates[name].append(rate(lambda batch, p=predictor: p(batch, lang), timed))
+    metric = run.config.task.metric
+    print(f"HF pipeline: {statistics.median(peer_rates):.1f} sentences/s (median; rounds: {_rounded(peer_rates)})")
+    print(f"| variant | predict sentences/s ({len(timed)}) | / pipeline | test {metric} ({len(examples)} {lang}) |")
+    print("|---|---:|---:|---:|")
+    for name, values in rates.items():
+        ratio = statistics.median(v / peer for v, peer in zip(values, peer_rates))
+        print(f"| {name} | {statistics.median(values):.1f} | {ratio:.2f}x | {scores[name]:.4f} |", flush=True)
 
-        print(f"| variant | predict sentences/s | test {run.config.task.metric} ({len(examples)} {lang} sentences) |")
-        print("|---|---:|---:|")
-        fused = Path(tmp) / "fused.onnx"
-        optimize_model(
-            str(source), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size
-        ).save_model_to_file(str(fused))
-        variant("fp32", lambda target: shutil.copy(source, target))
-        variant("fp32, graph fusion", lambda target: shutil.copy(fused, target))
-        variant("int8 (mlft export quantize=int8)", int8(source))
-        variant("int8 of the fused graph", int8(fused))
-        for group, nodes in matrix_groups(source, config.num_hidden_layers).items():
-            variant(f"int8, {group} in fp32", int8(source, nodes))
+
+def _rounded(values: list[float]) -> str:
+    return ", ".join(f"{v:.1f}" for v in values)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,29 @@ def test_the_export_table_script_measures_every_variant(ner_run, tmp_path, capsy
     assert (tmp_path / "hf-none-train" / "model.safetensors").is_file()
 
 
+def test_the_int8_sensitivity_script_scores_and_times_every_variant_against_the_pipeline(ner_run, capsys):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import int8_sensitivity
+
+    int8_sensitivity.main(["--run", str(ner_run), "--sentences", "8", "--timed", "4", "--rounds", "2", "--groups"])
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    names = [row[0].removeprefix("| ") for row in rows]
+    assert names[:7] == [
+        "PyTorch fp32 (`mlft predict run=...`)",
+        "ONNX fp32",
+        "ONNX fp32, graph fusion",
+        "ONNX fp32, graph fusion of the eager-attention export",
+        "ONNX int8 (mlft export quantize=int8)",
+        "ONNX int8 of the fused graph",
+        "ONNX int8 of the fused eager-attention graph",
+    ]
+    assert "ONNX int8, layer 0 in fp32" in names and "ONNX int8, FFN out (all layers) in fp32" in names
+    scores = {name: float(row[3].rstrip(" |")) for name, row in zip(names, rows)}
+    # Every fp32 variant computes what the run computes; ratios to the pipeline are printed for all.
+    assert scores["ONNX fp32"] == scores["ONNX fp32, graph fusion of the eager-attention export"] == scores[names[0]]
+    assert all(row[2].endswith("x") and float(row[1]) > 0 for row in rows)
+
+
 @pytest.mark.parametrize("family", ["unigram", "wordpiece"])
 def test_trimmed_vocabulary_tokenizes_its_texts_the_same_and_keeps_the_outputs(family, tiny_models):
     from transformers import AutoModelForTokenClassification, AutoTokenizer
