@@ -21,16 +21,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import onnx
-from export_table import score, test_sentences
+from export_table import score, test_sentences, throughput
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.transformers.optimizer import optimize_model
 from transformers import pipeline
 
 from mlft.export import ExportArgs, export_run
 from mlft.models.onnx import export_onnx
-from mlft.predict import Predictor
 from mlft.runs import SavedRun, load_exported, load_run
 
 
@@ -47,10 +47,11 @@ def matrix_groups(model_path: Path, layers: int) -> dict[str, list[str]]:
     return groups
 
 
-def rate(predict: Callable[[list[str]], object], lines: list[str]) -> float:
-    predict(lines[:4])  # warm-up
+def pipeline_rate(pipe: Any, lines: list[str]) -> float:
+    """Sentences/s of an HF pipeline, after a warm-up (export_table.throughput does the same for mlft)."""
+    pipe(lines[:16])
     start = time.perf_counter()
-    predict(lines)
+    pipe(lines)
     return len(lines) / (time.perf_counter() - start)
 
 
@@ -111,24 +112,21 @@ def main(argv: list[str] | None = None) -> None:
     # This machine's speed drifts by 10-30% within minutes: every round times the pipeline and then each variant,
     # and a variant's ratio is the median of its per-round ratios to that round's pipeline.
     pipe = pipeline("token-classification", model=str(Path(args.run) / "model"), aggregation_strategy="simple")
-    predictors = {name: Predictor(saved, cpu=True, progress=False) for name, saved in variants.items()}
     timed = lines[: args.timed]
-    peer_rates, rates = [], {name: [] for name in variants}
+    peer_rates: list[float] = []
+    rates: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.rounds):
-        peer_rates.append(rate(pipe, timed))
-        for name, predictor in predictors.items():
-            rates[name].append(rate(lambda batch, p=predictor: p(batch, lang), timed))
+        peer_rates.append(pipeline_rate(pipe, timed))
+        for name, saved in variants.items():
+            rates[name].append(throughput(saved, timed, lang))
     metric = run.config.task.metric
-    print(f"HF pipeline: {statistics.median(peer_rates):.1f} sentences/s (median; rounds: {_rounded(peer_rates)})")
+    rounds = ", ".join(f"{r:.1f}" for r in peer_rates)
+    print(f"HF pipeline: {statistics.median(peer_rates):.1f} sentences/s (median; rounds: {rounds})")
     print(f"| variant | predict sentences/s ({len(timed)}) | / pipeline | test {metric} ({len(examples)} {lang}) |")
     print("|---|---:|---:|---:|")
     for name, values in rates.items():
         ratio = statistics.median(v / peer for v, peer in zip(values, peer_rates))
         print(f"| {name} | {statistics.median(values):.1f} | {ratio:.2f}x | {scores[name]:.4f} |", flush=True)
-
-
-def _rounded(values: list[float]) -> str:
-    return ", ".join(f"{v:.1f}" for v in values)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,20 @@ def test_a_step_sums_the_gradients_of_both_passes(tiny_models):
     assert torch.allclose(weight.grad, expected, atol=1e-6)
 
 
+def test_the_hook_reaches_the_embeddings_inside_a_peft_wrapper(tiny_models):
+    from peft import LoraConfig, get_peft_model
+
+    model, batch = _model_and_batch(tiny_models)
+    wrapped = get_peft_model(model, LoraConfig(r=2, target_modules=["query", "value"]))
+    assert not wrapped.get_input_embeddings().weight.requires_grad  # LoRA freezes the embeddings
+    perturbation = EmbeddingPerturbation(wrapped, epsilon=0.5)
+    clean = wrapped(**batch).loss
+    clean.backward()
+    with perturbation.perturbed():
+        adversarial = wrapped(**batch).loss
+    assert adversarial > clean
+
+
 def test_evaluation_and_removal_leave_the_model_as_it_was(tiny_models):
     model, batch = _model_and_batch(tiny_models)
     with torch.inference_mode():
