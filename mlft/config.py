@@ -49,6 +49,9 @@ class ModelConfig:
     compact_embeddings: bool = True
     """Train only the embedding rows the run's data uses, put back into the full matrix when the model is saved
     (same results as training the full matrix, without its gradient and optimizer state)."""
+    num_layers: int | None = None
+    """Keep only N of the pretrained transformer layers, evenly spaced (6 of 12: layers 0, 2, 4, 7, 9, 11): a
+    faster model, or the student of a distillation run. null keeps them all."""
     pooling: Literal["first", "mean"] = "first"
     """How text classification reads a text: the architecture's transformers head on the first token (first), or
     a linear classifier on the mean of the last hidden states over the real tokens (mean: how sentence encoders
@@ -234,6 +237,18 @@ class DataConfig:
 
 
 @dataclass
+class DistillConfig:
+    teacher: str | None = None
+    """A finished run directory whose model teaches this run (same task, labels and tokenizer); null: no teacher.
+    The student is the run's model: e.g. model.num_layers=6, from the pretrained encoder or from the teacher's
+    own model/ folder (model.name_or_path=<teacher run>/model)."""
+    alpha: float = 0.5
+    """Weight of the teacher's soft targets in the loss; the gold labels get 1 - alpha."""
+    temperature: float = 2.0
+    """Softens both distributions before they are compared (the soft loss is scaled by its square)."""
+
+
+@dataclass
 class RunConfig:
     model: ModelConfig
     task: TaskConfig
@@ -242,6 +257,8 @@ class RunConfig:
     trainer: TrainerConfig
     peft: PeftConfig
     data: DataConfig = field(default_factory=DataConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    """Knowledge distillation from a trained teacher run (mlft/engine/distill.py)."""
     seed: int = 42
     run_root: str = "runs"
     """Where run directories are created."""
@@ -283,6 +300,9 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
         problems.append("trainer.early_stopping_patience: needs evaluation (trainer.eval_strategy is 'no')")
     if not 0.0 <= run.data.keep_entityless <= 1.0:
         problems.append(f"data.keep_entityless: must be in [0, 1], got {run.data.keep_entityless}")
+    problems += _distill_problems(run.distill)
+    if run.model.num_layers is not None and run.model.num_layers < 1:
+        problems.append(f"model.num_layers: must be >= 1 (or null), got {run.model.num_layers}")
     if run.model.max_length < 8:
         problems.append(f"model.max_length: must be >= 8, got {run.model.max_length}")
     if not 0 <= run.model.stride < run.model.max_length // 2:
@@ -309,6 +329,20 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
         problems.append(f"model.name_or_path: {run.model.name_or_path} is not a model directory (no config.json)")
     if run.resume is not None and not (Path(run.resume) / "checkpoints").is_dir():
         problems.append(f"resume: {run.resume} is not a run directory with checkpoints/")
+    return problems
+
+
+def _distill_problems(distill: DistillConfig) -> list[str]:
+    problems = []
+    if not 0.0 <= distill.alpha <= 1.0:
+        problems.append(f"distill.alpha: must be in [0, 1], got {distill.alpha}")
+    if distill.temperature <= 0:
+        problems.append(f"distill.temperature: must be > 0, got {distill.temperature}")
+    teacher = distill.teacher
+    if teacher is not None and not (Path(teacher) / "config.yaml").is_file():
+        problems.append(f"distill.teacher: {teacher} is not a run directory (no config.yaml)")
+    elif teacher is not None and not (Path(teacher) / "model" / "config.json").is_file():
+        problems.append(f"distill.teacher: {teacher} has no final model (model/config.json); did training finish?")
     return problems
 
 

@@ -19,13 +19,16 @@ from mlft.config import RunConfig, validate
 from mlft.data.feature_cache import Encoder, feature_cache_dir
 from mlft.data.load import LoadedData, load_data
 from mlft.engine import checkpoint
+from mlft.engine.distill import Distiller
 from mlft.engine.loop import is_main_process, make_accelerator, train_loop, use_cpu, world_size
 from mlft.errors import ConfigError, UserError
 from mlft.models.adapters import add_adapter, is_peft, load_adapter_weights, merge, trainable_summary
 from mlft.models.compact import CompactVocab, compact, expand, kept_ids, record, remap
 from mlft.models.compact import supports as compact_supported
+from mlft.models.depth import keep_layers
 from mlft.models.freeze import freeze
 from mlft.models.load import load_model, load_tokenizer
+from mlft.models.teacher import load_teacher
 from mlft.report.tables import write_reports
 from mlft.scoring import EvalSet, encode_sets, evaluate_sets, selection_langs, selection_score
 from mlft.tasks import Task, build_task
@@ -91,6 +94,8 @@ class Prepared:
     eval_sets: list[EvalSet]
     vocab: CompactVocab | None
     """The full embedding matrix while the model trains a compact one (model.compact_embeddings)."""
+    teacher: Any
+    """The distillation teacher's model (distill.teacher), or None."""
     timings: dict[str, Any]
     """Seconds spent reading the data and tokenizing it, and how many encoded sets came from the cache."""
 
@@ -114,6 +119,10 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
         run.model.revision,
         run.model.trust_remote_code,
     )
+    if run.model.num_layers is not None:
+        kept = keep_layers(model, run.model.num_layers)
+        if accelerator.is_main_process:
+            log.info("layers: kept %d (%s of the pretrained stack)", len(kept), ", ".join(map(str, kept)))
     freeze(model, run.model.freeze_embeddings, run.model.freeze_layers)
     start = time.perf_counter()
     encode = Encoder(task, tokenizer, feature_cache_dir() if run.data.cache else None)
@@ -144,11 +153,21 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
             log.info(
                 "embeddings: %d of %d rows are used by the run's data and trained", len(vocab.old_ids), len(vocab.full)
             )
+    teacher = None
+    if run.distill.teacher is not None:
+        teacher = load_teacher(run.distill.teacher, run.task.type, loaded.labels, tokenizer, vocab)
+        if accelerator.is_main_process:
+            log.info(
+                "distillation: teacher %s (alpha %g, temperature %g)",
+                run.distill.teacher,
+                run.distill.alpha,
+                run.distill.temperature,
+            )
     if run.peft.method != "none":
         model = add_adapter(model, run.peft, run.task.type)
     if accelerator.is_main_process:
         log.info("%s", trainable_summary(model))
-    return Prepared(loaded, task, tokenizer, model, train_features, feature_langs, eval_sets, vocab, timings)
+    return Prepared(loaded, task, tokenizer, model, train_features, feature_langs, eval_sets, vocab, teacher, timings)
 
 
 def train(
@@ -242,6 +261,9 @@ def train(
         evaluate_dev if dev_sets else lambda: (None, {}),
         resume_from,
         prepared.feature_langs,
+        Distiller(prepared.teacher, run.distill.alpha, run.distill.temperature, run.task.multi_label)
+        if prepared.teacher is not None
+        else None,
     )
 
     chosen = final_weights(run.trainer.select, checkpoints, run.trainer.average_last, state.best_step)

@@ -32,7 +32,7 @@ def test_head_learning_rate_and_frozen_layers(tiny_models):
     assert trained["classifier.weight"] == trained["classifier.bias"] == 1e-3
     assert trained["bert.encoder.layer.1.output.dense.weight"] == 1e-4
     assert not any(n.startswith(("bert.embeddings.", "bert.encoder.layer.0.")) for n in trained)
-    assert len(encoder_layers(model)) == 2
+    assert len(encoder_layers(model, "model.freeze_layers")) == 2
 
 
 def test_freezing_more_layers_than_the_model_has_is_a_config_error(tiny_models):

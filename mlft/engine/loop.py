@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from mlft.config import OptimizerConfig, TrainerConfig
 from mlft.engine import checkpoint
 from mlft.engine.adversarial import EmbeddingPerturbation
+from mlft.engine.distill import Distiller
 from mlft.engine.optim import build_optimizer, build_scheduler
 from mlft.engine.sampling import EpochSampler, LanguageSampler
 from mlft.errors import DivergedError, StorageError
@@ -199,10 +200,12 @@ def train_loop(
     evaluate: EvalFn,
     resume_from: Path | None = None,
     langs: list[str] | None = None,
+    distiller: Distiller | None = None,
 ) -> TrainState:
     """Trains `model` in place; the best weights (by `evaluate`) are saved to checkpoints/best.
 
-    `langs` (one per feature) turns on temperature sampling of languages when the trainer asks for it.
+    `langs` (one per feature) turns on temperature sampling of languages when the trainer asks for it;
+    a `distiller` mixes a teacher's soft targets into the loss.
     """
     set_seed(seed)
     sampler = make_sampler(features, langs, trainer, seed)
@@ -218,6 +221,15 @@ def train_loop(
     optimizer = build_optimizer(model, optim)
     perturbation = EmbeddingPerturbation(model, trainer.adv_epsilon) if trainer.adversarial == "fgm" else None
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    if distiller is not None:  # only run forward: not wrapped for data parallelism
+        distiller.teacher.to(accelerator.device)
+
+    def training_loss(batch: dict[str, torch.Tensor], teacher_logits: torch.Tensor | None) -> torch.Tensor:
+        outputs = model(**batch)
+        if distiller is None or teacher_logits is None:
+            return outputs.loss
+        return distiller.loss(outputs.logits, outputs.loss, batch["labels"], teacher_logits)
+
     steps_per_epoch = math.ceil(len(loader) / trainer.grad_accum)
     total = steps_per_epoch * trainer.epochs
     if trainer.max_steps is not None:
@@ -322,7 +334,11 @@ def train_loop(
             state.train_samples += batch["input_ids"].shape[0]
             state.train_tokens += int(batch["attention_mask"].sum())
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                teacher_logits = None
+                if distiller is not None:
+                    with accelerator.autocast():
+                        teacher_logits = distiller.targets(batch)
+                loss = training_loss(batch, teacher_logits)
                 if not torch.isfinite(loss):
                     raise DivergedError(
                         f"loss is {loss.item()} at step {state.global_step}; lower optimizer.lr or use "
@@ -332,7 +348,7 @@ def train_loop(
                 accelerator.backward(loss)
                 if perturbation is not None:
                     with perturbation.perturbed():
-                        accelerator.backward(model(**batch).loss)
+                        accelerator.backward(training_loss(batch, teacher_logits))
                 if accelerator.sync_gradients and optim.max_grad_norm is not None:
                     accelerator.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
                 optimizer.step()

@@ -8,13 +8,13 @@ from transformers import PreTrainedModel
 from mlft.errors import ConfigError
 
 
-def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+def encoder_layers(model: torch.nn.Module, key: str) -> torch.nn.ModuleList:
     """The stack of transformer blocks: `encoder.layer` in BERT/XLM-R, `transformer.layer` in DistilBERT, ..."""
     base = getattr(model, "base_model", model)
     for name, module in base.named_modules():
         if isinstance(module, torch.nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layer", "layers"):
             return module
-    raise ConfigError(f"model.freeze_layers: cannot find the transformer layers of {type(model).__name__}")
+    raise ConfigError(f"{key}: cannot find the transformer layers of {type(model).__name__}")
 
 
 def freeze(model: PreTrainedModel, embeddings: bool, layers: int) -> None:
@@ -24,7 +24,7 @@ def freeze(model: PreTrainedModel, embeddings: bool, layers: int) -> None:
         model.get_input_embeddings().weight.requires_grad_(False)
     if layers <= 0:
         return
-    stack = encoder_layers(model)
+    stack = encoder_layers(model, "model.freeze_layers")
     if layers > len(stack):
         raise ConfigError(f"model.freeze_layers: the model has {len(stack)} layers, got {layers}")
     model.get_input_embeddings().requires_grad_(False)
