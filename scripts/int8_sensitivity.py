@@ -10,6 +10,10 @@ projection across layers). For each, and for the run's PyTorch model: the task m
 --sentences test sentences, and `mlft predict`'s sentences/s on the first --timed of them with its ratio to
 HF `pipeline("token-classification", aggregation_strategy="simple")` on the same sentences, timed in
 --rounds interleaved rounds. Prints a Markdown table.
+
+With --peer-run (e.g. the teacher of a distilled student given as --run) the pipeline runs that run's model
+instead, and that model is scored and timed as one more row: the ratios then compare the student's variants
+with the pipeline on the model the student replaces.
 """
 
 from __future__ import annotations
@@ -78,10 +82,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timed", type=int, default=300, help="of those, how many are timed")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (medians are printed)")
     parser.add_argument("--groups", action="store_true", help="also int8 with each group of matrices in fp32")
+    parser.add_argument("--peer-run", help="the run whose model the pipeline runs (default: --run), also a row")
     args = parser.parse_args(argv)
     run = load_run(Path(args.run))
     lang, examples, lines = test_sentences(run, args.sentences)
     variants: dict[str, SavedRun] = {"PyTorch fp32 (`mlft predict run=...`)": run}
+    peer_run = args.peer_run or args.run
+    if args.peer_run:
+        variants["PyTorch fp32 of --peer-run"] = load_run(Path(args.peer_run))
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "fp32"
         export_run(ExportArgs(run=args.run, format="onnx", out=str(base), check=False))
@@ -111,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     scores = {name: score(saved, examples, lang) for name, saved in variants.items()}
     # This machine's speed drifts by 10-30% within minutes: every round times the pipeline and then each variant,
     # and a variant's ratio is the median of its per-round ratios to that round's pipeline.
-    pipe = pipeline("token-classification", model=str(Path(args.run) / "model"), aggregation_strategy="simple")
+    pipe = pipeline("token-classification", model=str(Path(peer_run) / "model"), aggregation_strategy="simple")
     timed = lines[: args.timed]
     peer_rates: list[float] = []
     rates: dict[str, list[float]] = {name: [] for name in variants}
@@ -121,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
             rates[name].append(throughput(saved, timed, lang))
     metric = run.config.task.metric
     rounds = ", ".join(f"{r:.1f}" for r in peer_rates)
-    print(f"HF pipeline: {statistics.median(peer_rates):.1f} sentences/s (median; rounds: {rounds})")
+    layers = pipe.model.config.num_hidden_layers
+    print(f"HF pipeline ({layers} layers): {statistics.median(peer_rates):.1f} sentences/s (median; rounds: {rounds})")
     print(f"| variant | predict sentences/s ({len(timed)}) | / pipeline | test {metric} ({len(examples)} {lang}) |")
     print("|---|---:|---:|---:|")
     for name, values in rates.items():

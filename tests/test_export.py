@@ -154,6 +154,32 @@ def test_the_int8_sensitivity_script_scores_and_times_every_variant_against_the_
     assert all(row[2].endswith("x") and float(row[1]) > 0 for row in rows)
 
 
+def test_the_int8_sensitivity_script_times_a_student_against_the_pipeline_on_its_teacher(
+    ner_run, tiny_models, tmp_path, capsys
+):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import int8_sensitivity
+
+    from helpers import ZH_NER, train
+
+    student = train(
+        tmp_path / "student",
+        tiny_models["unigram"],
+        "task=ner",
+        "lang=zh",
+        "trainer.epochs=1",
+        "model.num_layers=1",
+        f"distill.teacher={ner_run}",
+        *ZH_NER,
+    )
+    argv = ["--run", str(student), "--peer-run", str(ner_run), "--sentences", "8", "--timed", "4", "--rounds", "1"]
+    int8_sensitivity.main(argv)
+    out = capsys.readouterr().out
+    assert "HF pipeline (2 layers):" in out  # the teacher's model, not the 1-layer student
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in out.splitlines() if line.startswith("| ")}
+    assert "PyTorch fp32 of --peer-run" in rows and "ONNX int8 (mlft export quantize=int8)" in rows
+
+
 @pytest.mark.parametrize("family", ["unigram", "wordpiece"])
 def test_trimmed_vocabulary_tokenizes_its_texts_the_same_and_keeps_the_outputs(family, tiny_models):
     from transformers import AutoModelForTokenClassification, AutoTokenizer
