@@ -116,6 +116,10 @@ def test_a_shallow_student_distils_from_a_ner_run(tmp_path, tiny_models, ner_run
     texts.write_text("张三在北京。\n")
     main(["predict", f"run={taught}", f"input={texts}", f"output={tmp_path / 'out.jsonl'}"])
     assert json.loads((tmp_path / "out.jsonl").read_text())["text"] == "张三在北京。"
+    # ... exports, and its model card says what it is.
+    main(["export", f"run={taught}", f"out={tmp_path / 'export'}"])
+    card = (tmp_path / "export" / "README.md").read_text()
+    assert f"**Fine-tuning:** full; 1 of the base model's layers, evenly spaced; distilled from `{ner_run}`" in card
 
 
 def test_a_classification_student_from_the_teachers_weights_with_the_adversarial_pass(tmp_path, sentiment_run, caplog):

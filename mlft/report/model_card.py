@@ -12,12 +12,18 @@ PIPELINE_TAGS = {"token_classification": "token-classification", "sequence_class
 
 
 def fine_tuning(config: RunConfig) -> str:
-    peft = config.peft
+    peft, distill, layers = config.peft, config.distill, config.model.num_layers
     if peft.method == "none":
-        return "full" + (" (word embeddings frozen)" if config.model.freeze_embeddings else "")
-    targets = ", ".join(peft.target_modules) if peft.target_modules else "peft's default layers"
-    shape = f"r={peft.r}, alpha={peft.alpha}, " if peft.method == "lora" else ""
-    return f"{peft.method} ({shape}on {targets}), merged into these weights; plain transformers loads them"
+        how = "full" + (" (word embeddings frozen)" if config.model.freeze_embeddings else "")
+    else:
+        targets = ", ".join(peft.target_modules) if peft.target_modules else "peft's default layers"
+        shape = f"r={peft.r}, alpha={peft.alpha}, " if peft.method == "lora" else ""
+        how = f"{peft.method} ({shape}on {targets}), merged into these weights; plain transformers loads them"
+    if layers is not None:
+        how += f"; {layers} of the base model's layers, evenly spaced"
+    if distill.teacher is not None:
+        how += f"; distilled from `{distill.teacher}` (alpha {distill.alpha}, temperature {distill.temperature})"
+    return how
 
 
 def model_card(run_dir: Path, config: RunConfig, labels: list[str], artifact: str, parity: str | None) -> str:
