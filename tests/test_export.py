@@ -72,6 +72,41 @@ def test_int8_export_is_smaller_and_checked(ner_run, tmp_path):
     assert not list((tmp_path / "int8").glob("model.fp32*"))
 
 
+@pytest.mark.parametrize("run_fixture", ["ner_run", "sentiment_run"])
+def test_a_fused_export_has_one_attention_node_per_layer_and_predicts_like_the_run(
+    run_fixture, request, tmp_path, capsys
+):
+    import onnx
+
+    run = request.getfixturevalue(run_fixture)
+    out = tmp_path / "fused"
+    main(["export", f"run={run}", "format=onnx", "fuse=true", f"out={out}", "split=test", "max_drop=0"])
+    err = capsys.readouterr().err
+    assert "| yes |" in err and "| NO |" not in err  # max_drop=0: the fused graph scores exactly like the run
+    ops = [node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node]
+    assert ops.count("Attention") == 2 and "Softmax" not in ops  # the tiny models have 2 layers
+    assert "graph fused by onnxruntime" in (out / "README.md").read_text()
+    if run_fixture == "ner_run":
+        assert_same_entities(
+            predict(tmp_path, f"model={out / 'model.onnx'}", "fused"), predict(tmp_path, f"run={run}", "run")
+        )
+    main(
+        ["export", f"run={run}", "format=onnx", "fuse=true", "quantize=int8", f"out={tmp_path / 'q'}", "max_drop=100"]
+    )
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "q" / "model.onnx")).graph.node]
+    assert ops.count("QAttention") == 2 and "MatMulInteger" in ops  # int8 attention and projections
+    assert not list((tmp_path / "q").glob("*.onnx.*")) and sorted(p.name for p in (tmp_path / "q").glob("*.onnx")) == [
+        "model.onnx"
+    ]
+
+
+def test_fusion_needs_the_onnx_format(ner_run, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", f"run={ner_run}", "fuse=true", f"out={tmp_path / 'x'}"])
+    assert exit_info.value.code == 2
+    assert "fuse: graph fusion needs format=onnx" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
 def test_an_export_that_drops_beyond_max_drop_fails_and_writes_nothing(ner_run, tmp_path, monkeypatch, capsys):
     from mlft.models.onnx import OnnxModel
 

@@ -52,12 +52,39 @@ def export_onnx(model: torch.nn.Module, path: Path, opset: int = 17) -> None:
         )
 
 
+FUSABLE = ("bert", "roberta", "xlm-roberta")
+"""Model types whose graphs onnxruntime's transformer optimizer fuses (its `bert` patterns)."""
+
+
+def export_eager_onnx(model: Any, path: Path) -> None:
+    """export_onnx with eager attention: its MatMul/Softmax subgraph is what onnxruntime fuses into one Attention
+    node (the SDPA export's is not). The model's own attention implementation is restored afterwards."""
+    before = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        export_onnx(model, path)
+    finally:
+        model.set_attn_implementation(before)
+
+
+def fuse_graph(source: Path, target: Path, num_heads: int, hidden_size: int) -> None:
+    """onnxruntime's transformer graph fusion: attention, embedding + LayerNorm, bias + GELU, skip + LayerNorm."""
+    _onnxruntime()
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimize_model(str(source), model_type="bert", num_heads=num_heads, hidden_size=hidden_size).save_model_to_file(
+        str(target)
+    )
+
+
 def quantize_int8(source: Path, target: Path) -> None:
     """Dynamic int8 quantization of the weight matrices (activations stay float)."""
     _onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    # A fused graph holds contrib ops that shape inference cannot type: their outputs are float.
+    options = {"DefaultTensorType": 1}  # onnx.TensorProto.FLOAT
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, extra_options=options)
 
 
 class OnnxModel(torch.nn.Module):
