@@ -29,12 +29,10 @@ from typing import Any
 
 import onnx
 from export_table import score, test_sentences, throughput
-from onnxruntime.quantization import QuantType, quantize_dynamic
-from onnxruntime.transformers.optimizer import optimize_model
 from transformers import pipeline
 
 from mlft.export import ExportArgs, export_run
-from mlft.models.onnx import export_onnx
+from mlft.models.onnx import export_eager_onnx, fuse_graph, quantize_int8
 from mlft.runs import SavedRun, load_exported, load_run
 
 
@@ -61,18 +59,11 @@ def pipeline_rate(pipe: Any, lines: list[str]) -> float:
 
 def fuse(source: Path, target: Path, run: SavedRun) -> None:
     config = run.model.config
-    optimized = optimize_model(
-        str(source), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size
-    )
-    optimized.save_model_to_file(str(target))
+    fuse_graph(source, target, config.num_attention_heads, config.hidden_size)
 
 
 def int8(model: Path, exclude: list[str] | None = None) -> Callable[[Path], None]:
-    # Fused graphs hold contrib ops that shape inference cannot type: tell the quantizer they are float.
-    options = {"DefaultTensorType": onnx.TensorProto.FLOAT}
-    return lambda target: quantize_dynamic(
-        str(model), str(target), weight_type=QuantType.QInt8, nodes_to_exclude=exclude, extra_options=options
-    )
+    return lambda target: quantize_int8(model, target, exclude)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         source = base / "model.onnx"
         fused, eager, fused_eager = Path(tmp) / "fused.onnx", Path(tmp) / "eager.onnx", Path(tmp) / "fused-eager.onnx"
         fuse(source, fused, run)
-        export_onnx(type(run.model).from_pretrained(Path(args.run) / "model", attn_implementation="eager"), eager)
+        export_eager_onnx(run.model, eager)
         fuse(eager, fused_eager, run)
 
         def variant(name: str, build: Callable[[Path], None]) -> None:

@@ -77,14 +77,16 @@ def fuse_graph(source: Path, target: Path, num_heads: int, hidden_size: int) -> 
     )
 
 
-def quantize_int8(source: Path, target: Path) -> None:
-    """Dynamic int8 quantization of the weight matrices (activations stay float)."""
+def quantize_int8(source: Path, target: Path, exclude: list[str] | None = None) -> None:
+    """Dynamic int8 quantization of the weight matrices (activations stay float), except the nodes in `exclude`."""
     _onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # A fused graph holds contrib ops that shape inference cannot type: their outputs are float.
     options = {"DefaultTensorType": 1}  # onnx.TensorProto.FLOAT
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, extra_options=options)
+    quantize_dynamic(
+        str(source), str(target), weight_type=QuantType.QInt8, nodes_to_exclude=exclude, extra_options=options
+    )
 
 
 class OnnxModel(torch.nn.Module):
