@@ -94,8 +94,8 @@ class Prepared:
     eval_sets: list[EvalSet]
     vocab: CompactVocab | None
     """The full embedding matrix while the model trains a compact one (model.compact_embeddings)."""
-    teacher: Any
-    """The distillation teacher's model (distill.teacher), or None."""
+    distiller: Distiller | None
+    """The teacher's soft targets mixed into the loss (distill.teacher), or None."""
     timings: dict[str, Any]
     """Seconds spent reading the data and tokenizing it, and how many encoded sets came from the cache."""
 
@@ -153,9 +153,10 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
             log.info(
                 "embeddings: %d of %d rows are used by the run's data and trained", len(vocab.old_ids), len(vocab.full)
             )
-    teacher = None
+    distiller = None
     if run.distill.teacher is not None:
         teacher = load_teacher(run.distill.teacher, run.task.type, loaded.labels, tokenizer, vocab)
+        distiller = Distiller(teacher, run.distill.alpha, run.distill.temperature, run.task.multi_label)
         if accelerator.is_main_process:
             log.info(
                 "distillation: teacher %s (alpha %g, temperature %g)",
@@ -167,7 +168,9 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
         model = add_adapter(model, run.peft, run.task.type)
     if accelerator.is_main_process:
         log.info("%s", trainable_summary(model))
-    return Prepared(loaded, task, tokenizer, model, train_features, feature_langs, eval_sets, vocab, teacher, timings)
+    return Prepared(
+        loaded, task, tokenizer, model, train_features, feature_langs, eval_sets, vocab, distiller, timings
+    )
 
 
 def train(
@@ -261,9 +264,7 @@ def train(
         evaluate_dev if dev_sets else lambda: (None, {}),
         resume_from,
         prepared.feature_langs,
-        Distiller(prepared.teacher, run.distill.alpha, run.distill.temperature, run.task.multi_label)
-        if prepared.teacher is not None
-        else None,
+        prepared.distiller,
     )
 
     chosen = final_weights(run.trainer.select, checkpoints, run.trainer.average_last, state.best_step)

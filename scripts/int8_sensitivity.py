@@ -57,11 +57,6 @@ def pipeline_rate(pipe: Any, lines: list[str]) -> float:
     return len(lines) / (time.perf_counter() - start)
 
 
-def fuse(source: Path, target: Path, run: SavedRun) -> None:
-    config = run.model.config
-    fuse_graph(source, target, config.num_attention_heads, config.hidden_size)
-
-
 def int8(model: Path, exclude: list[str] | None = None) -> Callable[[Path], None]:
     return lambda target: quantize_int8(model, target, exclude)
 
@@ -86,9 +81,10 @@ def main(argv: list[str] | None = None) -> None:
         export_run(ExportArgs(run=args.run, format="onnx", out=str(base), check=False))
         source = base / "model.onnx"
         fused, eager, fused_eager = Path(tmp) / "fused.onnx", Path(tmp) / "eager.onnx", Path(tmp) / "fused-eager.onnx"
-        fuse(source, fused, run)
+        heads, hidden = run.model.config.num_attention_heads, run.model.config.hidden_size
+        fuse_graph(source, fused, heads, hidden)
         export_eager_onnx(run.model, eager)
-        fuse(eager, fused_eager, run)
+        fuse_graph(eager, fused_eager, heads, hidden)
 
         def variant(name: str, build: Callable[[Path], None]) -> None:
             out = Path(tmp) / f"variant-{len(variants)}"

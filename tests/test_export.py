@@ -107,6 +107,15 @@ def test_fusion_needs_the_onnx_format(ner_run, tmp_path, capsys):
     assert "fuse: graph fusion needs format=onnx" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
+def test_fusion_of_a_model_type_onnxruntime_cannot_fuse_exits_2(ner_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("mlft.export.FUSABLE", ("roberta", "xlm-roberta"))  # the tiny run is a BERT
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", f"run={ner_run}", "format=onnx", "fuse=true", f"out={tmp_path / 'x'}"])
+    assert exit_info.value.code == 2
+    assert "fuse: onnxruntime fuses roberta, xlm-roberta encoders; this model is bert" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_an_export_that_drops_beyond_max_drop_fails_and_writes_nothing(ner_run, tmp_path, monkeypatch, capsys):
     from mlft.models.onnx import OnnxModel
 

@@ -13,8 +13,6 @@ the teacher's sigmoid(teacher / T), minus its entropy (so it is a KL divergence,
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
@@ -31,7 +29,9 @@ class Distiller:
         """The teacher's logits for a training batch (computed once per batch, also for an adversarial pass)."""
         return self.teacher(**{k: v for k, v in batch.items() if k != "labels"}).logits
 
-    def loss(self, logits: torch.Tensor, gold_loss: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor) -> Any:
+    def loss(
+        self, logits: torch.Tensor, gold_loss: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor
+    ) -> torch.Tensor:
         soft = soft_loss(logits, teacher, labels, self.temperature, self.multi_label)
         return (1 - self.alpha) * gold_loss + self.alpha * soft
 
