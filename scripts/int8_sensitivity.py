@@ -9,7 +9,9 @@ and with --groups int8 with one group of matrices left in fp32 (each layer, the 
 projection across layers). For each, and for the run's PyTorch model: the task metric on the first
 --sentences test sentences, and `mlft predict`'s sentences/s on the first --timed of them with its ratio to
 HF `pipeline("token-classification", aggregation_strategy="simple")` on the same sentences, timed in
---rounds interleaved rounds. Prints a Markdown table.
+--rounds interleaved rounds. The pipeline's own entities are scored too (same sentences, same strict seqeval),
+so a variant's quality can be set against the peer's outputs as well as against the run's fp32 model. Prints a
+Markdown table.
 
 With --peer-run (e.g. the teacher of a distilled student given as --run) the pipeline runs that run's model
 instead, and that model is scored and timed as one more row: the ratios then compare the student's variants
@@ -34,6 +36,7 @@ from transformers import pipeline
 from mlft.export import ExportArgs, export_run
 from mlft.models.onnx import export_eager_onnx, fuse_graph, quantize_int8
 from mlft.runs import SavedRun, load_exported, load_run
+from mlft.tasks.token_classification import score as entity_score
 
 
 def matrix_groups(model_path: Path, layers: int) -> dict[str, list[str]]:
@@ -55,6 +58,29 @@ def pipeline_rate(pipe: Any, lines: list[str]) -> float:
     start = time.perf_counter()
     pipe(lines)
     return len(lines) / (time.perf_counter() - start)
+
+
+def entity_tags(tokens: list[str], joiner: str, found: list[dict[str, Any]]) -> list[str]:
+    """The pipeline's entities (character offsets into the joined text) as IOB2 tags on the gold tokens.
+
+    A token takes an entity's type when their characters overlap; the first such token gets B-.
+    """
+    spans, position = [], 0
+    for token in tokens:
+        spans.append((position, position + len(token)))
+        position += len(token) + len(joiner)
+    tags = ["O"] * len(tokens)
+    for entity in found:
+        inside = [i for i, (a, b) in enumerate(spans) if a < entity["end"] and b > entity["start"]]
+        for k, i in enumerate(inside):
+            tags[i] = ("B-" if k == 0 else "I-") + entity["entity_group"]
+    return tags
+
+
+def pipeline_f1(pipe: Any, examples: list[dict], lines: list[str], lang: str) -> float:
+    joiner = "" if lang in ("zh", "ja", "th") else " "  # as export_table.test_sentences joins them
+    predictions = [{"tags": entity_tags(ex["tokens"], joiner, found)} for ex, found in zip(examples, pipe(lines))]
+    return entity_score(examples, predictions)["f1"]
 
 
 def int8(model: Path, exclude: list[str] | None = None) -> Callable[[Path], None]:
@@ -107,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     # This machine's speed drifts by 10-30% within minutes: every round times the pipeline and then each variant,
     # and a variant's ratio is the median of its per-round ratios to that round's pipeline.
     pipe = pipeline("token-classification", model=str(Path(peer_run) / "model"), aggregation_strategy="simple")
+    peer_score = pipeline_f1(pipe, examples, lines, lang)
     timed = lines[: args.timed]
     peer_rates: list[float] = []
     rates: dict[str, list[float]] = {name: [] for name in variants}
@@ -120,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"HF pipeline ({layers} layers): {statistics.median(peer_rates):.1f} sentences/s (median; rounds: {rounds})")
     print(f"| variant | predict sentences/s ({len(timed)}) | / pipeline | test {metric} ({len(examples)} {lang}) |")
     print("|---|---:|---:|---:|")
+    print(f"| HF pipeline (median of the rounds) | {statistics.median(peer_rates):.1f} | 1.00x | {peer_score:.4f} |")
     for name, values in rates.items():
         ratio = statistics.median(v / peer for v, peer in zip(values, peer_rates))
         print(f"| {name} | {statistics.median(values):.1f} | {ratio:.2f}x | {scores[name]:.4f} |", flush=True)

@@ -182,7 +182,8 @@ def test_the_int8_sensitivity_script_scores_and_times_every_variant_against_the_
     int8_sensitivity.main(["--run", str(ner_run), "--sentences", "8", "--timed", "4", "--rounds", "2", "--groups"])
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
     names = [row[0].removeprefix("| ") for row in rows]
-    assert names[:7] == [
+    assert names[:8] == [
+        "HF pipeline (median of the rounds)",
         "PyTorch fp32 (`mlft predict run=...`)",
         "ONNX fp32",
         "ONNX fp32, graph fusion",
@@ -194,8 +195,21 @@ def test_the_int8_sensitivity_script_scores_and_times_every_variant_against_the_
     assert "ONNX int8, layer 0 in fp32" in names and "ONNX int8, FFN out (all layers) in fp32" in names
     scores = {name: float(row[3].rstrip(" |")) for name, row in zip(names, rows)}
     # Every fp32 variant computes what the run computes; ratios to the pipeline are printed for all.
-    assert scores["ONNX fp32"] == scores["ONNX fp32, graph fusion of the eager-attention export"] == scores[names[0]]
+    assert scores["ONNX fp32"] == scores["ONNX fp32, graph fusion of the eager-attention export"] == scores[names[1]]
     assert all(row[2].endswith("x") and float(row[1]) > 0 for row in rows)
+
+
+def test_the_pipelines_entities_are_scored_on_the_gold_tokens():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from int8_sensitivity import entity_tags
+
+    # "北京大学在海淀": an ORG over the first four characters, a LOC whose offsets cover the last two.
+    found = [{"entity_group": "ORG", "start": 0, "end": 4}, {"entity_group": "LOC", "start": 5, "end": 7}]
+    expected = ["B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "B-LOC", "I-LOC"]
+    assert entity_tags(list("北京大学在海淀"), "", found) == expected
+    # Space-joined words: a piece-level entity inside a word tags the whole word.
+    found = [{"entity_group": "PER", "start": 5, "end": 8}]
+    assert entity_tags(["met", "Johnson", "today"], " ", found) == ["O", "B-PER", "O"]
 
 
 def test_the_int8_sensitivity_script_times_a_student_against_the_pipeline_on_its_teacher(
