@@ -19,6 +19,7 @@ from mlft.export import ExportArgs, export_run
 from mlft.predict import Predictor
 from mlft.runs import SavedRun, load_exported, load_run
 from mlft.scoring import encode_sets
+from mlft.tasks.alignment import NO_SPACE_LANGS
 
 
 def score(saved: SavedRun, examples: list[dict], lang: str) -> float:
@@ -40,8 +41,12 @@ def test_sentences(saved: SavedRun, n: int) -> tuple[str, list[dict], list[str]]
     examples = load_eval_data(saved, saved.config.data, [lang])["test"][lang][:n]
     if saved.config.task.type != "token_classification":
         return lang, examples, [ex["text"] for ex in examples]
-    joiner = "" if lang in ("zh", "ja", "th") else " "
-    return lang, examples, [joiner.join(ex["tokens"]) for ex in examples]
+    return lang, examples, [joiner(lang).join(ex["tokens"]) for ex in examples]
+
+
+def joiner(lang: str) -> str:
+    """What separates a token-classification example's tokens in the raw text a user would send."""
+    return "" if lang in NO_SPACE_LANGS else " "
 
 
 def main(argv: list[str] | None = None) -> None:

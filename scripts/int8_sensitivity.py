@@ -11,7 +11,8 @@ projection across layers). For each, and for the run's PyTorch model: the task m
 HF `pipeline("token-classification", aggregation_strategy="simple")` on the same sentences, timed in
 --rounds interleaved rounds. The pipeline's own entities are scored too (same sentences, same strict seqeval),
 so a variant's quality can be set against the peer's outputs as well as against the run's fp32 model. Prints a
-Markdown table.
+Markdown table, and how many gold entities start or end inside one of the pipeline's tokens (those it cannot
+get exactly).
 
 With --peer-run (e.g. the teacher of a distilled student given as --run) the pipeline runs that run's model
 instead, and that model is scored and timed as one more row: the ratios then compare the student's variants
@@ -30,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import onnx
-from export_table import score, test_sentences, throughput
+from export_table import joiner, score, test_sentences, throughput
 from transformers import pipeline
 
+from mlft.data.schemes import spans_to_iob2, to_spans
 from mlft.export import ExportArgs, export_run
 from mlft.models.onnx import export_eager_onnx, fuse_graph, quantize_int8
 from mlft.runs import SavedRun, load_exported, load_run
@@ -60,27 +62,46 @@ def pipeline_rate(pipe: Any, lines: list[str]) -> float:
     return len(lines) / (time.perf_counter() - start)
 
 
-def entity_tags(tokens: list[str], joiner: str, found: list[dict[str, Any]]) -> list[str]:
+def token_spans(tokens: list[str], separator: str) -> list[tuple[int, int]]:
+    """Character offsets of the tokens in `separator.join(tokens)`."""
+    spans, position = [], 0
+    for token in tokens:
+        spans.append((position, position + len(token)))
+        position += len(token) + len(separator)
+    return spans
+
+
+def entity_tags(tokens: list[str], separator: str, found: list[dict[str, Any]]) -> list[str]:
     """The pipeline's entities (character offsets into the joined text) as IOB2 tags on the gold tokens.
 
     A token takes an entity's type when their characters overlap; the first such token gets B-.
     """
-    spans, position = [], 0
-    for token in tokens:
-        spans.append((position, position + len(token)))
-        position += len(token) + len(joiner)
-    tags = ["O"] * len(tokens)
+    spans = token_spans(tokens, separator)
+    entities = []
     for entity in found:
         inside = [i for i, (a, b) in enumerate(spans) if a < entity["end"] and b > entity["start"]]
-        for k, i in enumerate(inside):
-            tags[i] = ("B-" if k == 0 else "I-") + entity["entity_group"]
-    return tags
+        if inside:
+            entities.append((inside[0], inside[-1] + 1, entity["entity_group"]))
+    return spans_to_iob2(entities, len(tokens))
 
 
 def pipeline_f1(pipe: Any, examples: list[dict], lines: list[str], lang: str) -> float:
-    joiner = "" if lang in ("zh", "ja", "th") else " "  # as export_table.test_sentences joins them
-    predictions = [{"tags": entity_tags(ex["tokens"], joiner, found)} for ex, found in zip(examples, pipe(lines))]
+    found = pipe(lines)
+    predictions = [{"tags": entity_tags(ex["tokens"], joiner(lang), f)} for ex, f in zip(examples, found)]
     return entity_score(examples, predictions)["f1"]
+
+
+def split_entities(tokenizer: Any, examples: list[dict], lines: list[str], lang: str) -> tuple[int, int]:
+    """(gold entities with an edge inside one of the tokenizer's tokens, all gold entities)."""
+    split = total = 0
+    for ex, line in zip(examples, lines):
+        offsets = tokenizer(line, return_offsets_mapping=True, add_special_tokens=False)["offset_mapping"]
+        starts, ends = {a for a, _ in offsets}, {b for _, b in offsets}
+        spans = token_spans(ex["tokens"], joiner(lang))
+        for first, end, _ in to_spans(ex["tags"], "IOB2")[0]:
+            total += 1
+            split += spans[first][0] not in starts or spans[end - 1][1] not in ends
+    return split, total
 
 
 def int8(model: Path, exclude: list[str] | None = None) -> Callable[[Path], None]:
@@ -145,6 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     rounds = ", ".join(f"{r:.1f}" for r in peer_rates)
     layers = pipe.model.config.num_hidden_layers
     print(f"HF pipeline ({layers} layers): {statistics.median(peer_rates):.1f} sentences/s (median; rounds: {rounds})")
+    split, total = split_entities(pipe.tokenizer, examples, lines, lang)
+    print(f"gold entities starting or ending inside a pipeline token: {split} of {total}")
     print(f"| variant | predict sentences/s ({len(timed)}) | / pipeline | test {metric} ({len(examples)} {lang}) |")
     print("|---|---:|---:|---:|")
     print(f"| HF pipeline (median of the rounds) | {statistics.median(peer_rates):.1f} | 1.00x | {peer_score:.4f} |")

@@ -180,7 +180,8 @@ def test_the_int8_sensitivity_script_scores_and_times_every_variant_against_the_
     import int8_sensitivity
 
     int8_sensitivity.main(["--run", str(ner_run), "--sentences", "8", "--timed", "4", "--rounds", "2", "--groups"])
-    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    out = capsys.readouterr().out
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ")][1:]
     names = [row[0].removeprefix("| ") for row in rows]
     assert names[:8] == [
         "HF pipeline (median of the rounds)",
@@ -197,6 +198,7 @@ def test_the_int8_sensitivity_script_scores_and_times_every_variant_against_the_
     # Every fp32 variant computes what the run computes; ratios to the pipeline are printed for all.
     assert scores["ONNX fp32"] == scores["ONNX fp32, graph fusion of the eager-attention export"] == scores[names[1]]
     assert all(row[2].endswith("x") and float(row[1]) > 0 for row in rows)
+    assert "gold entities starting or ending inside a pipeline token:" in out
 
 
 def test_the_pipelines_entities_are_scored_on_the_gold_tokens():
@@ -210,6 +212,21 @@ def test_the_pipelines_entities_are_scored_on_the_gold_tokens():
     # Space-joined words: a piece-level entity inside a word tags the whole word.
     found = [{"entity_group": "PER", "start": 5, "end": 8}]
     assert entity_tags(["met", "Johnson", "today"], " ", found) == ["O", "B-PER", "O"]
+
+
+def test_gold_entities_with_an_edge_inside_a_pipeline_token_are_counted():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from int8_sensitivity import split_entities
+
+    def pieces(text, **_):  # "北京" and "大学" as two-character pieces, then one per character
+        return {"offset_mapping": [(0, 2), (2, 4), (4, 5), (5, 6), (6, 7)]}
+
+    # ORG 北京大学 ends on a piece edge; LOC 京 starts inside the piece 北京.
+    examples = [
+        {"tokens": list("北京大学在海淀"), "tags": ["B-ORG", "I-ORG", "I-ORG", "I-ORG", "O", "B-LOC", "I-LOC"]},
+        {"tokens": list("北京大学在海淀"), "tags": ["O", "B-LOC", "O", "O", "O", "O", "O"]},
+    ]
+    assert split_entities(pieces, examples, ["北京大学在海淀"] * 2, "zh") == (1, 3)
 
 
 def test_the_int8_sensitivity_script_times_a_student_against_the_pipeline_on_its_teacher(
