@@ -72,11 +72,12 @@ def remap(features: list[dict[str, Any]], new_id: dict[int, int]) -> None:
 
 def expand(model: Any, vocab: CompactVocab) -> None:
     """Puts the trained rows back into the full matrix and the full matrix back into the model (in place)."""
-    full = vocab.full.clone()
-    full[torch.tensor(vocab.old_ids)] = model.get_input_embeddings().weight.detach().to(full.dtype)
-    embeddings = torch.nn.Embedding(full.shape[0], full.shape[1], padding_idx=vocab.padding_idx)
-    embeddings.weight.data = full
-    model.set_input_embeddings(embeddings)
+    rows = model.get_input_embeddings().weight.detach()
+    # The pretrained matrix was kept where the model was loaded (the CPU); the trained rows are where the model
+    # trained (a GPU): the full matrix joins them there, so the whole model stays on one device.
+    full = vocab.full.to(rows.device, copy=True)
+    full[torch.tensor(vocab.old_ids, device=rows.device)] = rows.to(full.dtype)
+    model.set_input_embeddings(torch.nn.Embedding.from_pretrained(full, freeze=False, padding_idx=vocab.padding_idx))
     model.config.vocab_size = full.shape[0]
 
 
