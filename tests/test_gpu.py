@@ -39,7 +39,9 @@ def test_rows_trained_on_the_gpu_go_back_into_the_pretrained_matrix(tiny_models,
 
 @pytest.mark.parametrize("precision", ["no", "bf16"])
 def test_ner_trains_evaluates_and_saves_on_the_gpu(tmp_path, tiny_models, precision):
-    run = train(tmp_path / "run", tiny_models["unigram"], *ZH_NER, "trainer.epochs=2", f"trainer.precision={precision}")
+    run = train(
+        tmp_path / "run", tiny_models["unigram"], *ZH_NER, "trainer.epochs=2", f"trainer.precision={precision}"
+    )
     env = json.loads((run / "env.json").read_text())
     assert env["devices"]["device"].startswith("cuda") and env["devices"]["precision"] == precision
     assert 0.0 <= metrics(run)["test"]["zh"]["f1"] <= 1.0
