@@ -178,7 +178,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _relaunch(run_dir: Path, processes: int, cpu: bool) -> None:
+def _relaunch(run_dir: Path, processes: int, cpu: bool, trust_remote_code: bool) -> None:
     """Runs the saved job with `processes` processes (torchrun, as `accelerate launch` does), in `run_dir`."""
     import torch
 
@@ -201,6 +201,8 @@ def _relaunch(run_dir: Path, processes: int, cpu: bool) -> None:
         "config",
         f"hydra.run.dir={run_dir}",
     ]
+    if trust_remote_code:  # asked for on this command line; the saved config alone may not grant it
+        command.append("model.trust_remote_code=true")
     env = {**os.environ, RUN_DIR_ENV: str(run_dir.resolve())}
     if cpu or not torch.cuda.is_available():
         env["ACCELERATE_USE_CPU"] = "true"
@@ -237,7 +239,7 @@ def _train_job_unchecked(cfg: DictConfig) -> None:
         if run.resume is None:
             run_dir = rundir.claim(run_dir, run.overwrite, unique)
             rundir.save_config(run_dir, cfg, overrides, settings)
-        _relaunch(run_dir, run.trainer.num_processes, run.trainer.cpu)
+        _relaunch(run_dir, run.trainer.num_processes, run.trainer.cpu, run.model.trust_remote_code)
         return
     train(cfg, run_dir, overrides, settings, claimed=claimed, unique_dir=unique)
 
@@ -260,15 +262,53 @@ def sweep_dirname_override(overrides: list[str], directory: Path, config_name: s
     return [f"{key}=[{','.join(excluded)}]"]
 
 
+def split_hydra_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    """Hydra's own flags (with their values, wherever they stand) apart from the key=value overrides.
+
+    Hydra accepts `--cfg job` after the overrides; its value must not be taken for an override.
+    """
+    from hydra._internal.utils import get_args_parser
+
+    takes_value: dict[str, tuple[str, ...] | None] = {}  # flag -> allowed optional values (None: any, required)
+    for action in get_args_parser()._actions:
+        if action.option_strings and action.nargs != 0:
+            for name in action.option_strings:
+                takes_value[name] = tuple(action.choices) if action.nargs == "?" and action.choices else None
+    flags, overrides, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("-"):
+            overrides.append(arg)
+        elif arg in takes_value and i + 1 < len(args):
+            choices = takes_value[arg]
+            if choices is None or args[i + 1] in choices:
+                flags += [arg, args[i + 1]]
+                i += 1
+            else:
+                flags.append(arg)
+        else:
+            flags.append(arg)
+        i += 1
+    return flags, overrides
+
+
 def train_cli(args: list[str]) -> None:
+    import tempfile
+
     import hydra
+
+    from mlft import saved_config
 
     config_path, args = _take_option(args, ("--config-path", "-cp"))
     config_name, args = _take_option(args, ("--config-name", "-cn"))
     multirun = any(a in ("-m", "--multirun") for a in args)
     args = [a for a in args if a not in ("-m", "--multirun")]
-    flags = [a for a in args if a.startswith("-")]
-    overrides = [a for a in args if not a.startswith("-")]
+    flags, overrides = split_hydra_flags(args)
+    if "--experimental-rerun" in flags:
+        from mlft.errors import ConfigError
+
+        # Hydra's rerun unpickles a file: code from whoever wrote it.
+        raise ConfigError("--experimental-rerun: not supported (it unpickles a file); use --config-path <run>/.hydra")
     directory = Path(config_path).resolve() if config_path else config_dir()
     config_name = config_name or "config"
     resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
@@ -280,17 +320,22 @@ def train_cli(args: list[str]) -> None:
 
             raise RunDirError(f"resume={resume}: not a run directory (no .hydra/config.yaml)")
         overrides.append(f"hydra.run.dir={resume}")
-    overrides = _rewrite_model(overrides, directory)
-    if not any(f.split("=")[0] in HYDRA_INFO_FLAGS for f in flags):
-        precheck(directory, config_name, overrides, multirun)
-        # The schema has checked every key, so Hydra may add keys inside free-form maps (task.datasets.de=...),
-        # which its struct mode would refuse with a traceback.
-        overrides = ["++" + o if o.startswith(FREE_MAPS) else o for o in overrides]
-    if multirun:
-        overrides += sweep_dirname_override(overrides, directory, config_name)
-    quiet_libraries()
-    sys.argv = ["mlft train", *flags, *(["-m"] if multirun else []), *overrides]
-    hydra.main(config_path=str(directory), config_name=config_name, version_base="1.3")(_train_job)()
+    with tempfile.TemporaryDirectory(prefix="mlft-saved-config-") as staged:
+        if config_path or resume:
+            # A saved config may come from someone else: only its values are used, under mlft's Hydra settings.
+            saved_config.stage(directory, config_name, Path(staged), hydra_settings(config_dir()), overrides)
+            directory, config_name = Path(staged), "config"
+        overrides = _rewrite_model(overrides, directory)
+        if not any(f.split("=")[0] in HYDRA_INFO_FLAGS for f in flags):
+            precheck(directory, config_name, overrides, multirun)
+            # The schema has checked every key, so Hydra may add keys inside free-form maps (task.datasets.de=...),
+            # which its struct mode would refuse with a traceback.
+            overrides = ["++" + o if o.startswith(FREE_MAPS) else o for o in overrides]
+        if multirun:
+            overrides += sweep_dirname_override(overrides, directory, config_name)
+        quiet_libraries()
+        sys.argv = ["mlft train", *flags, *(["-m"] if multirun else []), *overrides]
+        hydra.main(config_path=str(directory), config_name=config_name, version_base="1.3")(_train_job)()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from mlft.config import ALL_LANGS, RunConfig, resolve_langs, validate
 from mlft.errors import ConfigError, RunDirError
@@ -50,6 +52,9 @@ def trained_langs(run_dir: Path, config: RunConfig) -> list[str]:
     )
 
 
+SAFE_LOAD = {"use_safetensors": True, "trust_remote_code": False}
+"""How a saved run's or export's model loads: never from pickles, never with its own code."""
+
 EXPORT_CONFIG = "mlft-config.yaml"
 """The run's resolved config inside an exported folder: what `mlft predict model=<folder>` rebuilds the task from."""
 
@@ -82,13 +87,33 @@ def load_exported(path: Path) -> SavedRun:
 def _load(origin: Path, config_file: Path, model_dir: Path, model: Any = None) -> SavedRun:
     from mlft.models.load import load_tokenizer
 
-    saved = OmegaConf.load(config_file)
-    assert isinstance(saved, DictConfig)
+    try:
+        saved = OmegaConf.load(config_file)
+    except (OSError, ValueError, OmegaConfBaseException) as err:
+        raise RunDirError(f"{config_file}: cannot read the run's config ({_first_line(err)})") from None
+    if not isinstance(saved, DictConfig):
+        raise RunDirError(f"{config_file}: not a run config (expected a mapping)")
     config = validate(saved)
-    tokenizer = load_tokenizer(str(model_dir))
+    # What a run directory holds is data: its model loads without its own code, and only from safetensors.
+    config.model.trust_remote_code = False
     task = build_task(config.task, config.model, [])
-    if model is None:
-        model = task.model_class.from_pretrained(model_dir)
+    try:
+        tokenizer = load_tokenizer(str(model_dir))
+        if model is None:
+            if not any((model_dir / name).is_file() for name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)):
+                raise RunDirError(
+                    f"{model_dir}: no {SAFE_WEIGHTS_NAME}; mlft writes and reads model weights as safetensors only"
+                )
+            model = task.model_class.from_pretrained(model_dir, **SAFE_LOAD)
+    except ConfigError as err:  # the loaders' errors name model.name_or_path; here the folder is the run's
+        raise RunDirError([p.replace("model.name_or_path: ", f"{model_dir}: ") for p in err.problems]) from None
+    except (OSError, ValueError, RuntimeError) as err:
+        raise RunDirError(f"{model_dir}: cannot load the model ({_first_line(err)})") from None
     # The saved model's label maps are the truth, whatever the config says.
     task.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     return SavedRun(origin, config, task, model, tokenizer)
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__

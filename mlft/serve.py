@@ -10,6 +10,7 @@ work: too many texts or too long a text is a 413, a malformed body a 422, each w
 
 # No `from __future__ import annotations`: FastAPI reads the request model from the handler's real annotation.
 import asyncio
+import json
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -40,6 +41,8 @@ class ServeArgs:
     """Texts per model call, across the requests that arrive together."""
     batch_wait_ms: float = 5.0
     """How long the first request of a batch waits for others."""
+    body_timeout_s: float = 30.0
+    """A request body must arrive within this many seconds (408 otherwise): slow clients cannot hold the server."""
     cpu: bool = False
     precision: Literal["run", "no", "bf16"] = "run"
     """Autocast of the model call, as in `mlft predict`."""
@@ -65,22 +68,94 @@ class Batcher:
             while size < self.max_batch and (timeout := deadline - loop.time()) > 0:
                 try:
                     batch.append(await asyncio.wait_for(self.queue.get(), timeout))
-                except TimeoutError:
+                except asyncio.TimeoutError:
                     break
                 size += len(batch[-1][0])
             for lang in dict.fromkeys(item[1] for item in batch):
-                group = [item for item in batch if item[1] == lang]
-                lines = [text for texts, _, _ in group for text in texts]
-                try:
-                    records = await loop.run_in_executor(None, self.predictor, lines, lang, self.max_batch)
-                except Exception as err:  # answered as a 500 to every request of the group
-                    for _, _, future in group:
-                        future.set_exception(err)
-                    continue
-                start = 0
-                for texts, _, future in group:
-                    future.set_result(records[start : start + len(texts)])
-                    start += len(texts)
+                await self._answer([item for item in batch if item[1] == lang], lang)
+
+    async def _answer(self, group: list[tuple[list[str], str | None, asyncio.Future]], lang: str | None) -> None:
+        """One model call for the group; if it fails, each request alone, so that one bad request fails only itself."""
+        loop = asyncio.get_running_loop()
+        lines = [text for texts, _, _ in group for text in texts]
+        try:
+            records = await loop.run_in_executor(None, self.predictor, lines, lang, self.max_batch)
+        except Exception as err:  # noqa: BLE001 - answered per request below
+            if len(group) > 1:
+                for item in group:
+                    await self._answer([item], lang)
+            elif not group[0][2].done():  # a client that went away has cancelled its future
+                group[0][2].set_exception(err)
+            return
+        start = 0
+        for texts, _, future in group:
+            if not future.done():
+                future.set_result(records[start : start + len(texts)])
+            start += len(texts)
+
+
+class BodyLimit:
+    """ASGI middleware: reads a request body up to `max_bytes` as it arrives, with or without Content-Length.
+
+    A chunked upload is counted while it is read, so an oversized one is refused after `max_bytes`, not
+    after all of it was buffered and parsed; a body that does not arrive within `timeout_s` gets a 408
+    (a slow client holds only its own connection).
+    """
+
+    def __init__(self, app: Any, max_bytes: int, timeout_s: float):
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await _reply(send, 413, f"request body over {self.max_bytes} bytes")
+            return
+        chunks, size = [], 0
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except asyncio.TimeoutError:
+                await _reply(send, 408, f"request body not received within {self.timeout_s:g} s")
+                return
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await _reply(send, 413, f"request body over {self.max_bytes} bytes")
+                return
+            if not message.get("more_body", False):
+                break
+        body, delivered = b"".join(chunks), False
+
+        async def replay() -> dict:
+            nonlocal delivered
+            if delivered:
+                return await receive()
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+async def _reply(send: Any, status: int, detail: str) -> None:
+    payload = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + [(b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def invalid_unicode(text: str) -> str | None:
+    """Where a text cannot be encoded (a lone surrogate such as \\ud800 is valid JSON but not Unicode text)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"character {err.start} is a lone surrogate (U+{ord(text[err.start]):04X}), not valid Unicode text"
+    return None
 
 
 def build_app(predictor: Predictor, args: ServeArgs) -> Any:
@@ -102,13 +177,7 @@ def build_app(predictor: Predictor, args: ServeArgs) -> Any:
         task.cancel()
 
     app = FastAPI(title="mlft", lifespan=lifespan)
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > max_body):
-            return JSONResponse({"detail": f"request body over {max_body} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=max_body, timeout_s=args.body_timeout_s)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -124,6 +193,9 @@ def build_app(predictor: Predictor, args: ServeArgs) -> Any:
         for i, text in enumerate(body.texts):
             if len(text) > args.max_chars:
                 raise HTTPException(413, f"texts[{i}]: {len(text)} characters; the limit is {args.max_chars}")
+            problem = invalid_unicode(text)
+            if problem:
+                raise HTTPException(422, f"texts[{i}]: {problem}")
         if body.lang is not None and not LANG.match(body.lang):
             raise HTTPException(422, f"lang: {body.lang!r} is not a language code (e.g. zh, en, pt-BR)")
         return {"predictions": await batcher.submit(body.texts, body.lang)}
@@ -141,6 +213,8 @@ def serve_cli(argv: list[str]) -> None:
         raise ConfigError(f"port: must be in 0..65535, got {args.port}")
     if min(args.max_texts, args.max_chars, args.max_batch) < 1:
         raise ConfigError("max_texts, max_chars, max_batch: must be at least 1")
+    if args.body_timeout_s <= 0 or args.batch_wait_ms < 0:
+        raise ConfigError("body_timeout_s, batch_wait_ms: must be > 0 and >= 0")
     predictor = Predictor(load_for_prediction(args.run, args.model), args.cpu, False, args.precision)
     print(f"mlft serve: http://{args.host}:{args.port} (POST /predict, GET /health)", file=sys.stderr, flush=True)
     uvicorn.run(build_app(predictor, args), host=args.host, port=args.port, log_level="warning")

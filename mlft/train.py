@@ -202,8 +202,9 @@ def train(
         prepared = prepare(run, accelerator)
         dev_langs = [s.lang for s in prepared.eval_sets if s.split == "dev"]
         select_langs = selection_langs(run.trainer.select, prepared.loaded.train_langs, dev_langs)
-    except UserError:
-        # Nothing was trained: leave the directory as it was, so the same command works once the input is fixed.
+    except BaseException:
+        # Nothing was trained: leave the directory as it was, so the same command works once the input is fixed
+        # (also after a bug or Ctrl-C: a half-made directory would only block the next command).
         accelerator.end_training()
         if fresh:
             rundir.release(run_dir)

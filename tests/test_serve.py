@@ -17,6 +17,8 @@ from conftest import FIXTURES, ROOT
 
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'mlft[serve]'")
 TEXTS = [line for line in (FIXTURES / "zh_texts.txt").read_text().splitlines()]
+BODY_TIMEOUT_S = 3
+MAX_BODY = 8 * (300 * 4 + 16) + 1024  # what max_texts=8 and max_chars=300 allow (mlft.serve.build_app)
 
 
 def free_port() -> int:
@@ -38,7 +40,17 @@ def call(url: str, payload: bytes | None = None, content_type: str = "applicatio
 def server(ner_run):
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlft", "serve", f"run={ner_run}", f"port={port}", "max_texts=8", "max_chars=300"],
+        [
+            sys.executable,
+            "-m",
+            "mlft",
+            "serve",
+            f"run={ner_run}",
+            f"port={port}",
+            "max_texts=8",
+            "max_chars=300",
+            f"body_timeout_s={BODY_TIMEOUT_S}",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -113,3 +125,113 @@ def test_the_load_script_reports_throughput_and_latency(server, tmp_path, capsys
     assert "| concurrency |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         serve_load.main(["--url", "http://example.com:80", "--input", str(tmp_path / "in.txt")])
+
+
+def test_a_lone_surrogate_is_a_422_naming_its_index(server):
+    # "\\ud800" is valid JSON, but the text it decodes to is not Unicode and cannot be tokenized.
+    status, body = call(f"{server}/predict", b'{"texts": ["\xe5\xbc\xa0\xe4\xbc\x9f", "a\\ud800b"]}')
+    assert status == 422 and "texts[1]" in body["detail"] and "surrogate" in body["detail"]
+
+
+def test_bad_texts_mixed_into_concurrent_requests_fail_only_themselves(server, ner_run):
+    short = [t for t in TEXTS if len(t) <= 300]
+    expected = {}
+    for text in short:
+        status, body = call(f"{server}/predict", json.dumps({"texts": [text]}).encode())
+        assert status == 200
+        expected[text] = body["predictions"][0]
+    bad = b'{"texts": ["\\udfff"]}'
+
+    def one(i: int) -> tuple[int, dict]:
+        if i % 5 == 2:
+            return call(f"{server}/predict", bad)
+        return call(f"{server}/predict", json.dumps({"texts": [short[i % len(short)]]}).encode())
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(one, range(40)))
+    for i, (status, body) in enumerate(answers):
+        if i % 5 == 2:
+            assert status == 422 and "texts[0]" in body["detail"]
+        else:
+            assert status == 200 and body["predictions"] == [expected[short[i % len(short)]]], (i, status, body)
+
+
+def test_a_failing_model_call_fails_only_the_request_that_caused_it():
+    import asyncio
+
+    from mlft.serve import Batcher
+
+    def predictor(lines: list[str], lang: str | None, batch_size: int) -> list[dict]:
+        if "boom" in lines:
+            raise RuntimeError("cannot predict 'boom'")
+        return [{"text": line} for line in lines]
+
+    async def scenario() -> list:
+        batcher = Batcher(predictor, max_batch=64, wait_s=0.05)  # type: ignore[arg-type]
+        worker = asyncio.create_task(batcher.run())
+        requests = [["a"], ["boom"], ["b", "c"], ["d"]]
+        results = await asyncio.gather(*(batcher.submit(r, None) for r in requests), return_exceptions=True)
+        worker.cancel()
+        return results
+
+    results = asyncio.run(scenario())
+    assert results[0] == [{"text": "a"}] and results[2] == [{"text": "b"}, {"text": "c"}]
+    assert results[3] == [{"text": "d"}] and isinstance(results[1], RuntimeError)
+
+
+def _raw(server: str) -> socket.socket:
+    host, port = server.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=30)
+
+
+def _status(sock: socket.socket) -> int:
+    head = b""
+    while b"\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        head += chunk
+    return int(head.split(b" ")[1])
+
+
+def test_a_chunked_upload_is_refused_once_it_passes_the_byte_limit(server):
+    import threading
+
+    sent = 0
+    sock = _raw(server)
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+    sock.sendall(b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b'{"texts": ["' + b"x" * 65536
+    stop = threading.Event()
+
+    def upload() -> None:  # up to 50 MB, unless the server answers and closes first
+        nonlocal sent
+        try:
+            while sent < 50_000_000 and not stop.is_set():
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=upload)
+    thread.start()
+    try:
+        status = _status(sock)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        sock.close()
+    assert status == 413
+    assert sent < 50_000_000  # answered long before the whole body was sent
+    assert call(f"{server}/health")[0] == 200
+
+
+def test_a_slow_client_does_not_block_others_and_times_out(server):
+    sock = _raw(server)
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n")
+    sock.sendall(b'{"texts": ["')  # ... and the rest never comes
+    start = time.monotonic()
+    status, body = call(f"{server}/predict", json.dumps({"texts": [TEXTS[0][:300]]}).encode())
+    assert status == 200 and time.monotonic() - start < BODY_TIMEOUT_S  # served while the slow body is pending
+    assert _status(sock) == 408
+    sock.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 from mlft.errors import ConfigError
@@ -50,6 +51,11 @@ def load_model(
             trust_remote_code=trust_remote_code,
             ignore_mismatched_sizes=True,
         )
+    except pickle.UnpicklingError:
+        raise ConfigError(
+            f"model.name_or_path: the weights in {name_or_path!r} hold Python objects besides tensors, which mlft "
+            "does not unpickle (they can run code); use a model saved as safetensors"
+        ) from None
     except (OSError, ValueError) as err:
         raise ConfigError(
             f"model.name_or_path: cannot load a model from {name_or_path!r} ({_first_line(err)})"

@@ -99,6 +99,7 @@ class MeanPoolingClassifier(PreTrainedModel):
         revision: str | None = None,
         trust_remote_code: bool = False,
         ignore_mismatched_sizes: bool = False,
+        use_safetensors: bool | None = None,
         **config_kwargs: Any,
     ) -> MeanPoolingClassifier:
         """A model this class saved comes back whole; any other encoder checkpoint (a hub id, a first-token model)
@@ -114,6 +115,7 @@ class MeanPoolingClassifier(PreTrainedModel):
                 config=config,
                 revision=revision,
                 trust_remote_code=trust_remote_code,
+                use_safetensors=use_safetensors,
                 output_loading_info=True,
             )
         model = cls(config, encoder)

@@ -1,0 +1,78 @@
+"""A saved run config is data, never code: what `mlft train resume=<run>` and `--config-path <run>/.hydra` read.
+
+A run directory may come from someone else. Its `.hydra/config.yaml` holds a `hydra` block and a
+defaults list that Hydra would obey (callbacks and logging handlers are instantiated from `_target_`
+and `()`), and a `model.trust_remote_code` that would run the model folder's Python. So the saved
+file is checked, then staged as a clean copy: the run's own values under mlft's shipped Hydra
+settings. Remote code must be asked for again on the command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mlft.errors import ConfigError
+
+TRUST_KEY = "model.trust_remote_code"
+CODE_KEYS = ("_target_", "()")
+"""Keys that make Hydra or logging.config call a Python object by name."""
+
+
+def _code_keys(node: Any, path: str) -> list[str]:
+    if isinstance(node, dict):
+        found = [f"{path}{key}" for key in node if key in CODE_KEYS]
+        return found + [p for key, value in node.items() for p in _code_keys(value, f"{path}{key}.")]
+    if isinstance(node, list):
+        return [p for i, value in enumerate(node) for p in _code_keys(value, f"{path}{i}.")]
+    return []
+
+
+def _trusted_on_command_line(overrides: list[str]) -> bool:
+    return any(o.lstrip("+~") in (f"{TRUST_KEY}=true", f"{TRUST_KEY}=True") for o in overrides)
+
+
+def problems(saved: dict[str, Any], shipped_defaults: list[Any], overrides: list[str], source: Path) -> list[str]:
+    """Everything in a saved config that would run code; each names the key and the way out."""
+    found = [
+        f"{key}: in {source}: a saved config cannot name Python code to run (remove the key)"
+        for key in _code_keys(saved, "")
+    ]
+    callbacks = (saved.get("hydra") or {}).get("callbacks")
+    if callbacks:
+        found.append(f"hydra.callbacks: in {source}: a saved config cannot install callbacks (remove the key)")
+    for entry in saved.get("defaults") or []:
+        if entry not in shipped_defaults:
+            found.append(
+                f"defaults: {entry!r} in {source}: a saved config holds resolved values, not config groups; "
+                "pick groups on the command line instead"
+            )
+    trust = (saved.get("model") or {}).get("trust_remote_code")
+    if trust is True and not _trusted_on_command_line(overrides):
+        found.append(
+            f"{TRUST_KEY}: true in {source}; remote code runs only when asked for on the command line: "
+            f"add {TRUST_KEY}=true if you trust the model's author"
+        )
+    return found
+
+
+def stage(source_dir: Path, config_name: str, stage_dir: Path, hydra_settings: dict[str, Any], overrides: list[str]):
+    """Checks `<source_dir>/<config_name>.yaml` and writes its clean copy as `<stage_dir>/config.yaml`."""
+    source = source_dir / f"{config_name}.yaml"
+    if not source.is_file():
+        raise ConfigError(f"--config-name: {source} not found (a run's saved config is <run-dir>/.hydra/config.yaml)")
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(source), resolve=False)
+    except (OmegaConfBaseException, OSError, ValueError) as err:
+        raise ConfigError(f"{source}: not a readable config ({str(err).splitlines()[0][:200]})") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{source}: expected a mapping of config keys")
+    found = problems(saved, hydra_settings["defaults"], overrides, source)
+    if found:
+        raise ConfigError(found)
+    values = {k: v for k, v in saved.items() if k not in ("hydra", "defaults")}
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create({**hydra_settings, **values}), stage_dir / "config.yaml")
