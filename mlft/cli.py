@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mlft.errors import UserError, format_error
 
@@ -125,6 +125,8 @@ def precheck(directory: Path, config_name: str, overrides: list[str], multirun: 
     from omegaconf.errors import OmegaConfBaseException
 
     from mlft.config import validate
+    from mlft.destinations import check_writable
+    from mlft.engine.loop import device_problems
     from mlft.errors import ConfigError
 
     try:
@@ -138,7 +140,14 @@ def precheck(directory: Path, config_name: str, overrides: list[str], multirun: 
             job, bad_groups = _check_group_options(list(job), directory)
             problems += [p for p in bad_groups if p not in problems]
             try:
-                validate(compose(config_name=config_name, overrides=job))
+                composed = compose(config_name=config_name, overrides=job, return_hydra_config=True)
+                key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+                destination = Path(OmegaConf.select(composed, key))
+                with open_dict(composed):
+                    del composed["hydra"]  # its per-job keys are unset until Hydra launches the job
+                run = validate(composed)
+                problems += [p for p in device_problems(run.trainer) if p not in problems]
+                check_writable(destination, key)
             except ConfigError as err:
                 problems += [p for p in err.problems if p not in problems]
             except (HydraException, OmegaConfBaseException) as err:

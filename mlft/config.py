@@ -171,6 +171,9 @@ class TrainerConfig:
     gradient (mlft/engine/adversarial.py); about twice the step time."""
     adv_epsilon: float = 1.0
     """L2 size of the adversarial step per example (over all its tokens' embeddings)."""
+    resume_inexact: bool = False
+    """Resume even from a checkpoint whose RNG state is missing or unreadable (the run then differs from an
+    uninterrupted one; metrics.json records the step in inexact_resumes). Off: such a resume is refused."""
 
 
 @dataclass
@@ -276,21 +279,22 @@ def to_container(cfg: DictConfig | dict) -> dict[str, Any]:
 
 
 def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
-    problems = []
-    if run.optimizer.warmup_steps is not None and run.optimizer.warmup_fraction is not None:
-        problems.append("optimizer.warmup_steps: conflicts with optimizer.warmup_fraction (set at most one)")
-    if run.optimizer.warmup_fraction is not None and not 0 <= run.optimizer.warmup_fraction < 1:
-        problems.append(f"optimizer.warmup_fraction: {run.optimizer.warmup_fraction} is not in [0, 1)")
-    if run.optimizer.lr <= 0:
-        problems.append(f"optimizer.lr: must be > 0, got {run.optimizer.lr}")
-    if len(run.optimizer.betas) != 2:
-        problems.append(f"optimizer.betas: expected two numbers, got {run.optimizer.betas}")
-    for key in ("epochs", "batch_size", "eval_batch_size", "grad_accum", "num_processes", "log_every"):
-        if getattr(run.trainer, key) < 1:
-            problems.append(f"trainer.{key}: must be >= 1, got {getattr(run.trainer, key)}")
-    if run.trainer.keep_last < 0:
-        problems.append(f"trainer.keep_last: must be >= 0, got {run.trainer.keep_last}")
-    if run.trainer.eval_strategy == "steps" and not run.trainer.eval_steps:
+    problems = _bound_problems(run)
+    opt = run.optimizer
+    if opt.warmup_steps is not None and opt.warmup_fraction is not None:
+        problems.append(
+            f"optimizer.warmup_steps: conflicts with optimizer.warmup_fraction={opt.warmup_fraction} (set at most "
+            "one; to count warmup in steps, also pass optimizer.warmup_fraction=null)"
+        )
+    if opt.warmup_fraction is not None and not 0 <= opt.warmup_fraction < 1:
+        problems.append(f"optimizer.warmup_fraction: {opt.warmup_fraction} is not in [0, 1)")
+    if len(opt.betas) != 2 or not all(0 <= b < 1 for b in opt.betas):
+        problems.append(f"optimizer.betas: expected two numbers in [0, 1), got {opt.betas}")
+    if not 0 <= run.seed < 2**32:
+        problems.append(f"seed: must be in [0, 2^32), got {run.seed}")
+    if run.trainer.precision == "fp16" and run.trainer.cpu:
+        problems.append("trainer.precision: fp16 needs a GPU, but trainer.cpu=true; use bf16 or no")
+    if run.trainer.eval_strategy == "steps" and run.trainer.eval_steps is None:
         problems.append("trainer.eval_steps: required with trainer.eval_strategy=steps")
     if run.trainer.eval_strategy != "steps" and run.trainer.eval_steps is not None:
         problems.append("trainer.eval_steps: only used with trainer.eval_strategy=steps")
@@ -327,9 +331,42 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
     )
     if looks_local and not (model_path.expanduser() / "config.json").exists():
         problems.append(f"model.name_or_path: {run.model.name_or_path} is not a model directory (no config.json)")
-    if run.resume is not None and not (Path(run.resume) / "checkpoints").is_dir():
-        problems.append(f"resume: {run.resume} is not a run directory with checkpoints/")
+    if run.resume is not None and not (Path(run.resume) / ".hydra" / "config.yaml").is_file():
+        problems.append(f"resume: {run.resume} is not a run directory (no .hydra/config.yaml)")
     return problems
+
+
+def _bound_problems(run: RunConfig) -> list[str]:
+    """Numbers outside the range where they mean anything (a negative learning rate, zero steps, ...)."""
+    opt, trainer, data, model = run.optimizer, run.trainer, run.data, run.model
+    # key, value (None: not set), lower bound, whether the bound itself is allowed
+    bounds: list[tuple[str, float | None, int, bool]] = [
+        ("optimizer.lr", opt.lr, 0, False),
+        ("optimizer.head_lr", opt.head_lr, 0, False),
+        ("optimizer.weight_decay", opt.weight_decay, 0, True),
+        ("optimizer.eps", opt.eps, 0, False),
+        ("optimizer.warmup_steps", opt.warmup_steps, 0, True),
+        ("optimizer.max_grad_norm", opt.max_grad_norm, 0, False),
+        ("trainer.max_steps", trainer.max_steps, 1, True),
+        ("trainer.eval_steps", trainer.eval_steps, 1, True),
+        ("trainer.early_stopping_patience", trainer.early_stopping_patience, 1, True),
+        ("trainer.keep_last", trainer.keep_last, 0, True),
+        ("data.max_train_samples", data.max_train_samples, 1, True),
+        ("data.max_dev_samples", data.max_dev_samples, 1, True),
+        ("data.max_test_samples", data.max_test_samples, 1, True),
+        ("data.max_train_length", data.max_train_length, 1, True),
+        ("model.freeze_layers", model.freeze_layers, 0, True),
+    ]
+    bounds += [(f"trainer.{key}", getattr(trainer, key), 1, True) for key in ONE_OR_MORE]
+    problems = []
+    for key, value, low, inclusive in bounds:
+        if value is not None and (value < low or (value == low and not inclusive)):
+            problems.append(f"{key}: must be {'>=' if inclusive else '>'} {low}, got {value}")
+    return problems
+
+
+ONE_OR_MORE = ("epochs", "batch_size", "eval_batch_size", "grad_accum", "num_processes", "log_every")
+"""Trainer counts that must be at least 1."""
 
 
 def _distill_problems(distill: DistillConfig) -> list[str]:

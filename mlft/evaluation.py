@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import datetime
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from mlft.config import DataConfig
 from mlft.data.feature_cache import Encoder, feature_cache_dir
 from mlft.data.load import load_data
+from mlft.destinations import check_writable
 from mlft.engine.loop import make_accelerator
+from mlft.errors import ConfigError
 from mlft.report.tables import write_reports
-from mlft.runs import SavedRun, load_run, parse_args, trained_langs
+from mlft.runs import SavedRun, load_run, parse_args, run_langs, trained_langs
 from mlft.scoring import EvalSet, encode_sets, evaluate_sets
 
 log = logging.getLogger("mlft")
@@ -24,7 +27,7 @@ class EvalArgs:
     """The run directory to evaluate."""
     lang: list[str] | None = None
     """Languages to evaluate (default: the run's lang.eval)."""
-    split: list[str] | None = None
+    split: list[Literal["dev", "test"]] | None = None
     """Splits to evaluate: dev, test (default: both)."""
     dev: str | None = None
     """Other dev data (a file or hub:...), instead of the run's."""
@@ -32,6 +35,8 @@ class EvalArgs:
     """Other test data (a file or hub:...), instead of the run's."""
     batch_size: int = 64
     cpu: bool = False
+    out: str | None = None
+    """Folder for metrics.json and report.md (default: <run>/evals/<time>/)."""
 
 
 def load_eval_data(saved: SavedRun, data: DataConfig, langs: list[str]) -> dict[str, dict[str, list[dict]]]:
@@ -51,19 +56,53 @@ def score_model(saved: SavedRun, sets: list[EvalSet], batch_size: int, cpu: bool
     return metrics
 
 
+def check_eval_args(args: EvalArgs) -> None:
+    """Other data files must be files; the report's folder must be writable (before the model is loaded)."""
+    problems = []
+    for key in ("dev", "test"):
+        value = getattr(args, key)
+        if value is None or value.startswith(("hub:", "builtin:")):
+            continue
+        if Path(value).is_dir():
+            problems.append(f"{key}: {value} is a folder; give a data file (or hub:<dataset>)")
+        elif not Path(value).is_file():
+            problems.append(f"{key}: file not found: {value}")
+    if problems:
+        raise ConfigError(problems)
+    check_writable(Path(args.out) if args.out else Path(args.run) / "evals", "out")
+
+
+def check_own_file_langs(saved: SavedRun, data: DataConfig, args: EvalArgs, langs: list[str]) -> None:
+    """A data file without a language column holds the run's own languages: scoring it as another
+    language (lang=[de] on a zh run) would report a meaningless number under de's name."""
+    known = set(run_langs(saved.run_dir, saved.config))
+    for split in args.split or ["dev", "test"]:
+        own = getattr(args, split) is None and getattr(data, split) is not None
+        foreign = [lang for lang in langs if lang not in known]
+        if own and foreign:
+            raise ConfigError(
+                f"lang: {', '.join(foreign)} is not a language of the run's {split} data {getattr(data, split)} "
+                f"(it has {', '.join(sorted(known))}); give that data with {split}=<file>, or choose split=[...]"
+            )
+
+
 def evaluate_run(args: EvalArgs) -> tuple[dict, Path]:
     """Evaluates the run's final model; writes <run>/evals/<time>/{metrics.json, report.md}."""
+    check_eval_args(args)
     saved = load_run(Path(args.run))
     cfg = saved.config
-    data = cfg.data
-    data.dev = args.dev if args.dev is not None else data.dev
-    data.test = args.test if args.test is not None else data.test
-    loaded = load_eval_data(saved, data, args.lang or cfg.lang.eval)
+    data = replace(cfg.data, dev=args.dev or cfg.data.dev, test=args.test or cfg.data.test)
+    langs = args.lang or cfg.lang.eval
+    check_own_file_langs(saved, cfg.data, args, langs)
+    loaded = load_eval_data(saved, data, langs)
     splits = {s: v for s, v in loaded.items() if s in (args.split or ["dev", "test"])}
     sets = encode_sets(Encoder(saved.task, saved.tokenizer, feature_cache_dir() if data.cache else None), splits)
     metrics = score_model(saved, sets, args.batch_size, args.cpu)
-    out_dir = saved.run_dir / "evals" / datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-    out_dir.mkdir(parents=True)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+    out_dir = Path(args.out) if args.out else saved.run_dir / "evals" / stamp
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ConfigError(f"out: {out_dir} is not empty; nothing was written (choose another folder)")
+    out_dir.mkdir(parents=True, exist_ok=True)
     title = f"eval of {saved.run_dir}"
     extra = {"run": str(saved.run_dir)}
     table = write_reports(

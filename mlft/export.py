@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlft.data.feature_cache import Encoder
+from mlft.destinations import check_writable, share
 from mlft.errors import ConfigError, UserError
 from mlft.evaluation import load_eval_data, score_model
 from mlft.models.onnx import FUSABLE
@@ -68,6 +69,8 @@ def export_run(args: ExportArgs) -> Path:
         raise ConfigError("fuse: graph fusion needs format=onnx")
     if args.vocab_file is not None and args.trim_vocab == "none":
         raise ConfigError("vocab_file: only used with trim_vocab=lang|train (it adds pieces to what is kept)")
+    if args.out is not None:  # before the model is loaded: the default folder is inside the run
+        check_writable(Path(args.out).parent if Path(args.out).exists() else Path(args.out), "out")
     saved = load_run(Path(args.run))
     if args.fuse and saved.model.config.model_type not in FUSABLE:
         raise ConfigError(
@@ -77,6 +80,7 @@ def export_run(args: ExportArgs) -> Path:
     out = Path(args.out) if args.out else saved.run_dir / "export" / name
     if out.exists() and not args.overwrite:
         raise ConfigError(f"out: {out} exists; nothing was written (pass overwrite=true to replace it)")
+    check_writable(out.parent if out.exists() else out, "out")  # the folder is built beside it, then renamed
     tmp = out.with_name(f".tmp-{out.name}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -97,6 +101,7 @@ def export_run(args: ExportArgs) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    share(tmp)
     if out.exists():
         shutil.rmtree(out)
     tmp.replace(out)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlft.data.readers import read_lines
+from mlft.destinations import check_writable
 from mlft.engine.loop import make_accelerator, predict_features
 from mlft.errors import ConfigError
 from mlft.runs import load_exported, load_run, parse_args, trained_langs
@@ -99,10 +100,16 @@ def load_for_prediction(run: str | None, model: str | None) -> Any:
 def predict_cli(args: list[str]) -> None:
     parsed: PredictArgs = parse_args(args, PredictArgs, "predict")
     source = Path(parsed.input)
+    if source.is_dir():
+        raise ConfigError(f"input: {parsed.input} is a folder; give a text file (one text per line)")
     if not source.is_file():
         raise ConfigError(f"input: file not found: {parsed.input}")
     if parsed.output and Path(parsed.output).exists() and not parsed.overwrite:
         raise ConfigError(f"output: {parsed.output} exists; nothing was written (pass overwrite=true to replace it)")
+    if parsed.output:
+        if Path(parsed.output).is_dir():
+            raise ConfigError(f"output: {parsed.output} is a folder; give a file name (predictions are JSONL)")
+        check_writable(Path(parsed.output), "output")
     saved = load_for_prediction(parsed.run, parsed.model)
     lines = read_lines(source)
     if lines and lines[-1] == "":
@@ -110,9 +117,11 @@ def predict_cli(args: list[str]) -> None:
     records = Predictor(saved, parsed.cpu, precision=parsed.precision)(lines, parsed.lang, parsed.batch_size)
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     if parsed.output:
-        tmp = Path(parsed.output + ".tmp")
+        output = Path(parsed.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(output.name + ".tmp")
         tmp.write_text(text)
-        tmp.replace(parsed.output)
+        tmp.replace(output)
         print(f"wrote {len(records)} predictions to {parsed.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)

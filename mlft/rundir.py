@@ -60,14 +60,16 @@ def _claim(run_dir: Path, overwrite: bool) -> Path:
             f"{run_dir}: already holds a run ({', '.join(present)}); nothing was changed. "
             f"Continue it with resume={run_dir}, choose another hydra.run.dir, or pass overwrite=true to replace it"
         )
-    for name in present:
-        path = run_dir / name
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
     try:
+        for name in present:
+            path = run_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / ".hydra").mkdir()
     except FileExistsError:
         raise RunDirError(f"{run_dir}: another run claimed this directory at the same moment") from None
+    except OSError as err:
+        raise RunDirError(f"{run_dir}: cannot create the run directory ({err.strerror or err})") from None
     return run_dir
 
 

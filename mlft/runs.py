@@ -55,6 +55,15 @@ def trained_langs(run_dir: Path, config: RunConfig) -> list[str]:
 SAFE_LOAD = {"use_safetensors": True, "trust_remote_code": False}
 """How a saved run's or export's model loads: never from pickles, never with its own code."""
 
+
+def run_langs(run_dir: Path, config: RunConfig) -> list[str]:
+    """Every language the run's data had: trained on, or evaluated (from its metrics.json)."""
+    recorded = run_dir / "metrics.json"
+    metrics = json.loads(recorded.read_text()) if recorded.is_file() else {}
+    evaluated = [lang for split in ("dev", "test") for lang in metrics.get(split, {})]
+    return list(dict.fromkeys(trained_langs(run_dir, config) + evaluated))
+
+
 EXPORT_CONFIG = "mlft-config.yaml"
 """The run's resolved config inside an exported folder: what `mlft predict model=<folder>` rebuilds the task from."""
 

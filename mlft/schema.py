@@ -49,6 +49,9 @@ def check_value(value: Any, tp: Any, key: str) -> list[str]:
         options = get_args(tp)
         if value is None and type(None) in options:
             return []
+        others = [option for option in options if option is not type(None)]
+        if len(others) == 1:  # X | None: the problem with X itself is the helpful one
+            return check_value(value, others[0], key)
         for option in options:
             if option is type(None):
                 continue

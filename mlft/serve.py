@@ -159,8 +159,7 @@ def invalid_unicode(text: str) -> str | None:
 
 
 def build_app(predictor: Predictor, args: ServeArgs) -> Any:
-    from fastapi import FastAPI, HTTPException, Request
-    from fastapi.responses import JSONResponse
+    from fastapi import FastAPI, HTTPException
     from pydantic import BaseModel
 
     class PredictRequest(BaseModel):

@@ -18,16 +18,17 @@ from mlft import rundir
 from mlft.config import RunConfig, validate
 from mlft.data.feature_cache import Encoder, feature_cache_dir
 from mlft.data.load import LoadedData, load_data
+from mlft.destinations import share
 from mlft.engine import checkpoint
 from mlft.engine.distill import Distiller
-from mlft.engine.loop import is_main_process, make_accelerator, train_loop, use_cpu, world_size
-from mlft.errors import ConfigError, UserError
+from mlft.engine.loop import device_problems, is_main_process, make_accelerator, train_loop, use_cpu, world_size
+from mlft.errors import ConfigError
 from mlft.models.adapters import add_adapter, is_peft, load_adapter_weights, merge, trainable_summary
 from mlft.models.compact import CompactVocab, compact, expand, kept_ids, record, remap
 from mlft.models.compact import supports as compact_supported
 from mlft.models.depth import keep_layers
 from mlft.models.freeze import freeze
-from mlft.models.load import load_model, load_tokenizer
+from mlft.models.load import check_max_length, load_model, load_tokenizer
 from mlft.models.teacher import load_teacher
 from mlft.report.tables import write_reports
 from mlft.scoring import EvalSet, encode_sets, evaluate_sets, selection_langs, selection_score
@@ -101,6 +102,7 @@ class Prepared:
 
 
 def prepare(run: RunConfig, accelerator: Any) -> Prepared:
+    check_max_length(run.model.name_or_path, run.model.revision, run.model.trust_remote_code, run.model.max_length)
     start = time.perf_counter()
     with accelerator.main_process_first():
         loaded = load_data(run.data, run.task, run.lang.train, run.lang.eval)
@@ -188,8 +190,8 @@ def train(
     another run got there first in the same second.
     """
     run: RunConfig = validate(cfg)
-    if run.trainer.precision == "fp16" and run.trainer.cpu:
-        raise ConfigError("trainer.precision: fp16 needs a GPU; use bf16 on CPU")
+    if device_problems(run.trainer):
+        raise ConfigError(device_problems(run.trainer))
     resuming = run.resume is not None
     fresh = not resuming and not claimed and is_main_process(run.trainer.cpu)
     if fresh:
@@ -212,7 +214,8 @@ def train(
     loaded, task, tokenizer, model = prepared.loaded, prepared.task, prepared.tokenizer, prepared.model
     train_features, eval_sets = prepared.train_features, prepared.eval_sets
     dev_sets = [s for s in eval_sets if s.split == "dev"]
-    if accelerator.is_main_process and not resuming:
+    # A resumed run that was stopped before its first checkpoint may not have written env.json yet.
+    if accelerator.is_main_process and not (resuming and (run_dir / "env.json").is_file()):
         devices = {
             "device": str(accelerator.device),
             "processes": accelerator.num_processes,
@@ -290,6 +293,9 @@ def train(
         else:
             unwrapped.save_pretrained(run_dir / "model")
         tokenizer.save_pretrained(run_dir / "model")
+        share(run_dir / "model")
+        if adapter:
+            share(run_dir / "adapter")
         write_predictions(run_dir, eval_sets, predictions)
         extra = {
             "selection": {
@@ -323,6 +329,8 @@ def train(
             }
         if loaded.dropped:
             extra["label_map_dropped"] = loaded.dropped
+        if state.inexact_resumes:
+            extra["inexact_resumes"] = state.inexact_resumes
         title = f"{run.task.name} · {run.lang.name} · {run_dir.name}"
         if run.trainer.select == "target_dev":
             title += " · ORACLE selection on target-language dev"

@@ -8,9 +8,11 @@ Each case writes its files into a fresh directory, runs the real CLI in-process 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from mlft.cli import main
 
@@ -30,6 +32,9 @@ GOOD_SENT = {"train.jsonl": SENT_TRAIN}
 
 def jsonl(*lines: str) -> bytes:
     return "".join(line + "\n" for line in lines).encode()
+
+
+SURROGATE = jsonl('{"text": "好", "label": "pos"}', '{"text": "a\\ud800b", "label": "neg"}')
 
 
 # (id, files, argv, pattern the message must match)
@@ -185,7 +190,140 @@ CASES: list[tuple[str, dict[str, bytes], list[str], str]] = [
     ("predict-model-not-export", {"x.txt": b"t\n"}, ["predict", "model={d}", "input={d}/x.txt"], r"mlft export"),
     ("export-missing-run", {}, ["export", "run={d}/none"], r"not a run directory"),
     ("unknown-command", {}, ["frobnicate"], r"unknown command 'frobnicate'"),
+    # Text that is not Unicode: JSON's "\ud800" decodes to a lone surrogate; UTF-8 cannot even encode one
+    ("jsonl-lone-surrogate", {"train.jsonl": SURROGATE}, SENT_FILE, r"train\.jsonl:2: .*lone surrogate"),
+    ("jsonl-surrogate-no-cache", {"train.jsonl": SURROGATE}, [*SENT_FILE, "data.cache=false"], r":2: .*surrogate"),
+    (
+        "jsonl-ner-surrogate-token",
+        {"train.jsonl": jsonl('{"tokens": ["\\udc80"], "tags": ["O"]}')},
+        [*NER, "data.train={d}/train.jsonl"],
+        r"train\.jsonl:1: .*surrogate",
+    ),
+    ("conll-encoded-surrogate", {"train.conll": b"a\tO\n\xed\xa0\x80\tO\n"}, NER_FILE, r":2: not valid UTF-8"),
+    # Values that mean nothing
+    ("eps-negative", GOOD_NER, [*NER_FILE, "optimizer.eps=-1"], r"optimizer\.eps: must be > 0"),
+    ("betas-out-of-range", GOOD_NER, [*NER_FILE, "optimizer.betas=[2,0.5]"], r"optimizer\.betas: .*\[0, 1\)"),
+    ("seed-negative", GOOD_NER, [*NER_FILE, "seed=-1"], r"seed: must be in"),
+    ("head-lr-negative", GOOD_NER, [*NER_FILE, "optimizer.head_lr=-1"], r"optimizer\.head_lr: must be > 0"),
+    ("weight-decay-negative", GOOD_NER, [*NER_FILE, "optimizer.weight_decay=-5"], r"optimizer\.weight_decay"),
+    ("warmup-steps-negative", GOOD_NER, [*NER_FILE, "optimizer.warmup_steps=-5"], r"warmup_steps: must be >= 0"),
+    ("max-steps-zero", GOOD_NER, [*NER_FILE, "trainer.max_steps=0"], r"trainer\.max_steps: must be >= 1"),
+    ("max-steps-negative", GOOD_NER, [*NER_FILE, "trainer.max_steps=-3"], r"trainer\.max_steps: must be >= 1"),
+    ("max-train-negative", GOOD_NER, [*NER_FILE, "data.max_train_samples=-1"], r"max_train_samples: must be >= 1"),
+    ("max-train-zero", GOOD_NER, [*NER_FILE, "data.max_train_samples=0"], r"max_train_samples: must be >= 1"),
+    ("max-dev-zero", GOOD_NER, [*NER_FILE, "data.max_dev_samples=0"], r"max_dev_samples: must be >= 1"),
+    (
+        "eval-steps-negative",
+        GOOD_NER,
+        [*NER_FILE, "trainer.eval_strategy=steps", "trainer.eval_steps=-2"],
+        r"trainer\.eval_steps: must be >= 1",
+    ),
+    ("patience-negative", GOOD_NER, [*NER_FILE, "trainer.early_stopping_patience=-1"], r"patience: must be >= 1"),
+    ("freeze-layers-negative", GOOD_NER, [*NER_FILE, "model.freeze_layers=-2"], r"freeze_layers: must be >= 0"),
+    ("max-length-over-positions", GOOD_NER, [*NER_FILE, "model.max_length=1024"], r"max_length: 1024 .*512 pos"),
+    (
+        "warmup-steps-alone",
+        GOOD_NER,
+        [*NER_FILE, "optimizer.warmup_steps=5"],
+        r"warmup_steps: conflicts .*optimizer\.warmup_fraction=null",
+    ),
+    # Destinations that cannot be written, found before any work
+    (
+        "run-dir-under-a-file",
+        {**GOOD_NER, "afile": b"x"},
+        [*NER_FILE[:-2], "hydra.run.dir={d}/afile/run", NER_FILE[-1]],
+        r"afile is a file",
+    ),
+    (
+        "sweep-under-a-file",
+        {**GOOD_NER, "afile": b"x"},
+        ["train", "-m", *NER_FILE[1:4], "run_root={d}/afile", "seed=1,2", NER_FILE[-1]],
+        r"afile is a file",
+    ),
+    (
+        "export-out-under-a-file",
+        {"ner-run": b"", "afile": b"x"},
+        ["export", "run={d}/run", "out={d}/afile/x"],
+        r"out: .*afile is a file",
+    ),
+    (
+        "predict-output-under-a-file",
+        {"ner-run": b"", "afile": b"x", "x.txt": "张伟\n".encode()},
+        ["predict", "run={d}/run", "input={d}/x.txt", "output={d}/afile/p.jsonl"],
+        r"output: .*afile is a file",
+    ),
+    (
+        "predict-output-is-a-folder",
+        {"ner-run": b"", "x.txt": b"t\n"},
+        ["predict", "run={d}/run", "input={d}/x.txt", "output={d}/run", "overwrite=true"],
+        r"output: .*is a folder",
+    ),
+    (
+        "predict-input-is-a-folder",
+        {"ner-run": b""},
+        ["predict", "run={d}/run", "input={d}/run"],
+        r"input: .*is a folder",
+    ),
+    # Evaluating a run on other data
+    ("eval-test-missing", {"ner-run": b""}, ["eval", "run={d}/run", "test={d}/nope.conll"], r"test: file not found"),
+    ("eval-test-is-a-folder", {"ner-run": b""}, ["eval", "run={d}/run", "test={d}"], r"test: .*is a folder"),
+    (
+        "eval-other-lang-on-own-files",
+        {"ner-run": b""},
+        ["eval", "run={d}/run", "lang=[de]"],
+        r"lang: de is not a language of the run's dev data",
+    ),
+    (
+        "eval-train-split",
+        {"ner-run": b""},
+        ["eval", "run={d}/run", "split=[train]"],
+        r"split\[0\]: 'train' is not allowed",
+    ),
+    (
+        "eval-out-under-a-file",
+        {"ner-run": b"", "afile": b"x"},
+        ["eval", "run={d}/run", "out={d}/afile/e"],
+        r"out: .*afile is a file",
+    ),
+    # Data read wrongly before
+    (
+        "csv-unterminated-quote",
+        {"train.csv": 'text,label\n好,pos\n"坏,neg\n差,neg\n'.encode()},
+        CSV,
+        r"train\.csv:3: .*never closed",
+    ),
+    (
+        "csv-one-class",
+        {"train.csv": "text,label\n好,pos\n很好,pos\n".encode()},
+        CSV,
+        r"train\.csv: every training example has the label 'pos'",
+    ),
+    (
+        "ner-all-o",
+        {"train.conll": b"a\tO\nb\tO\n\nc\tO\n"},
+        NER_FILE,
+        r"train\.conll: the training data has no entities",
+    ),
+    (
+        "list-label-single-label-task",
+        {"train.jsonl": jsonl('{"text": "好", "label": "pos"}', '{"text": "坏", "label": ["neg"]}')},
+        SENT_FILE,
+        r"train\.jsonl:2: the label is a list, but task\.multi_label is false",
+    ),
+    (
+        "label-number-and-string",
+        {
+            "train.jsonl": jsonl(
+                '{"text": "好", "label": 1}', '{"text": "坏", "label": "0"}', '{"text": "行", "label": "1"}'
+            )
+        },
+        SENT_FILE,
+        r"train\.jsonl:3: label '1' is the label 1 of .*train\.jsonl:1 written as a str",
+    ),
+    ("tag-name-no-repair-hint", {"train.conll": b"a\tX-PER\n"}, NER_FILE, r"X-PER.*fix the tag"),
 ]
+if not torch.cuda.is_available():
+    CASES.append(("fp16-without-a-gpu", GOOD_NER, [*NER_FILE, "trainer.precision=fp16"], r"fp16 needs a CUDA GPU"))
 
 
 def small_vocab_model(directory: Path, model: Path) -> None:
@@ -198,8 +336,9 @@ def small_vocab_model(directory: Path, model: Path) -> None:
     AutoTokenizer.from_pretrained(model).save_pretrained(directory)
 
 
-def snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every file with its bytes and every folder (None), so that an empty folder left behind is caught too."""
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
 
 
 def test_the_table_has_at_least_fifty_distinct_cases():
@@ -207,10 +346,13 @@ def test_the_table_has_at_least_fifty_distinct_cases():
 
 
 @pytest.mark.parametrize("files,argv,pattern", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_exits_2_with_a_located_message(tmp_path, capsys, tiny_models, files, argv, pattern):
+def test_bad_input_exits_2_with_a_located_message(tmp_path, capsys, tiny_models, ner_run, files, argv, pattern):
     for name, content in files.items():
         if name == "small-vocab":
             small_vocab_model(tmp_path / "other", tiny_models["wordpiece"])
+            continue
+        if name == "ner-run":  # a finished run to evaluate, predict with or export
+            shutil.copytree(ner_run, tmp_path / "run")
             continue
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(content)
@@ -222,4 +364,6 @@ def test_bad_input_exits_2_with_a_located_message(tmp_path, capsys, tiny_models,
     assert exit_info.value.code == 2, err
     assert re.search(pattern, err), err
     assert "Traceback" not in err
+    if "repair" in argv[-1] or "X-PER" in str(files):
+        assert "data.repair=true" not in err  # repair does not fix a tag name
     assert snapshot(tmp_path) == before  # nothing overwritten, and a run that never started leaves nothing behind

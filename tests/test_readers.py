@@ -97,7 +97,9 @@ def test_csv_missing_column_is_reported(tmp_path):
 
 def test_labels_only_in_dev_are_reported(tmp_path):
     train, dev = tmp_path / "train.jsonl", tmp_path / "dev.jsonl"
-    train.write_text(json.dumps({"text": "a", "label": "pos"}) + "\n")
+    train.write_text(
+        json.dumps({"text": "a", "label": "pos"}) + "\n" + json.dumps({"text": "c", "label": "neg"}) + "\n"
+    )
     dev.write_text(json.dumps({"text": "b", "label": "neutral"}) + "\n")
     task = TaskConfig(name="s", type="sequence_classification", metric="accuracy")
     with pytest.raises(DataError, match="neutral"):

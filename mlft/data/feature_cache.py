@@ -23,6 +23,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from mlft.destinations import share
 from mlft.models.cache import cache_root
 from mlft.tasks import Task, alignment, sequence_classification, token_classification
 
@@ -190,6 +191,7 @@ def _save(features: list[dict[str, Any]], path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         save_file(arrays, str(tmp), metadata={"kinds": json.dumps(kinds)})
+        share(tmp)  # a cache folder shared by several users stays readable to them
         tmp.replace(path)  # atomic: a concurrent reader sees the whole entry or none
     except OSError as err:  # a cache that cannot be written only costs the next run its tokenization
         log.warning("feature cache: could not write %s (%s)", path, err)

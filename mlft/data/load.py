@@ -57,7 +57,8 @@ def convert_tags(examples: list[Example], scheme: str, repair: bool) -> None:
         for p in found:
             # Column files have one token per line, so the token's own line can be named.
             where = f"{ex['file']}:{ex['first_line'] + p.index}" if "first_line" in ex else ex["loc"]
-            problems.append(f"{where}: {p.message} (data.scheme={scheme}; data.repair=true repairs it)")
+            fix = "data.repair=true repairs it" if p.repairable else "fix the tag, or set data.scheme to the file's"
+            problems.append(f"{where}: {p.message} (data.scheme={scheme}; {fix})")
     if problems:
         raise DataError(problems)
 
@@ -96,6 +97,30 @@ def collect_labels(train: list[Example], token_task: bool) -> list[str]:
     for ex in train:
         found.update(ex["label"] if isinstance(ex["label"], list) else [ex["label"]])
     return sorted(found)
+
+
+def check_training_labels(train: dict[str, list[Example]], token_task: bool, multi_label: bool) -> None:
+    """Training data a model cannot learn from: no entity at all, one class only, a list where one label belongs."""
+    examples = [ex for exs in train.values() for ex in exs]
+    if not examples:
+        return
+    where = examples[0]["loc"].rsplit(":", 1)[0]
+    if token_task:
+        if all(t == "O" for ex in examples for t in ex["tags"]):
+            raise DataError(f"{where}: the training data has no entities (every tag is O); nothing to learn")
+        return
+    if multi_label:
+        return
+    lists = [ex["loc"] for ex in examples if isinstance(ex["label"], list)]
+    if lists:
+        raise DataError(
+            [f"{loc}: the label is a list, but task.multi_label is false (one label per text)" for loc in lists[:20]]
+        )
+    classes = sorted({ex["label"] for ex in examples})
+    if len(classes) < 2:
+        raise DataError(
+            f"{where}: every training example has the label {classes[0]!r}; a classifier needs at least two classes"
+        )
 
 
 def check_labels(splits: Splits, labels: list[str], token_task: bool) -> None:
@@ -161,6 +186,8 @@ def load_data(
                 convert_tags(by_lang[lang], scheme, data.repair)
     if need_train and not any(splits["train"].values()):
         raise DataError("no training examples were read (check data.train and lang.train)")
+    if need_train:
+        check_training_labels(splits["train"], token_task, task.multi_label)
     labels = task.labels or collect_labels([ex for exs in splits["train"].values() for ex in exs], token_task)
     if token_task and task.labels:
         labels = iob2_labels(sorted({split_tag(t)[1] for t in task.labels if t != "O"}))

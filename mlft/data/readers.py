@@ -8,6 +8,7 @@ comes from the file's language column. Tags are returned as written; scheme conv
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,12 @@ def detect_format(path: Path) -> str:
     return "conll"
 
 
-def read_lines(path: Path) -> list[str]:
-    """Reads UTF-8 text (a BOM is dropped, CRLF accepted); bad bytes are reported with their line."""
-    raw = path.read_bytes()
+def read_text(path: Path) -> str:
+    """Reads UTF-8 text (a BOM is dropped); unreadable files and bad bytes are reported with their line."""
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"{path}: cannot read ({err.strerror or err})") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -39,7 +43,21 @@ def read_lines(path: Path) -> list[str]:
         ) from None
     if not text.strip():
         raise DataError(f"{path}:1: file is empty")
-    return [line.rstrip("\r") for line in text.split("\n")]
+    return text
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file (CRLF accepted); see read_text."""
+    return [line.rstrip("\r") for line in read_text(path).split("\n")]
+
+
+def lone_surrogate(value: str) -> str | None:
+    """A problem when `value` holds a lone surrogate (JSON's "\\ud800" decodes to one): not Unicode text."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"character {err.start} is a lone surrogate (U+{ord(value[err.start]):04X}), not valid Unicode text"
+    return None
 
 
 def read_conll(path: Path, token_column: int = 0, tag_column: int = -1) -> list[Example]:
@@ -125,6 +143,7 @@ def record_to_example(record: dict[str, Any], columns: dict[str, Any], token_tas
             raise DataError(f"{loc}: {len(tokens)} tokens but {len(tags)} tags")
         if not tokens:
             raise DataError(f"{loc}: empty sentence")
+        _check_unicode(tokens + tags, columns["tokens"], loc)
         example.update(tokens=tokens, tags=tags)
         return example
     text, label = get(columns["text"]), get(columns["label"])
@@ -137,12 +156,22 @@ def record_to_example(record: dict[str, Any], columns: dict[str, Any], token_tas
     pair = get(columns.get("text_pair"))
     if pair is not None and not isinstance(pair, str):
         raise DataError(f"{loc}: {columns['text_pair']!r} must be a string, got {pair!r}")
+    labels = label if isinstance(label, list) else [str(label)]
+    _check_unicode([text, pair or "", *labels], columns["text"], loc)
     example.update(text=text, text_pair=pair, label=label if isinstance(label, list) else str(label))
     return example
 
 
+def _check_unicode(values: list[str], column: str, loc: str) -> None:
+    for value in values:
+        problem = lone_surrogate(value)
+        if problem:
+            raise DataError(f"{loc}: {column!r}: {problem}")
+
+
 def read_jsonl(path: Path, columns: dict[str, Any], token_task: bool) -> list[Example]:
     examples, problems = [], []
+    spellings: dict[str, tuple[Any, str]] = {}  # label text -> its first raw value and where it occurs
     for number, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
@@ -159,6 +188,15 @@ def read_jsonl(path: Path, columns: dict[str, Any], token_task: bool) -> list[Ex
             examples.append(record_to_example(record, columns, token_task, loc))
         except DataError as err:
             problems += err.problems
+            continue
+        raw = record.get(columns["label"])
+        if not token_task and isinstance(raw, (int, str)):
+            first, first_loc = spellings.setdefault(str(raw), (raw, loc))
+            if type(first) is not type(raw):
+                problems.append(
+                    f"{loc}: label {raw!r} is the label {first!r} of {first_loc} written as a "
+                    f"{type(raw).__name__}; write every label the same way"
+                )
     if problems:
         raise DataError(problems)
     return examples
@@ -168,16 +206,29 @@ def read_table(
     path: Path, columns: dict[str, Any], token_task: bool, delimiter: str, label_separator: str | None
 ) -> list[Example]:
     """CSV/TSV with a header row; token tasks hold space-separated tokens and tags."""
-    lines = read_lines(path)
-    reader = csv.DictReader(lines, delimiter=delimiter)
-    header = reader.fieldnames or []
+    # Quoted fields may hold line breaks: the csv module reads the text itself, strictly, so that a quote that
+    # is never closed is an error at the line where it opens instead of a field swallowing the rest of the file.
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as err:
+        raise DataError(f"{path}:1: {err}") from None
     wanted = [columns["tokens"], columns["tags"]] if token_task else [columns["text"], columns["label"]]
     missing = [c for c in wanted if c not in header]
     if missing:
         raise DataError(f"{path}:1: missing column(s) {', '.join(missing)} (header: {', '.join(header)})")
     examples, problems = [], []
-    for row in reader:
-        loc = f"{path}:{reader.line_num}"
+    while True:
+        start = reader.line_num + 1  # a record may span lines: it is named by the line it starts on
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            hint = "; a quoted field opened here is never closed" if "end of data" in str(err) else ""
+            problems.append(f"{path}:{start}: {err}{hint}")
+            break
+        loc = f"{path}:{start}"
         if None in row or any(v is None for k, v in row.items() if k in wanted):
             problems.append(f"{loc}: expected {len(header)} fields")
             continue

@@ -24,6 +24,8 @@ _PREFIXES = {
 class TagProblem:
     index: int
     message: str
+    repairable: bool = True
+    """An invalid transition (data.repair=true fixes it), not an invalid tag name (which it cannot)."""
 
 
 def split_tag(tag: str) -> tuple[str, str]:
@@ -55,7 +57,7 @@ def to_spans(
         prefix, etype = split_tag(tag)
         if prefix != "O" and prefix not in allowed:
             problems.append(
-                TagProblem(i, f"tag {tag!r} is not a {scheme} tag (prefixes: O, {', '.join(sorted(allowed))})")
+                TagProblem(i, f"tag {tag!r} is not a {scheme} tag (prefixes: O, {', '.join(sorted(allowed))})", False)
             )
             close(i)
             continue
@@ -92,7 +94,7 @@ def to_spans(
         )
     close(len(tags))
     if repair:
-        problems = [p for p in problems if "is not a" in p.message]
+        problems = [p for p in problems if not p.repairable]
     return spans, problems
 
 

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from mlft.destinations import share
+
 STATE_FILE = "trainer_state.json"
 BEST = "best"
 
@@ -45,6 +47,7 @@ def begin(target: Path) -> Path:
 
 def commit(tmp: Path, target: Path) -> None:
     """Renames a complete temporary folder to `target`; an older `target` is removed only afterwards."""
+    share(tmp)
     if target.exists():
         old = target.parent / f".old-{target.name}"
         if old.exists():
@@ -113,6 +116,34 @@ def prune(root: Path, keep_last: int) -> None:
 
 MODEL_FILE = "model.safetensors"
 """The model weights inside a step checkpoint (Accelerate's save_state)."""
+
+
+def rng_file(directory: Path, process_index: int) -> Path:
+    from accelerate.utils import RNG_STATE_NAME
+
+    return directory / f"{RNG_STATE_NAME}_{process_index}.pkl"
+
+
+def resume_problems(directory: Path, process_index: int) -> tuple[list[str], list[str]]:
+    """What a step checkpoint lacks for resuming this process: (missing weights or optimizer state, which make
+    resuming impossible; a missing or unreadable RNG state, which makes the continuation differ from an
+    uninterrupted run). Accelerate itself would skip an unreadable RNG state with an INFO line."""
+    from accelerate.utils import OPTIMIZER_NAME, load
+
+    fatal = [
+        f"{directory / name}: missing"
+        for name in (MODEL_FILE, f"{OPTIMIZER_NAME}.bin")
+        if not (directory / name).is_file()
+    ]
+    rng = rng_file(directory, process_index)
+    try:
+        load(rng)  # weights_only: plain tensors and numpy arrays, never arbitrary objects
+        inexact = []
+    except FileNotFoundError:
+        inexact = [f"{rng}: missing"]
+    except Exception as err:  # noqa: BLE001 - any unreadable state means the same thing
+        inexact = [f"{rng}: unreadable ({str(err).splitlines()[0][:120] if str(err) else type(err).__name__})"]
+    return fatal, inexact
 
 
 def average_weights(dirs: list[Path]) -> dict[str, torch.Tensor]:

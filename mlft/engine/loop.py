@@ -31,7 +31,7 @@ from mlft.engine.adversarial import EmbeddingPerturbation
 from mlft.engine.distill import Distiller
 from mlft.engine.optim import build_optimizer, build_scheduler
 from mlft.engine.sampling import EpochSampler, LanguageSampler
-from mlft.errors import DivergedError, StorageError
+from mlft.errors import DivergedError, RunDirError, StorageError
 
 log = logging.getLogger("mlft")
 
@@ -53,6 +53,13 @@ class IndexedFeatures(torch.utils.data.Dataset):
 def use_cpu(forced: bool) -> bool:
     """CPU when asked, when launched with `accelerate launch --cpu`, or when there is no GPU."""
     return forced or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+
+
+def device_problems(trainer: TrainerConfig) -> list[str]:
+    """What this machine cannot run of the trainer's settings (checked before a run directory is made)."""
+    if trainer.precision == "fp16" and use_cpu(trainer.cpu):
+        return ["trainer.precision: fp16 needs a CUDA GPU and none is used here; use bf16 or no"]
+    return []
 
 
 def world_size() -> int:
@@ -172,6 +179,8 @@ class TrainState:
     train_samples: int = 0
     train_tokens: int = 0
     """Non-padding tokens trained on (this process)."""
+    inexact_resumes: list[int] = field(default_factory=list)
+    """Steps at which the run was resumed without a checkpoint's RNG state (trainer.resume_inexact)."""
 
 
 def make_sampler(
@@ -182,6 +191,28 @@ def make_sampler(
     if temperature is None or langs is None or len(set(langs)) < 2:
         return EpochSampler(len(features), seed, lengths, trainer.batch_size)
     return LanguageSampler(langs, seed, temperature, trainer.lang_sampling.mixing, trainer.batch_size, lengths)
+
+
+def check_resumable(accelerator: Accelerator, directory: Path, allow_inexact: bool) -> bool:
+    """Refuses a checkpoint that cannot reproduce the uninterrupted run (every process decides together);
+    returns True when it is resumed anyway without some process's RNG state (trainer.resume_inexact)."""
+    fatal, inexact = checkpoint.resume_problems(directory, accelerator.process_index)
+    blocked = fatal + ([] if allow_inexact else inexact)
+    flags = torch.tensor([float(bool(blocked)), float(bool(inexact))], device=accelerator.device)
+    any_blocked, any_inexact = (bool(v > 0) for v in accelerator.reduce(flags, "sum").tolist())
+    if any_blocked:
+        hint = f"delete {directory} to resume from the checkpoint before it" + (
+            "" if fatal else ", or pass trainer.resume_inexact=true to continue anyway (metrics.json records it)"
+        )
+        raise RunDirError((blocked or ["another process's part of the checkpoint is incomplete"]) + [hint])
+    if any_inexact:
+        log.warning(
+            "resuming from %s WITHOUT its RNG state (%s): the run will not equal an uninterrupted one; "
+            "metrics.json records this (inexact_resumes)",
+            directory,
+            "; ".join(inexact) or "another process",
+        )
+    return any_inexact
 
 
 def _improved(score: float | None, best: float | None) -> bool:
@@ -237,8 +268,11 @@ def train_loop(
     scheduler = build_scheduler(optimizer, optim, total)
     state = TrainState()
     if resume_from is not None:
+        inexact = check_resumable(accelerator, resume_from, trainer.resume_inexact)
         accelerator.load_state(str(resume_from))
         state = TrainState(**checkpoint.read_state(resume_from))
+        if inexact:
+            state.inexact_resumes.append(state.global_step)
         # The schedule is a function of the step: replayed, not saved, because Accelerate saves
         # registered objects with pickle and loads them with weights_only=False.
         with warnings.catch_warnings():

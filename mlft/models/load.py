@@ -29,6 +29,35 @@ def load_tokenizer(name_or_path: str, revision: str | None = None, trust_remote_
     return tokenizer
 
 
+# Architectures whose position ids start after the padding index (RoBERTa's convention): they have fewer usable
+# positions than max_position_embeddings.
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "xmod")
+
+
+def check_max_length(name_or_path: str, revision: str | None, trust_remote_code: bool, max_length: int) -> None:
+    """model.max_length against the positions the model has, before any data is read or anything trained."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(
+            resolve(name_or_path), revision=revision, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"model.name_or_path: cannot read the config of {name_or_path!r} ({_first_line(err)})"
+        ) from None
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is None:
+        return
+    if getattr(config, "model_type", None) in OFFSET_POSITIONS:
+        positions -= (config.pad_token_id or 0) + 1
+    if max_length > positions:
+        raise ConfigError(
+            f"model.max_length: {max_length} is more than the {positions} positions of {name_or_path} "
+            f"(allowed: 8 to {positions}; longer NER inputs are windowed with model.stride)"
+        )
+
+
 def load_model(
     model_class: Any,
     name_or_path: str,
