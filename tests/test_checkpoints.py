@@ -140,3 +140,64 @@ def test_save_steps_checkpoints_mid_epoch_without_evaluating_and_resumes_from_th
     )
     for name in expected:
         torch.testing.assert_close(final[name], expected[name], rtol=0, atol=1e-6)
+
+
+def _stopped_after_step_4(reference, tmp_path):
+    """The reference run as it was when stopped after its step-4 checkpoint."""
+    stopped = tmp_path / "stopped"
+    shutil.copytree(reference, stopped)
+    for later in ("model", "checkpoints/best", *(f"checkpoints/step-{n}" for n in (6, 8, 10, 12))):
+        shutil.rmtree(stopped / later)
+    (stopped / "metrics.json").unlink()
+    return stopped
+
+
+@pytest.fixture(scope="module")
+def saved_every_2_steps(tmp_path_factory, tiny_models):
+    args = [*ZH_NER, "trainer.epochs=2", "trainer.save_steps=2", "trainer.keep_last=100"]
+    return train(tmp_path_factory.mktemp("ref") / "run", tiny_models["wordpiece"], *args)
+
+
+@pytest.mark.parametrize("damage", ["missing", "unreadable"])
+def test_a_checkpoint_without_its_rng_state_is_not_resumed_as_if_nothing_happened(
+    saved_every_2_steps, tmp_path, capsys, damage
+):
+    stopped = _stopped_after_step_4(saved_every_2_steps, tmp_path)
+    rng = checkpoint.rng_file(stopped / "checkpoints" / "step-4", 0)
+    rng.unlink() if damage == "missing" else rng.write_bytes(b"not a torch file")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", f"resume={stopped}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert f"random_states_0.pkl: {damage}" in err and "trainer.resume_inexact=true" in err
+    assert not (stopped / "model").exists()  # nothing was trained
+
+    main(["train", f"resume={stopped}", "trainer.resume_inexact=true"])  # asked for: continues, and says so
+    assert metrics(stopped)["inexact_resumes"] == [4]
+
+
+def test_a_checkpoint_without_its_optimizer_state_cannot_be_resumed(saved_every_2_steps, tmp_path, capsys):
+    stopped = _stopped_after_step_4(saved_every_2_steps, tmp_path)
+    (stopped / "checkpoints" / "step-4" / "optimizer.bin").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", f"resume={stopped}", "trainer.resume_inexact=true"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "optimizer.bin: missing" in err and "delete" in err
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(saved_every_2_steps, tmp_path, capsys):
+    # Killed while loading data and model: the directory holds only what claiming it wrote.
+    stopped = tmp_path / "stopped"
+    (stopped / ".hydra").mkdir(parents=True)
+    for name in (".hydra/config.yaml", ".hydra/overrides.yaml", "config.yaml"):
+        shutil.copyfile(saved_every_2_steps / name, stopped / name)
+    with pytest.raises(SystemExit):  # rerunning the same command into it: refused, pointing at resume=
+        main(["train", f"hydra.run.dir={stopped}", *ZH_NER])
+    assert f"resume={stopped}" in capsys.readouterr().err
+    main(["train", f"resume={stopped}"])
+    assert metrics(stopped)["history"] == metrics(saved_every_2_steps)["history"]
+    assert (stopped / "env.json").is_file()
+    final = load_file(stopped / "model" / "model.safetensors")
+    expected = load_file(saved_every_2_steps / "model" / "model.safetensors")
+    for name in expected:
+        torch.testing.assert_close(final[name], expected[name], rtol=0, atol=1e-6)

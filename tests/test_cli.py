@@ -86,3 +86,13 @@ def test_python_dash_m_mlft_trains(tmp_path, tiny_models):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
+
+
+def test_hydra_flags_with_values_work_after_the_overrides(tmp_path, tiny_models):
+    # Hydra accepts `--cfg job` anywhere; its value must not be read as an override.
+    result = run_cli("train", "task=topic", "lang=en_to_all", f"model={tiny_models['wordpiece']}", "--cfg", "job")
+    assert result.returncode == 0, result.stderr
+    printed = yaml.safe_load(result.stdout)
+    assert printed["task"]["name"] == "topic" and printed["lang"]["name"] == "en_to_all"
+    result = run_cli("train", "--info", "defaults", "task=topic")
+    assert result.returncode == 0 and "task/topic" in result.stdout, result.stderr

@@ -139,3 +139,18 @@ def test_conll_reader_fails_only_with_data_errors(tmp_path_factory, payload):
         assert all(str(path) in p for p in err.problems)
     else:
         assert all(len(ex["tokens"]) == len(ex["tags"]) > 0 for ex in examples)
+
+
+def test_csv_quoted_fields_keep_their_line_breaks_and_records_are_named_by_their_first_line(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text('text,label\n"line one\nline two",pos\nthird,neg\n')
+    examples = read_file(path, "auto", COLUMNS, False)
+    assert [ex["text"] for ex in examples] == ["line one\nline two", "third"]
+    assert [ex["loc"].rsplit(":", 1)[1] for ex in examples] == ["2", "4"]
+
+
+def test_csv_quote_never_closed_is_reported_where_it_opens(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text('text,label\nok,pos\n"broken,neg\nx,pos\ny,neg\n')
+    with pytest.raises(DataError, match=r"a\.csv:3: .*never closed"):
+        read_file(path, "auto", COLUMNS, False)
