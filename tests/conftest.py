@@ -41,9 +41,29 @@ ROBERTA_SPECIALS = dict(
 )
 
 
+TOKENIZERS = FIXTURES / "tokenizers"
+"""The tiny tokenizers, trained once on the fixtures and committed: the trainers of WordPiece and Unigram are not
+deterministic across processes, and recorded results (tests/golden/) need the same vocabulary every session.
+Regenerate with `python tests/conftest.py` (then record the golden results anew)."""
+
+
 def build_tokenizer(family: str):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer.from_file(str(TOKENIZERS / f"{family}.json"))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=512, **SPECIALS[family])
+
+
+SPECIALS = {
+    "wordpiece": dict(unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]"),
+    "unigram": ROBERTA_SPECIALS,
+    "bpe": ROBERTA_SPECIALS,
+}
+
+
+def train_tokenizer(family: str):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     texts = fixture_text()
     if family == "wordpiece":
@@ -54,7 +74,6 @@ def build_tokenizer(family: str):
         tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
         tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
         tok.decoder = decoders.WordPiece()
-        kwargs = dict(unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
     elif family == "unigram":  # XLM-R / multilingual-e5 style SentencePiece with the `▁` prefix
         tok = Tokenizer(models.Unigram())
         tok.normalizer = normalizers.NFKC()
@@ -67,7 +86,6 @@ def build_tokenizer(family: str):
         tok.post_processor = processors.TemplateProcessing(
             single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
         )
-        kwargs = ROBERTA_SPECIALS
     elif family == "bpe":  # RoBERTa / GPT-2 style byte-level BPE
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -80,10 +98,9 @@ def build_tokenizer(family: str):
             ),
         )
         tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True)
-        kwargs = ROBERTA_SPECIALS
     else:
         raise ValueError(family)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=512, **kwargs)
+    return tok
 
 
 def build_model_dir(directory: Path, family: str) -> Path:
@@ -179,3 +196,9 @@ def e5_and_random(tmp_path_factory):
     BertModel(AutoConfig.from_pretrained(e5)).save_pretrained(random_dir)
     AutoTokenizer.from_pretrained(e5).save_pretrained(random_dir)
     return e5, random_dir
+
+
+if __name__ == "__main__":
+    TOKENIZERS.mkdir(exist_ok=True)
+    for name in SPECIALS:
+        train_tokenizer(name).save(str(TOKENIZERS / f"{name}.json"))
