@@ -1,350 +1,79 @@
-"""Command-line entry point: picks the subcommand, composes the config, dispatches. Nothing else.
+"""Command-line entry point: picks the subcommand, parses its arguments, dispatches. Nothing else.
 
-`mlft train` is a Hydra application (config groups, overrides, `-m` sweeps, `--help`); `eval`,
-`predict` and `export` act on a saved run and take plain `key=value` arguments.
+`mlft train` is a Hydra application (mlft.cli_train); the other commands take `key=value` arguments
+checked against their typed arguments (every command answers `--help`).
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import subprocess
+import importlib
 import sys
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from mlft.errors import ConfigError, UserError, format_error
 
-from mlft.errors import UserError, format_error
-
-USAGE = """usage: mlft <command> [key=value ...]
+USAGE = """usage: mlft <command> [key=value ...]      (mlft <command> --help lists a command's keys)
 
 commands:
-  train     fine-tune a model (Hydra config groups: model, task, lang, optimizer, trainer, peft)
-  eval      re-evaluate a saved run per language:     mlft eval run=<run-dir> [lang=[zh,en]] [split=test]
+  train     fine-tune a model (Hydra config groups: model, task, lang, optimizer, trainer, peft, experiment)
+  eval      re-evaluate a saved run per language:     mlft eval run=<run-dir> [lang=[zh,en]] [split=[test]]
   predict   label raw text lines:                     mlft predict run=<run-dir> input=texts.txt output=preds.jsonl
-            (or model=<exported folder or .onnx file> instead of run=) [precision=run|no|bf16] [batch_size=64]
+            (or model=<exported folder or .onnx file> instead of run=)
   export    a deployable model folder, checked per language against the run:
-            mlft export run=<run-dir> format=hf|onnx [quantize=int8] [out=<dir>] [max_drop=0.5] [split=dev]
-            [trim_vocab=lang|train]  (keep only the vocabulary of the run's data)
+            mlft export run=<run-dir> format=hf|onnx [quantize=int8] [out=<dir>]
   serve     an HTTP JSON API (POST /predict, GET /health), batched, with request limits:
-            mlft serve model=<exported folder> [host=127.0.0.1] [port=8080] [max_texts=64] [max_chars=5000]
+            mlft serve model=<exported folder> [port=8080]
   report    mean ± std per language over the runs of a sweep (seeds), heatmap across training languages:
-            mlft report sweep=<sweep-dir> [split=test] [metric=f1]   (or runs=[<run-dir>,...])
+            mlft report sweep=<sweep-dir> [split=test]   (or runs=[<run-dir>,...])
   data      mlft data list: the corpora usable offline, with languages, sizes, labels, licences
   models    mlft models list: the model presets and where each comes from
 
-`mlft train --help` lists the config groups and their options; any key can be overridden:
+Any key of `mlft train` can be overridden:
   mlft train task=ner lang=zh model=<hub id or local dir> data.train=train.conll data.dev=dev.conll
+  mlft train experiment=demo                           # a named recipe (configs/experiment/)
   mlft train -m optimizer.lr=1e-5,3e-5 seed=1,2        # a sweep, one run directory per job
 """
-COMMANDS = ("train", "eval", "predict", "export", "serve", "report", "data", "models")
-GROUPS = ("model", "task", "lang", "optimizer", "trainer", "peft")
-HYDRA_INFO_FLAGS = {
-    "--help",
-    "-h",
-    "--hydra-help",
-    "--info",
-    "-i",
-    "--cfg",
-    "-c",
-    "--resolve",
-    "--package",
-    "-p",
-    "--shell-completion",
-    "-sc",
+
+
+@dataclass(frozen=True)
+class Command:
+    module: str
+    """mlft.commands.<module>, imported when the command runs (`mlft --help` stays fast)."""
+    args: str
+    """Its typed arguments (a dataclass)."""
+    function: str
+    usage: str
+    quiet: bool = True
+    """Silence the ML libraries' INFO output (commands that load models)."""
+
+    def load(self) -> tuple[type, Callable[[Any], Any]]:
+        module = importlib.import_module(f"mlft.commands.{self.module}")
+        return getattr(module, self.args), getattr(module, self.function)
+
+
+COMMANDS = {
+    "eval": Command("evaluate", "EvalArgs", "evaluate", "mlft eval run=<run-dir> [key=value ...]"),
+    "predict": Command(
+        "predict",
+        "PredictArgs",
+        "predict",
+        "mlft predict (run=<run-dir> | model=<export>) input=<file> [key=value ...]",
+    ),
+    "export": Command("export", "ExportArgs", "export", "mlft export run=<run-dir> [key=value ...]"),
+    "serve": Command("serve", "ServeArgs", "serve", "mlft serve (model=<export> | run=<run-dir>) [key=value ...]"),
+    "report": Command(
+        "report", "ReportArgs", "report", "mlft report (sweep=<dir> | runs=[...]) [key=value ...]", False
+    ),
 }
-FREE_MAPS = ("task.datasets", "task.label_map", "task.columns")
-"""Config maps whose keys are the user's (languages, labels, column names), not fixed by the schema."""
-RUN_DIR_ENV = "MLFT_RUN_DIR"  # set by a launcher for its child processes: the directory is already claimed
+"""The `key=value` commands."""
 
 
-def quiet_libraries() -> None:
-    """mlft's own progress at INFO; libraries only warn (their per-save INFO lines drown the run's)."""
-    import transformers
-
-    logging.basicConfig(level=logging.WARNING, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("mlft").setLevel(logging.INFO)
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
-
-
-def config_dir() -> Path:
-    """configs/ inside the installed package, else the source checkout's top-level configs/."""
-    packaged = Path(__file__).resolve().parent / "configs"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "configs"
-
-
-def presets(group: str, directory: Path | None = None) -> list[str]:
-    return sorted(p.stem for p in ((directory or config_dir()) / group).glob("*.yaml"))
-
-
-def _take_option(args: list[str], names: tuple[str, ...]) -> tuple[str | None, list[str]]:
-    """Removes `--name value` or `--name=value` from args; returns the value."""
-    value, rest, i = None, [], 0
-    while i < len(args):
-        arg = args[i]
-        if arg in names and i + 1 < len(args):
-            value, i = args[i + 1], i + 2
-            continue
-        if any(arg.startswith(n + "=") for n in names):
-            value = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-        i += 1
-    return value, rest
-
-
-def _rewrite_model(overrides: list[str], directory: Path) -> list[str]:
-    """`model=<hub id or dir>` that names no preset means the generic `hf` preset with that model."""
-    out = []
-    known = presets("model", directory)
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if sep and key == "model" and known and value not in known and ("/" in value or Path(value).exists()):
-            out += ["model=hf", f"model.name_or_path={value}"]
-        else:
-            out.append(item)
-    return out
-
-
-def hydra_settings(directory: Path) -> dict[str, Any]:
-    """The `hydra` block and logging defaults of the shipped config, for composable saved configs."""
-    shipped = OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"), resolve=False)
-    assert isinstance(shipped, dict)
-    defaults = [d for d in shipped["defaults"] if isinstance(d, dict) and any(k.startswith("override") for k in d)]
-    return {"defaults": defaults + ["_self_"], "hydra": shipped["hydra"]}
-
-
-def precheck(directory: Path, config_name: str, overrides: list[str], multirun: bool) -> None:
-    """Composes and validates every job before Hydra creates any directory; raises ConfigError."""
-    from hydra import compose, initialize_config_dir
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from mlft.config import validate
-    from mlft.destinations import check_writable
-    from mlft.engine.loop import device_problems
-    from mlft.errors import ConfigError
-
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-        jobs = BasicSweeper.split_arguments(parsed, None)[0] if multirun else [overrides]
-    except HydraException as err:
-        raise ConfigError(f"overrides: {err}") from None
-    problems: list[str] = []
-    with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
-        for job in jobs:
-            job, bad_groups = _check_group_options(list(job), directory)
-            problems += [p for p in bad_groups if p not in problems]
-            try:
-                composed = compose(config_name=config_name, overrides=job, return_hydra_config=True)
-                key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-                destination = Path(OmegaConf.select(composed, key))
-                with open_dict(composed):
-                    del composed["hydra"]  # its per-job keys are unset until Hydra launches the job
-                run = validate(composed)
-                problems += [p for p in device_problems(run.trainer) if p not in problems]
-                check_writable(destination, key)
-            except ConfigError as err:
-                problems += [p for p in err.problems if p not in problems]
-            except (HydraException, OmegaConfBaseException) as err:
-                message = " ".join(str(err).split("Config search path")[0].split())
-                problems.append(f"overrides: {message}")
-    if problems:
-        raise ConfigError(problems)
-
-
-def _check_group_options(overrides: list[str], directory: Path) -> tuple[list[str], list[str]]:
-    """Reports every `group=option` naming no preset and drops it, so the rest can still be checked.
-
-    Other keys are force-added so that the schema, not Hydra, judges them: every problem at once.
-    """
-    kept, problems = [], []
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        group = key.lstrip("+~")
-        options = presets(group, directory) if group in GROUPS else []
-        if sep and options and value not in options:
-            problems.append(
-                f"{group}: {value!r} is not a {group} preset (allowed: {', '.join(options)}; see configs/{group}/)"
-            )
-        elif sep and group not in GROUPS and not key.startswith(("+", "~")) and not key.startswith("hydra."):
-            # Force-add, so that Hydra does not stop at the first unknown key: the schema reports them all.
-            kept.append("++" + item)
-        else:
-            kept.append(item)
-    return kept, problems
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _relaunch(run_dir: Path, processes: int, cpu: bool, trust_remote_code: bool) -> None:
-    """Runs the saved job with `processes` processes (torchrun, as `accelerate launch` does), in `run_dir`."""
-    import torch
-
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        str(processes),
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(_free_port()),
-        "-m",
-        "mlft",
-        "train",
-        "--config-path",
-        str((run_dir / ".hydra").resolve()),
-        "--config-name",
-        "config",
-        f"hydra.run.dir={run_dir}",
-    ]
-    if trust_remote_code:  # asked for on this command line; the saved config alone may not grant it
-        command.append("model.trust_remote_code=true")
-    env = {**os.environ, RUN_DIR_ENV: str(run_dir.resolve())}
-    if cpu or not torch.cuda.is_available():
-        env["ACCELERATE_USE_CPU"] = "true"
-    result = subprocess.run(command, env=env)
-    if result.returncode:
-        raise SystemExit(result.returncode)
-
-
-def _train_job(cfg: DictConfig) -> None:
-    try:
-        _train_job_unchecked(cfg)
-    except UserError as err:  # Hydra would print these with a traceback and exit 1
-        print(format_error(err), file=sys.stderr)
-        raise SystemExit(err.exit_code) from None
-
-
-def _train_job_unchecked(cfg: DictConfig) -> None:
-    from hydra.core.hydra_config import HydraConfig
-
-    from mlft import rundir
-    from mlft.config import validate
-    from mlft.engine.loop import shared_run_dir, world_size
-    from mlft.train import train
-
-    hc = HydraConfig.get()
-    run = validate(cfg)
-    run_dir = shared_run_dir(Path(hc.runtime.output_dir), run.trainer.cpu)
-    overrides = list(hc.overrides.task)
-    settings = hydra_settings(config_dir())
-    claimed = os.environ.get(RUN_DIR_ENV) == str(run_dir.resolve())
-    # A directory named by the clock may be taken by a run that started in the same second.
-    unique = not any(o.startswith("hydra.run.dir=") for o in hc.overrides.hydra)
-    if run.trainer.num_processes > 1 and world_size() <= 1 and not claimed:
-        if run.resume is None:
-            run_dir = rundir.claim(run_dir, run.overwrite, unique)
-            rundir.save_config(run_dir, cfg, overrides, settings)
-        _relaunch(run_dir, run.trainer.num_processes, run.trainer.cpu, run.model.trust_remote_code)
-        return
-    train(cfg, run_dir, overrides, settings, claimed=claimed, unique_dir=unique)
-
-
-def sweep_dirname_override(overrides: list[str], directory: Path, config_name: str) -> list[str]:
-    """Names a sweep's job folders after the keys that vary between its jobs only.
-
-    Hydra names them after every override, which passes the file system's 255-byte name limit
-    once a sweep fixes a dozen keys on the command line.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    key = "hydra.job.config.override_dirname.exclude_keys"
-    if any(o.lstrip("+~").startswith(key) for o in overrides):
-        return []
-    config = OmegaConf.load(directory / f"{config_name}.yaml")
-    excluded = list(OmegaConf.select(config, key, default=[]) or [])
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    excluded += [o.key_or_group for o in parsed if not o.is_sweep_override() and o.key_or_group not in excluded]
-    return [f"{key}=[{','.join(excluded)}]"]
-
-
-def split_hydra_flags(args: list[str]) -> tuple[list[str], list[str]]:
-    """Hydra's own flags (with their values, wherever they stand) apart from the key=value overrides.
-
-    Hydra accepts `--cfg job` after the overrides; its value must not be taken for an override.
-    """
-    from hydra._internal.utils import get_args_parser
-
-    takes_value: dict[str, tuple[str, ...] | None] = {}  # flag -> allowed optional values (None: any, required)
-    for action in get_args_parser()._actions:
-        if action.option_strings and action.nargs != 0:
-            for name in action.option_strings:
-                takes_value[name] = tuple(action.choices) if action.nargs == "?" and action.choices else None
-    flags, overrides, i = [], [], 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("-"):
-            overrides.append(arg)
-        elif arg in takes_value and i + 1 < len(args):
-            choices = takes_value[arg]
-            if choices is None or args[i + 1] in choices:
-                flags += [arg, args[i + 1]]
-                i += 1
-            else:
-                flags.append(arg)
-        else:
-            flags.append(arg)
-        i += 1
-    return flags, overrides
-
-
-def train_cli(args: list[str]) -> None:
-    import tempfile
-
-    import hydra
-
-    from mlft import saved_config
-
-    config_path, args = _take_option(args, ("--config-path", "-cp"))
-    config_name, args = _take_option(args, ("--config-name", "-cn"))
-    multirun = any(a in ("-m", "--multirun") for a in args)
-    args = [a for a in args if a not in ("-m", "--multirun")]
-    flags, overrides = split_hydra_flags(args)
-    if "--experimental-rerun" in flags:
-        from mlft.errors import ConfigError
-
-        # Hydra's rerun unpickles a file: code from whoever wrote it.
-        raise ConfigError("--experimental-rerun: not supported (it unpickles a file); use --config-path <run>/.hydra")
-    directory = Path(config_path).resolve() if config_path else config_dir()
-    config_name = config_name or "config"
-    resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
-    if resume and not config_path:
-        # A resumed run continues from its own saved config, in its own directory.
-        directory, config_name = Path(resume).resolve() / ".hydra", "config"
-        if not (directory / "config.yaml").is_file():
-            from mlft.errors import RunDirError
-
-            raise RunDirError(f"resume={resume}: not a run directory (no .hydra/config.yaml)")
-        overrides.append(f"hydra.run.dir={resume}")
-    with tempfile.TemporaryDirectory(prefix="mlft-saved-config-") as staged:
-        if config_path or resume:
-            # A saved config may come from someone else: only its values are used, under mlft's Hydra settings.
-            saved_config.stage(directory, config_name, Path(staged), hydra_settings(config_dir()), overrides)
-            directory, config_name = Path(staged), "config"
-        overrides = _rewrite_model(overrides, directory)
-        if not any(f.split("=")[0] in HYDRA_INFO_FLAGS for f in flags):
-            precheck(directory, config_name, overrides, multirun)
-            # The schema has checked every key, so Hydra may add keys inside free-form maps (task.datasets.de=...),
-            # which its struct mode would refuse with a traceback.
-            overrides = ["++" + o if o.startswith(FREE_MAPS) else o for o in overrides]
-        if multirun:
-            overrides += sweep_dirname_override(overrides, directory, config_name)
-        quiet_libraries()
-        sys.argv = ["mlft train", *flags, *(["-m"] if multirun else []), *overrides]
-        hydra.main(config_path=str(directory), config_name=config_name, version_base="1.3")(_train_job)()
+LISTS = {
+    "data": "mlft data list: the packaged corpora (builtin:<name>) with languages, split sizes, labels, licences",
+    "models": "mlft models list: the model presets (model=<preset>) and where each model comes from",
+}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -354,42 +83,46 @@ def main(argv: list[str] | None = None) -> None:
         return
     command, rest = args[0], args[1:]
     try:
-        if command == "train":
-            train_cli(rest)
-        elif command == "eval":
-            from mlft.evaluation import eval_cli
-
-            quiet_libraries()
-            eval_cli(rest)
-        elif command == "predict":
-            from mlft.predict import predict_cli
-
-            quiet_libraries()
-            predict_cli(rest)
-        elif command == "serve":
-            from mlft.serve import serve_cli
-
-            quiet_libraries()
-            serve_cli(rest)
-        elif command == "report":
-            from mlft.report.sweep import report_cli
-
-            report_cli(rest)
-        elif command in ("data", "models"):
-            from mlft.catalog import list_cli
-
-            list_cli(command, rest)
-        elif command == "export":
-            from mlft.export import export_cli
-
-            quiet_libraries()
-            export_cli(rest)
-        else:
-            print(
-                f"mlft: unknown command {command!r} (allowed: {', '.join(COMMANDS)})\n\n{USAGE}",
-                file=sys.stderr,
-            )
-            raise SystemExit(2)
+        dispatch(command, rest)
     except UserError as err:
         print(format_error(err), file=sys.stderr)
         raise SystemExit(err.exit_code) from None
+
+
+def dispatch(command: str, rest: list[str]) -> None:
+    from mlft.cli_train import did_you_mean, quiet_libraries, train_cli
+
+    helping = any(a in ("-h", "--help") for a in rest)
+    if command == "train":
+        if not helping:
+            quiet_libraries()
+        train_cli(rest)
+        return
+    if command in LISTS:
+        if helping:
+            print(f"usage: {LISTS[command]}")
+            return
+        if rest != ["list"]:
+            raise ConfigError(f"mlft {command} {' '.join(rest)}: unknown (allowed: mlft {command} list)")
+        from mlft.commands.catalog import show
+
+        show(command)
+        return
+    if command not in COMMANDS:
+        known = ["train", *COMMANDS, *LISTS]
+        hint = did_you_mean(command, known)
+        print(f"mlft: unknown command {command!r}{hint} (allowed: {', '.join(known)})\n\n{USAGE}", file=sys.stderr)
+        raise SystemExit(2)
+    spec = COMMANDS[command]
+    schema, function = spec.load()
+    if helping:
+        from mlft.helptext import command_help
+
+        print(command_help(command, spec.usage, schema))
+        return
+    from mlft.schema import parse_key_values
+
+    parsed = parse_key_values(rest, schema, command)
+    if spec.quiet:
+        quiet_libraries()
+    function(parsed)

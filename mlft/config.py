@@ -1,12 +1,12 @@
-"""Typed schema of a training run and `validate(cfg)`, which reports every problem at once.
+"""Typed schema of a training run: every key, its type, its default and (attribute docstrings) its help text.
 
-The attribute docstrings double as help text. Hydra composes plain YAML; this module checks the
-result before any model or data is loaded.
+The dataclass defaults are the only defaults: they are registered with Hydra (`register_schema_defaults`)
+under the shipped presets, which state only what differs. Configs are frozen: a run's config, once
+validated (mlft.validation), is never changed.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,20 +15,12 @@ from typing import Any, Literal, get_type_hints
 from omegaconf import DictConfig, OmegaConf
 
 from mlft.errors import ConfigError
-from mlft.schema import build, check_fields
 
-TaskType = Literal["token_classification", "sequence_classification"]
 Scheme = Literal["IOB1", "IOB2", "IOBES", "BMES"]
 Precision = Literal["no", "bf16", "fp16"]
 
-# Metrics each task type reports; the selection metric must be one of them.
-METRICS: dict[str, tuple[str, ...]] = {
-    "token_classification": ("f1", "precision", "recall", "accuracy"),
-    "sequence_classification": ("accuracy", "macro_f1", "micro_f1"),
-}
 
-
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     name: str
     """Preset name (the file in configs/model/)."""
@@ -36,7 +28,7 @@ class ModelConfig:
     """A hub model id or a local directory with a HuggingFace model."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) to pin."""
-    max_length: int = 128
+    max_length: int = 256
     """Maximum subtokens per model input, special tokens included; longer NER inputs are windowed."""
     stride: int = 32
     """Subtokens of overlap between consecutive windows of a long NER input."""
@@ -58,12 +50,12 @@ class ModelConfig:
     such as e5 were pre-trained). Token classification does not pool."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class TaskConfig:
     name: str
     """Preset name (the file in configs/task/)."""
-    type: TaskType
-    """Problem type."""
+    type: str
+    """Problem type: a key of mlft.tasks.TASKS (token_classification, sequence_classification)."""
     metric: str
     """Metric that selects the best checkpoint and drives early stopping."""
     multi_label: bool = False
@@ -86,7 +78,7 @@ ALL_LANGS = "all"
 """A language list `[all]` means every language the task's datasets (or the data files) have."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class LangConfig:
     name: str
     """Preset name (the file in configs/lang/)."""
@@ -96,7 +88,7 @@ class LangConfig:
     """Languages evaluated on, zero-shot for those not in train; [all] = every language of the task's datasets."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class OptimizerConfig:
     name: Literal["adamw"]
     lr: float = 1e-4
@@ -109,13 +101,14 @@ class OptimizerConfig:
     schedule: Literal["linear", "cosine", "constant"] = "linear"
     warmup_steps: int | None = None
     """Warmup length in optimizer steps (exclusive with warmup_fraction)."""
-    warmup_fraction: float | None = None
-    """Warmup length as a fraction of all optimizer steps (exclusive with warmup_steps)."""
+    warmup_fraction: float | None = 0.1
+    """Warmup length as a fraction of all optimizer steps (exclusive with warmup_steps: set this one to null to
+    count warmup in steps)."""
     max_grad_norm: float | None = 1.0
     """Gradient clipping norm; null disables clipping."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class LangSamplingConfig:
     temperature: float | None = None
     """Draw training languages with p ∝ n^(1/T): 1 = proportional to size, large = near uniform.
@@ -127,7 +120,7 @@ class LangSamplingConfig:
 Selection = Literal["source_dev", "target_dev", "last", "average"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainerConfig:
     epochs: int = 3
     max_steps: int | None = None
@@ -176,7 +169,7 @@ class TrainerConfig:
     uninterrupted one; metrics.json records the step in inexact_resumes). Off: such a resume is refused."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class PeftConfig:
     name: str
     """Preset name (the file in configs/peft/)."""
@@ -196,7 +189,7 @@ class PeftConfig:
     """Learning rate of the adapter weights (they want a larger step than full fine-tuning); null: optimizer.lr."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ColumnsConfig:
     tokens: str = "tokens"
     tags: str = "tags"
@@ -206,7 +199,7 @@ class ColumnsConfig:
     lang: str = "lang"
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     train: str | None = None
     """Training data: a file (CoNLL, JSONL, CSV, TSV) or hub:<id>[/<config>]."""
@@ -239,7 +232,7 @@ class DataConfig:
     """Keep tokenized features ($MLFT_FEATURE_CACHE, default $MLFT_CACHE/features): a rerun skips tokenizing."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class DistillConfig:
     teacher: str | None = None
     """A finished run directory whose model teaches this run (same task, labels and tokenizer); null: no teacher.
@@ -251,7 +244,7 @@ class DistillConfig:
     """Softens both distributions before they are compared (the soft loss is scaled by its square)."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     model: ModelConfig
     task: TaskConfig
@@ -278,172 +271,6 @@ def to_container(cfg: DictConfig | dict) -> dict[str, Any]:
     return data
 
 
-def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
-    problems = _bound_problems(run)
-    opt = run.optimizer
-    if opt.warmup_steps is not None and opt.warmup_fraction is not None:
-        problems.append(
-            f"optimizer.warmup_steps: conflicts with optimizer.warmup_fraction={opt.warmup_fraction} (set at most "
-            "one; to count warmup in steps, also pass optimizer.warmup_fraction=null)"
-        )
-    if opt.warmup_fraction is not None and not 0 <= opt.warmup_fraction < 1:
-        problems.append(f"optimizer.warmup_fraction: {opt.warmup_fraction} is not in [0, 1)")
-    if len(opt.betas) != 2 or not all(0 <= b < 1 for b in opt.betas):
-        problems.append(f"optimizer.betas: expected two numbers in [0, 1), got {opt.betas}")
-    if not 0 <= run.seed < 2**32:
-        problems.append(f"seed: must be in [0, 2^32), got {run.seed}")
-    if run.trainer.precision == "fp16" and run.trainer.cpu:
-        problems.append("trainer.precision: fp16 needs a GPU, but trainer.cpu=true; use bf16 or no")
-    if run.trainer.eval_strategy == "steps" and run.trainer.eval_steps is None:
-        problems.append("trainer.eval_steps: required with trainer.eval_strategy=steps")
-    if run.trainer.eval_strategy != "steps" and run.trainer.eval_steps is not None:
-        problems.append("trainer.eval_steps: only used with trainer.eval_strategy=steps")
-    problems += _trainer_problems(run.trainer)
-    problems += _peft_problems(run.peft, run.model)
-    if run.trainer.early_stopping_patience is not None and run.trainer.eval_strategy == "no":
-        problems.append("trainer.early_stopping_patience: needs evaluation (trainer.eval_strategy is 'no')")
-    if not 0.0 <= run.data.keep_entityless <= 1.0:
-        problems.append(f"data.keep_entityless: must be in [0, 1], got {run.data.keep_entityless}")
-    problems += _distill_problems(run.distill)
-    if run.model.num_layers is not None and run.model.num_layers < 1:
-        problems.append(f"model.num_layers: must be >= 1 (or null), got {run.model.num_layers}")
-    if run.model.max_length < 8:
-        problems.append(f"model.max_length: must be >= 8, got {run.model.max_length}")
-    if not 0 <= run.model.stride < run.model.max_length // 2:
-        problems.append(f"model.stride: must be in [0, max_length/2), got {run.model.stride}")
-    allowed = METRICS[run.task.type]
-    if run.task.metric not in allowed:
-        problems.append(f"task.metric: {run.task.metric!r} is not reported (allowed: {', '.join(allowed)})")
-    if run.task.multi_label and run.task.type != "sequence_classification":
-        problems.append("task.multi_label: only for type=sequence_classification")
-    problems += _lang_problems(run)
-    for split in ("train", "dev", "test"):
-        path = getattr(run.data, split)
-        if path is None or path.startswith(("hub:", "builtin:")):
-            continue
-        if not (base_dir / path).exists():
-            problems.append(f"data.{split}: file not found: {path}")
-        elif (base_dir / path).is_dir():
-            problems.append(f"data.{split}: {path} is a directory; give a data file (or hub:<dataset> for a dataset)")
-    model_path = Path(run.model.name_or_path)
-    looks_local = run.model.name_or_path.startswith((".", "/", "~")) or (
-        ":" not in run.model.name_or_path and model_path.exists()
-    )
-    if looks_local and not (model_path.expanduser() / "config.json").exists():
-        problems.append(f"model.name_or_path: {run.model.name_or_path} is not a model directory (no config.json)")
-    if run.resume is not None and not (Path(run.resume) / ".hydra" / "config.yaml").is_file():
-        problems.append(f"resume: {run.resume} is not a run directory (no .hydra/config.yaml)")
-    return problems
-
-
-def _bound_problems(run: RunConfig) -> list[str]:
-    """Numbers outside the range where they mean anything (a negative learning rate, zero steps, ...)."""
-    opt, trainer, data, model = run.optimizer, run.trainer, run.data, run.model
-    # key, value (None: not set), lower bound, whether the bound itself is allowed
-    bounds: list[tuple[str, float | None, int, bool]] = [
-        ("optimizer.lr", opt.lr, 0, False),
-        ("optimizer.head_lr", opt.head_lr, 0, False),
-        ("optimizer.weight_decay", opt.weight_decay, 0, True),
-        ("optimizer.eps", opt.eps, 0, False),
-        ("optimizer.warmup_steps", opt.warmup_steps, 0, True),
-        ("optimizer.max_grad_norm", opt.max_grad_norm, 0, False),
-        ("trainer.max_steps", trainer.max_steps, 1, True),
-        ("trainer.eval_steps", trainer.eval_steps, 1, True),
-        ("trainer.early_stopping_patience", trainer.early_stopping_patience, 1, True),
-        ("trainer.keep_last", trainer.keep_last, 0, True),
-        ("data.max_train_samples", data.max_train_samples, 1, True),
-        ("data.max_dev_samples", data.max_dev_samples, 1, True),
-        ("data.max_test_samples", data.max_test_samples, 1, True),
-        ("data.max_train_length", data.max_train_length, 1, True),
-        ("model.freeze_layers", model.freeze_layers, 0, True),
-    ]
-    bounds += [(f"trainer.{key}", getattr(trainer, key), 1, True) for key in ONE_OR_MORE]
-    problems = []
-    for key, value, low, inclusive in bounds:
-        if value is not None and (value < low or (value == low and not inclusive)):
-            problems.append(f"{key}: must be {'>=' if inclusive else '>'} {low}, got {value}")
-    return problems
-
-
-ONE_OR_MORE = ("epochs", "batch_size", "eval_batch_size", "grad_accum", "num_processes", "log_every")
-"""Trainer counts that must be at least 1."""
-
-
-def _distill_problems(distill: DistillConfig) -> list[str]:
-    problems = []
-    if not 0.0 <= distill.alpha <= 1.0:
-        problems.append(f"distill.alpha: must be in [0, 1], got {distill.alpha}")
-    if distill.temperature <= 0:
-        problems.append(f"distill.temperature: must be > 0, got {distill.temperature}")
-    teacher = distill.teacher
-    if teacher is not None and not (Path(teacher) / "config.yaml").is_file():
-        problems.append(f"distill.teacher: {teacher} is not a run directory (no config.yaml)")
-    elif teacher is not None and not (Path(teacher) / "model" / "config.json").is_file():
-        problems.append(f"distill.teacher: {teacher} has no final model (model/config.json); did training finish?")
-    return problems
-
-
-def _peft_problems(peft: PeftConfig, model: ModelConfig) -> list[str]:
-    problems: list[str] = []
-    if peft.method == "none":
-        return problems
-    if peft.r < 1:
-        problems.append(f"peft.r: must be >= 1, got {peft.r}")
-    if not 0.0 <= peft.dropout < 1.0:
-        problems.append(f"peft.dropout: must be in [0, 1), got {peft.dropout}")
-    if peft.lr is not None and peft.lr <= 0:
-        problems.append(f"peft.lr: must be > 0, got {peft.lr}")
-    if model.freeze_layers:
-        problems.append(f"model.freeze_layers: conflicts with peft={peft.name} (the adapter decides what trains)")
-    return problems
-
-
-def _trainer_problems(trainer: TrainerConfig) -> list[str]:
-    problems = []
-    sampling = trainer.lang_sampling
-    if sampling.temperature is not None and sampling.temperature <= 0:
-        problems.append(f"trainer.lang_sampling.temperature: must be > 0, got {sampling.temperature}")
-    if trainer.select == "average":
-        if trainer.average_last < 1:
-            problems.append(f"trainer.average_last: must be >= 1, got {trainer.average_last}")
-        elif trainer.keep_last < trainer.average_last:
-            problems.append(
-                f"trainer.keep_last: select=average needs the last {trainer.average_last} checkpoints "
-                f"(trainer.average_last), but keep_last={trainer.keep_last}"
-            )
-    if trainer.save_steps is not None and trainer.save_steps < 1:
-        problems.append(f"trainer.save_steps: must be >= 1 (or null), got {trainer.save_steps}")
-    if trainer.adversarial != "none" and trainer.adv_epsilon <= 0:
-        problems.append(
-            f"trainer.adv_epsilon: must be > 0 with adversarial={trainer.adversarial}, got {trainer.adv_epsilon}"
-        )
-    if trainer.select == "target_dev" and trainer.eval_strategy == "no":
-        problems.append("trainer.select: target_dev needs evaluation (trainer.eval_strategy is 'no')")
-    return problems
-
-
-def _lang_problems(run: RunConfig) -> list[str]:
-    """Languages against the task's datasets; with data files, the files decide which languages exist."""
-    problems = []
-    if not run.lang.train:
-        problems.append("lang.train: at least one training language is required")
-    for key in ("train", "eval"):
-        langs = getattr(run.lang, key)
-        if ALL_LANGS in langs and len(langs) > 1:
-            problems.append(f"lang.{key}: '{ALL_LANGS}' stands alone (got {langs})")
-    uses_task_datasets = all(getattr(run.data, split) is None for split in ("train", "dev", "test"))
-    if not uses_task_datasets:
-        return problems
-    for key in ("train", "eval"):
-        langs = getattr(run.lang, key)
-        if ALL_LANGS not in langs:
-            try:
-                resolve_langs(langs, run.task, f"lang.{key}")
-            except ConfigError as err:
-                problems += err.problems
-    return problems
-
-
 def resolve_langs(requested: list[str], task: TaskConfig, key: str) -> list[str]:
     """[all] -> every language of the task's datasets; a language without a dataset is a config error."""
     if requested == [ALL_LANGS]:
@@ -457,40 +284,38 @@ def resolve_langs(requested: list[str], task: TaskConfig, key: str) -> list[str]
     return requested
 
 
-def _without_bad_values(data: dict[str, Any], schema: type, problems: list[str]) -> dict[str, Any] | None:
-    """A copy where every key with a schema problem is back at its default (None when one has none).
-
-    This lets the semantic checks run too, so one invocation reports every problem.
-    """
-    clean = copy.deepcopy(data)
-    for problem in problems:
-        path = problem.split(":", 1)[0].split("[")[0].split(".")
-        node, node_schema = clean, schema
-        for part in path[:-1]:
-            hints = get_type_hints(node_schema)
-            if part not in hints or not isinstance(node.get(part), dict):
-                return None
-            node, node_schema = node[part], hints[part]
-        fields = {f.name: f for f in dataclasses.fields(node_schema)}
-        field_ = fields.get(path[-1])
-        if field_ is None:
-            node.pop(path[-1], None)
-        elif field_.default is not dataclasses.MISSING:
-            node[path[-1]] = field_.default
-        elif field_.default_factory is not dataclasses.MISSING:
-            node[path[-1]] = field_.default_factory()
-        else:
-            return None
-    return clean
+def config_dir() -> Path:
+    """configs/ inside the installed package, else the source checkout's top-level configs/."""
+    packaged = Path(__file__).resolve().parent / "configs"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "configs"
 
 
-def validate(cfg: DictConfig | dict, base_dir: Path | None = None) -> RunConfig:
-    """Checks a composed config and returns it typed; raises ConfigError with every problem."""
-    data = to_container(cfg)
-    problems = check_fields(data, RunConfig)
-    clean = _without_bad_values(data, RunConfig, problems) if problems else data
-    if clean is not None and not check_fields(clean, RunConfig):
-        problems += _semantic_problems(build(RunConfig, clean), base_dir or Path.cwd())
-    if problems:
-        raise ConfigError(problems)
-    return build(RunConfig, data)
+def presets(group: str, directory: Path | None = None) -> list[str]:
+    """The options of a config group (the YAML files in configs/<group>/)."""
+    return sorted(p.stem for p in ((directory or config_dir()) / group).glob("*.yaml"))
+
+
+SCHEMA_DEFAULTS = "mlft_schema_defaults"
+"""The config node holding the schema's defaults, first in the defaults list of configs/config.yaml."""
+
+
+def schema_defaults(schema: type = RunConfig) -> dict[str, Any]:
+    """Every field's default, nested sections included (required fields are left to the presets)."""
+    out: dict[str, Any] = {}
+    hints = get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out[f.name] = schema_defaults(hints[f.name])
+        elif f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
+def register_schema_defaults() -> None:
+    """Makes the schema's defaults the base every composed config starts from (Hydra's config store)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_DEFAULTS, node=schema_defaults())

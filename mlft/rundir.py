@@ -1,102 +1,190 @@
-"""The run directory: the reproducible record of one run.
+"""The run directory, the reproducible record of one run: every file's name is here and nowhere else.
 
 <run>/.hydra/config.yaml     composable config that reproduces the run (`--config-path <run>/.hydra`)
 <run>/.hydra/overrides.yaml  the command-line overrides
-<run>/config.yaml            the resolved config
+<run>/config.yaml            the resolved config (every key)
 <run>/env.json               versions, git sha, devices, seeds, data fingerprints, model
-<run>/metrics.json           metrics per split and language, means, training history
-<run>/report.md              the per-language table (with the transfer gap when some languages are zero-shot)
+<run>/languages.json         the training and evaluation languages as resolved when the run started
+<run>/metrics.json           metrics per split and language, means, transfer gaps, training history
 <run>/metrics.csv            the same, one row per split and language
+<run>/report.md              the per-language table
 <run>/plots/                 a bar chart per split: the task metric per language
 <run>/checkpoints/           step-N/ (resumable state) and best/
 <run>/model/                 final model + tokenizer (save_pretrained, label maps)
+<run>/adapter/               PEFT runs: the unmerged adapter
 <run>/predictions/           <split>-<lang>.jsonl
 <run>/tensorboard/           training curves
+<run>/evals/<time>/          reports of `mlft eval`
+<run>/export/<format>/       folders written by `mlft export`
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
 import platform
 import shutil
 import subprocess
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
+from mlft.config import ALL_LANGS, RunConfig, resolve_langs
 from mlft.errors import RunDirError
 
-# Anything here means the directory already holds a run.
-RUN_MARKERS = (".hydra", "config.yaml", "env.json", "metrics.json", "checkpoints", "model", "report.md")
+# The files of a report (a run's final results, or one `mlft eval`): in the run or in evals/<time>/.
+METRICS_FILE = "metrics.json"
+METRICS_CSV = "metrics.csv"
+REPORT_FILE = "report.md"
+PLOTS_DIR = "plots"
 PACKAGES = ("mlft", "torch", "transformers", "datasets", "accelerate", "tokenizers", "hydra-core", "seqeval")
 
 
-def claim(run_dir: Path, overwrite: bool, unique: bool = False) -> Path:
-    """Takes `run_dir` for a new run and returns it.
-
-    The directory must hold no earlier run; overwrite=true removes the earlier run. Creating
-    `.hydra/` is the atomic step, so of two runs that start together only one gets the directory;
-    with `unique` the other takes `<run_dir>-2` (then -3, ...) instead of failing.
-    """
-    candidate = run_dir
-    for n in itertools.count(2):
-        try:
-            return _claim(candidate, overwrite)
-        except RunDirError:
-            if not unique:
-                raise
-        candidate = run_dir.with_name(f"{run_dir.name}-{n}")
-    raise AssertionError("unreachable")
+@dataclass(frozen=True)
+class Languages:
+    train: list[str]
+    eval: list[str]
 
 
-def _claim(run_dir: Path, overwrite: bool) -> Path:
-    present = [name for name in RUN_MARKERS if (run_dir / name).exists()]
-    if present and not overwrite:
-        raise RunDirError(
-            f"{run_dir}: already holds a run ({', '.join(present)}); nothing was changed. "
-            f"Continue it with resume={run_dir}, choose another hydra.run.dir, or pass overwrite=true to replace it"
+@dataclass(frozen=True)
+class RunDir:
+    """A run directory: where each file is, and reading and writing the run's own records."""
+
+    path: Path
+
+    hydra_dir = property(lambda self: self.path / ".hydra")
+    composable_config = property(lambda self: self.path / ".hydra" / "config.yaml")
+    overrides_file = property(lambda self: self.path / ".hydra" / "overrides.yaml")
+    config_file = property(lambda self: self.path / "config.yaml")
+    env_file = property(lambda self: self.path / "env.json")
+    languages_file = property(lambda self: self.path / "languages.json")
+    metrics_file = property(lambda self: self.path / METRICS_FILE)
+    report_file = property(lambda self: self.path / REPORT_FILE)
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    model_dir = property(lambda self: self.path / "model")
+    adapter_dir = property(lambda self: self.path / "adapter")
+    predictions_dir = property(lambda self: self.path / "predictions")
+    tensorboard_dir = property(lambda self: self.path / "tensorboard")
+    evals_dir = property(lambda self: self.path / "evals")
+    export_dir = property(lambda self: self.path / "export")
+
+    @property
+    def markers(self) -> tuple[Path, ...]:
+        """Anything here means the directory already holds a run."""
+        return (
+            self.hydra_dir,
+            self.config_file,
+            self.env_file,
+            self.languages_file,
+            self.metrics_file,
+            self.checkpoints,
+            self.model_dir,
+            self.report_file,
         )
-    try:
-        for name in present:
-            path = run_dir / name
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ".hydra").mkdir()
-    except FileExistsError:
-        raise RunDirError(f"{run_dir}: another run claimed this directory at the same moment") from None
-    except OSError as err:
-        raise RunDirError(f"{run_dir}: cannot create the run directory ({err.strerror or err})") from None
-    return run_dir
+
+    def is_run(self) -> bool:
+        return self.config_file.is_file()
+
+    def is_finished(self) -> bool:
+        return (self.model_dir / "config.json").is_file()
+
+    # Creating and removing
+
+    def claim(self, overwrite: bool, unique: bool = False) -> RunDir:
+        """Takes the directory for a new run and returns it.
+
+        It must hold no earlier run; overwrite=true removes the earlier run. Creating `.hydra/` is the atomic
+        step, so of two runs that start together only one gets the directory; with `unique` the other takes
+        `<dir>-2` (then -3, ...) instead of failing.
+        """
+        candidate = self
+        for n in itertools.count(2):
+            try:
+                return candidate._claim(overwrite)
+            except RunDirError:
+                if not unique:
+                    raise
+            candidate = RunDir(self.path.with_name(f"{self.path.name}-{n}"))
+        raise AssertionError("unreachable")
+
+    def _claim(self, overwrite: bool) -> RunDir:
+        present = [p for p in self.markers if p.exists()]
+        if present and not overwrite:
+            raise RunDirError(
+                f"{self.path}: already holds a run ({', '.join(p.name for p in present)}); nothing was changed. "
+                f"Continue it with resume={self.path}, choose another hydra.run.dir, or pass overwrite=true to "
+                "replace it"
+            )
+        try:
+            for path in present:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.hydra_dir.mkdir()
+        except FileExistsError:
+            raise RunDirError(f"{self.path}: another run claimed this directory at the same moment") from None
+        except OSError as err:
+            raise RunDirError(f"{self.path}: cannot create the run directory ({err.strerror or err})") from None
+        return self
+
+    def release(self) -> None:
+        """Undoes a claim whose run never started: removes what mlft wrote, and the directory if that empties it."""
+        for path in (*self.markers, self.tensorboard_dir):
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        if self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
+
+    # The run's records
+
+    def save_config(self, run: RunConfig, overrides: list[str], hydra_settings: dict[str, Any]) -> None:
+        """Writes the resolved config and a composable copy that `mlft train --config-path` reproduces."""
+        plain = {**dataclasses.asdict(run), "resume": None}
+        OmegaConf.save(OmegaConf.create(plain), self.config_file)
+        self.hydra_dir.mkdir(exist_ok=True)
+        OmegaConf.save(OmegaConf.create({**hydra_settings, **plain}), self.composable_config)
+        OmegaConf.save(OmegaConf.create(list(overrides)), self.overrides_file)
+
+    def write_env(self, devices: dict[str, Any], seed: int, sources: dict[str, str], model: dict[str, Any]) -> None:
+        env = {
+            "versions": versions(),
+            "git_sha": git_sha(),
+            "platform": platform.platform(),
+            "devices": devices,
+            "seed": seed,
+            "data": {key: {"source": src, "fingerprint": fingerprint(src)} for key, src in sources.items()},
+            "model": model,
+        }
+        self.env_file.write_text(json.dumps(env, indent=2, ensure_ascii=False))
+
+    def write_languages(self, languages: Languages) -> None:
+        self.languages_file.write_text(json.dumps(dataclasses.asdict(languages), ensure_ascii=False))
+
+    def languages(self, config: RunConfig) -> Languages:
+        """The languages as the run resolved them when it started ([all] -> the languages its data had)."""
+        if self.languages_file.is_file():
+            return Languages(**json.loads(self.languages_file.read_text()))
+        # Runs written before languages.json: what metrics.json recorded, else the config with [all] resolved.
+        metrics = self.metrics()
+        train = metrics.get("languages", {}).get("train") or _resolved(config.lang.train, config)
+        evaluated = list(dict.fromkeys(lang for split in ("dev", "test") for lang in metrics.get(split, {})))
+        return Languages(train, evaluated or _resolved(config.lang.eval, config))
+
+    def metrics(self) -> dict[str, Any]:
+        return json.loads(self.metrics_file.read_text()) if self.metrics_file.is_file() else {}
+
+    def env(self) -> dict[str, Any]:
+        return json.loads(self.env_file.read_text()) if self.env_file.is_file() else {}
 
 
-def release(run_dir: Path) -> None:
-    """Undoes a claim whose run never started: removes what mlft wrote, and the directory if that empties it."""
-    for name in (*RUN_MARKERS, "tensorboard"):
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    if run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()
-
-
-def save_config(run_dir: Path, cfg: DictConfig, overrides: list[str], hydra_settings: dict[str, Any]) -> None:
-    """Writes the resolved config and a composable copy that `mlft train --config-path` reproduces."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(plain, dict)
-    plain.pop("hydra", None)
-    plain["resume"] = None
-    OmegaConf.save(OmegaConf.create(plain), run_dir / "config.yaml")
-    hydra_dir = run_dir / ".hydra"
-    hydra_dir.mkdir(exist_ok=True)
-    composable = {**hydra_settings, **plain}
-    OmegaConf.save(OmegaConf.create(composable), hydra_dir / "config.yaml")
-    OmegaConf.save(OmegaConf.create(list(overrides)), hydra_dir / "overrides.yaml")
+def _resolved(langs: list[str], config: RunConfig) -> list[str]:
+    return resolve_langs(langs, config.task, "lang") if langs == [ALL_LANGS] and config.task.datasets else langs
 
 
 def fingerprint(source: str) -> str:
@@ -129,18 +217,3 @@ def versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             found[name] = None
     return found
-
-
-def write_env(
-    run_dir: Path, devices: dict[str, Any], seed: int, sources: dict[str, str], model: dict[str, Any]
-) -> None:
-    env = {
-        "versions": versions(),
-        "git_sha": git_sha(),
-        "platform": platform.platform(),
-        "devices": devices,
-        "seed": seed,
-        "data": {key: {"source": src, "fingerprint": fingerprint(src)} for key, src in sources.items()},
-        "model": model,
-    }
-    (run_dir / "env.json").write_text(json.dumps(env, indent=2, ensure_ascii=False))

@@ -8,6 +8,7 @@ and reports every mismatch, then builds the typed object.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -17,17 +18,17 @@ T = TypeVar("T")
 MISSING_VALUE = "???"
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
     origin = get_origin(tp)
     if origin is Literal:
         return " | ".join(repr(a) for a in get_args(tp))
     if origin in (Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in get_args(tp))
+        return " | ".join(type_name(a) for a in get_args(tp))
     if origin is list:
-        return f"list[{_type_name(get_args(tp)[0])}]"
+        return f"list[{type_name(get_args(tp)[0])}]"
     if origin is dict:
         k, v = get_args(tp)
-        return f"dict[{_type_name(k)}, {_type_name(v)}]"
+        return f"dict[{type_name(k)}, {type_name(v)}]"
     if tp is type(None):
         return "null"
     return getattr(tp, "__name__", str(tp))
@@ -57,15 +58,15 @@ def check_value(value: Any, tp: Any, key: str) -> list[str]:
                 continue
             if not check_value(value, option, key):
                 return []
-        return [f"{key}: expected {_type_name(tp)}, got {value!r}"]
+        return [f"{key}: expected {type_name(tp)}, got {value!r}"]
     if origin is list:
         if not isinstance(value, list):
-            return [f"{key}: expected {_type_name(tp)}, got {value!r}"]
+            return [f"{key}: expected {type_name(tp)}, got {value!r}"]
         (item,) = get_args(tp)
         return [p for i, v in enumerate(value) for p in check_value(v, item, f"{key}[{i}]")]
     if origin is dict:
         if not isinstance(value, dict):
-            return [f"{key}: expected {_type_name(tp)}, got {value!r}"]
+            return [f"{key}: expected {type_name(tp)}, got {value!r}"]
         _, item = get_args(tp)
         return [p for k, v in value.items() for p in check_value(v, item, f"{key}.{k}")]
     if tp is Any:
@@ -76,7 +77,7 @@ def check_value(value: Any, tp: Any, key: str) -> list[str]:
         ok = isinstance(value, int) and not isinstance(value, bool)
     else:
         ok = isinstance(value, tp)
-    return [] if ok else [f"{key}: expected {_type_name(tp)}, got {value!r}"]
+    return [] if ok else [f"{key}: expected {type_name(tp)}, got {value!r}"]
 
 
 def check_fields(data: dict[str, Any], schema: type, prefix: str = "") -> list[str]:
@@ -86,12 +87,14 @@ def check_fields(data: dict[str, Any], schema: type, prefix: str = "") -> list[s
     problems = []
     for key in data:
         if key not in fields:
-            problems.append(f"{prefix}{key}: unknown key (allowed: {', '.join(fields)})")
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(f"{prefix}{key}: unknown key{hint} (allowed: {', '.join(fields)})")
     for name, field in fields.items():
         required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
         if name not in data or data[name] == MISSING_VALUE:
             if required or data.get(name) == MISSING_VALUE:
-                problems.append(f"{prefix}{name}: required, expected {_type_name(hints[name])}")
+                problems.append(f"{prefix}{name}: required, expected {type_name(hints[name])}")
             continue
         problems += check_value(data[name], hints[name], f"{prefix}{name}")
     return problems
@@ -113,3 +116,19 @@ def build(schema: type[T], data: dict[str, Any]) -> T:
             value = float(value)
         kwargs[field.name] = value
     return schema(**kwargs)
+
+
+def parse_key_values(args: list[str], schema: type[T], command: str) -> T:
+    """Parses `key=value` arguments (values in YAML syntax) against a dataclass; every problem at once."""
+    from omegaconf import OmegaConf
+
+    from mlft.errors import ConfigError
+
+    bad = [a for a in args if "=" not in a or a.startswith("-")]
+    if bad:
+        raise ConfigError([f"{a}: expected key=value (mlft {command} --help lists the keys)" for a in bad])
+    data: dict[str, Any] = OmegaConf.to_container(OmegaConf.from_dotlist(args), resolve=True)  # type: ignore[assignment]
+    problems = check_fields(data, schema)
+    if problems:
+        raise ConfigError(problems)
+    return build(schema, data)

@@ -217,15 +217,15 @@ def worker_mlft_train(args: argparse.Namespace) -> dict:
 
 
 def worker_mlft_export(args: argparse.Namespace) -> dict:
-    from mlft.export import ExportArgs, export_run
+    from mlft.commands.export import ExportArgs, export
 
-    export_run(ExportArgs(run=args.model, format="onnx", quantize="int8", out=args.save_model, check=False))
+    export(ExportArgs(run=args.model, format="onnx", quantize="int8", out=args.save_model, check=False))
     return {}
 
 
 def worker_mlft_predict(args: argparse.Namespace) -> dict:
-    from mlft.predict import Predictor
-    from mlft.runs import load_exported, load_run
+    from mlft.commands.predict import Predictor
+    from mlft.commands.saved import load_exported, load_run
 
     _, test = msra(0, args.test)
     lines = ["".join(ex["tokens"]) for ex in test]

@@ -13,12 +13,12 @@ import argparse
 import time
 from pathlib import Path
 
+from mlft.commands.evaluate import load_eval_data, score_model
+from mlft.commands.export import ExportArgs, export
+from mlft.commands.predict import Predictor
+from mlft.commands.saved import SavedRun, load_exported, load_run
 from mlft.data.feature_cache import Encoder
-from mlft.evaluation import load_eval_data, score_model
-from mlft.export import ExportArgs, export_run
-from mlft.predict import Predictor
-from mlft.runs import SavedRun, load_exported, load_run
-from mlft.scoring import encode_sets
+from mlft.engine.evaluate import encode_sets
 from mlft.tasks.alignment import NO_SPACE_LANGS
 
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         ("ONNX int8, vocabulary of the training data", "onnx", "int8", "train"),
     ):
         out = out_root / f"{fmt}-{quantize}-{trim}"
-        export_run(
+        export(
             ExportArgs(
                 run=args.run, format=fmt, quantize=quantize, trim_vocab=trim, out=str(out), check=False, overwrite=True
             )

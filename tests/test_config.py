@@ -1,4 +1,5 @@
-"""Every shipped config composes and validates; invalid configs report every problem at once."""
+"""Every shipped config composes and validates; defaults live only in the schema; invalid configs report every
+problem at once, with a suggestion for a near miss; a validated config is never changed."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import typing
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
-from mlft.cli import GROUPS, config_dir, precheck, presets
-from mlft.config import RunConfig, validate
+from mlft.cli_train import GROUPS, precheck
+from mlft.commands.saved import run_config as validate
+from mlft.config import RunConfig, config_dir, presets, register_schema_defaults, schema_defaults
 from mlft.errors import ConfigError
 
 from conftest import FIXTURES
@@ -21,6 +24,7 @@ DATA = {
 
 
 def compose_cfg(overrides: list[str]):
+    register_schema_defaults()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(config_name="config", overrides=overrides)
 
@@ -41,11 +45,42 @@ def test_every_shipped_config_composes_and_validates(group, option, tiny_models)
             pytest.skip(f"{option}: trains on several languages without per-language datasets")
         cfg = compose_cfg(overrides + [DATA[cfg.task.type]])
     run = validate(cfg)
-    if hasattr(getattr(run, group), "name"):
+    if group != "experiment" and hasattr(getattr(run, group), "name"):
         assert getattr(run, group).name in (option, "adamw")  # optimizer presets vary the schedule of adamw
-    # Every schema key is spelled out in the preset, so `key=value` overrides work without a `+`.
-    schema = typing.get_type_hints(RunConfig)[group]
-    assert {f.name for f in dataclasses.fields(schema)} <= set(cfg[group]), f"{group}/{option} lacks keys"
+    # Every schema key is in the composed config (from the schema's defaults), so `key=value` works without a `+`.
+    for section, schema in typing.get_type_hints(RunConfig).items():
+        if dataclasses.is_dataclass(schema):
+            assert {f.name for f in dataclasses.fields(schema)} <= set(cfg[section]), f"{group}/{option}: {section}"
+
+
+PRESET_GROUPS = ("model", "task", "lang", "optimizer", "trainer", "peft")
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in PRESET_GROUPS for o in presets(g)])
+def test_a_preset_states_only_what_differs_from_the_schema_defaults(group, option):
+    # The schema's dataclasses hold the only defaults: a preset restating one could silently disagree later.
+    preset = OmegaConf.to_container(OmegaConf.load(config_dir() / group / f"{option}.yaml")) or {}
+    defaults = schema_defaults()[group]
+    restated = [key for key, value in preset.items() if key in defaults and defaults[key] == value]
+    assert not restated, f"configs/{group}/{option}.yaml restates schema defaults: {restated}"
+
+
+def test_the_default_presets_compose_to_the_schema_defaults(tiny_models):
+    cfg = OmegaConf.to_container(compose_cfg([f"model.name_or_path={tiny_models['unigram']}"]))
+    defaults = schema_defaults()
+    for section in ("trainer", "data", "distill", "optimizer", "peft"):
+        for key, value in defaults[section].items():
+            assert cfg[section][key] == value or key == "name", f"{section}.{key}"
+    for key in ("seed", "run_root", "overwrite", "resume"):
+        assert cfg[key] == defaults[key], key
+
+
+def test_the_fast_trainer_inherits_the_default_one():
+    fast = compose_cfg(["trainer=fast", "model.name_or_path=x"])["trainer"]
+    defaults = schema_defaults()["trainer"]
+    stated = OmegaConf.load(config_dir() / "trainer" / "fast.yaml")
+    assert set(stated) - {"defaults"} == {k for k in defaults if fast[k] != defaults[k]}
+    assert fast["precision"] == "bf16" and fast["select"] == defaults["select"]
 
 
 def test_every_problem_is_reported_at_once(tiny_models):
@@ -81,9 +116,44 @@ def test_precheck_reports_unknown_presets_and_keys_together(tiny_models):
             config_dir(), "config", ["task=nerx", "lang=xx", "foo.bar=1", f"model={tiny_models['unigram']}"], False
         )
     text = "\n".join(err.value.problems)
-    assert "task: 'nerx' is not a task preset (allowed: amazon_reviews, msra_ner_hub, multilabel, ner," in text
+    assert "task: 'nerx' is not a task preset; did you mean 'ner'? (allowed: amazon_reviews, msra_ner_hub," in text
     assert "lang: 'xx' is not a lang preset" in text
     assert "foo: unknown key" in text
+
+
+def test_wrong_types_on_required_fields_do_not_hide_the_other_problems(tiny_models):
+    # lang.train has no default: its wrong type used to stop the range and file checks.
+    cfg = compose_cfg(
+        [
+            f"model.name_or_path={tiny_models['unigram']}",
+            "++lang.train=zh",
+            "trainer.precision=fp32",
+            "optimizer.lr=-1",
+            "data.dev=missing.conll",
+            "data.train=" + DATA["token_classification"].split("=", 1)[1],
+        ]
+    )
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    keys = [p.split(":")[0] for p in err.value.problems]
+    assert keys == ["lang.train", "trainer.precision", "optimizer.lr", "data.dev"], err.value.problems
+
+
+def test_unknown_keys_get_a_suggestion(tiny_models):
+    cfg = compose_cfg([f"model.name_or_path={tiny_models['unigram']}", "++trainer.epoch=2", "++optimiser.lr=1"])
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    text = "\n".join(err.value.problems)
+    assert "trainer.epoch: unknown key; did you mean 'epochs'?" in text
+    assert "optimiser: unknown key; did you mean 'optimizer'?" in text
+
+
+def test_a_validated_config_cannot_be_changed(tiny_models):
+    run = validate(compose_cfg([f"model.name_or_path={tiny_models['unigram']}", DATA["token_classification"]]))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.trainer.cpu = True  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.task.labels = ["x"]  # type: ignore[misc]
 
 
 def test_model_path_that_is_not_a_model(tmp_path):

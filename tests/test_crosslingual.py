@@ -20,7 +20,7 @@ from mlft.errors import ConfigError, DataError
 from mlft.report.tables import markdown, transfer
 
 from conftest import FIXTURES
-from helpers import assert_final_weights_are, metrics, train
+from helpers import assert_final_weights_are, metrics, task_rules, train
 
 # Per-language datasets from the fixtures: `{split}` becomes train, dev and test.
 NER_DATASETS = f"task.datasets={{zh: '{FIXTURES}/zh_ner/{{split}}.conll', en: '{FIXTURES}/en_ner/{{split}}.conll'}}"
@@ -115,7 +115,9 @@ def _ner_splits():
 
 def test_label_map_renames_drops_and_keeps_targets():
     splits = _ner_splits()
-    dropped = apply_label_map(splits, {"person": "PER", "company": "ORG", "movie": None}, token_task=True)
+    dropped = apply_label_map(
+        splits, {"person": "PER", "company": "ORG", "movie": None}, task_rules("token_classification")
+    )
     assert splits["train"]["en"][0]["tags"] == ["B-PER", "O", "B-ORG"]
     assert splits["train"]["en"][1]["tags"] == ["O", "O"]
     assert splits["train"]["zh"][0]["tags"] == ["B-PER", "I-PER"]  # already a target label
@@ -124,7 +126,7 @@ def test_label_map_renames_drops_and_keeps_targets():
 
 def test_a_label_the_map_does_not_cover_is_reported_with_its_place():
     with pytest.raises(DataError) as err:
-        apply_label_map(_ner_splits(), {"person": "PER", "company": "ORG"}, token_task=True)
+        apply_label_map(_ner_splits(), {"person": "PER", "company": "ORG"}, task_rules("token_classification"))
     assert "a.conll:5: label 'movie' is not in task.label_map" in str(err.value)
 
 
@@ -132,7 +134,7 @@ def test_label_map_for_classes_drops_examples_mapped_to_null():
     splits = {
         "dev": {"en": [{"text": "a", "label": "spam", "loc": "x:1"}, {"text": "b", "label": "ok", "loc": "x:2"}]}
     }
-    assert apply_label_map(splits, {"spam": None, "ok": "ham"}, token_task=False) == {"spam": 1}
+    assert apply_label_map(splits, {"spam": None, "ok": "ham"}, task_rules("sequence_classification")) == {"spam": 1}
     assert splits["dev"]["en"] == [{"text": "b", "label": "ham", "loc": "x:2"}]
 
 
@@ -143,7 +145,7 @@ def test_transfer_gap_is_source_minus_target():
     gaps = transfer(m, ["en"], "accuracy")["test"]
     assert gaps["gap"] == pytest.approx({"de": 0.2, "sw": 0.4})
     assert gaps["mean_gap"] == pytest.approx(0.3)
-    table = markdown(m, "sequence_classification", "t", ["en"], "accuracy")
+    table = markdown(m, ("accuracy", "macro_f1", "micro_f1"), "t", ["en"], "accuracy")
     assert "| test | en (train) |" in table and "| 0.2000 |" in table
     assert "source (en) 0.9000 − target mean 0.6000 = **0.3000**" in table
 
@@ -286,7 +288,7 @@ def test_report_over_seeds_and_training_languages(tmp_path, tiny_models, capsys)
 def test_xtreme_presets_compose_for_zero_shot_from_english(task, count, tiny_models):
     from test_config import compose_cfg
 
-    from mlft.config import validate
+    from mlft.commands.saved import run_config as validate
 
     run = validate(compose_cfg([f"task={task}", "lang=en_to_all", f"model.name_or_path={tiny_models['unigram']}"]))
     assert len(run.task.datasets) >= count and "en" in run.task.datasets
@@ -314,6 +316,6 @@ def test_entityless_filtering_sees_the_mapped_labels(tmp_path):
         datasets={"en": str(tmp_path / "{split}.conll")},
         label_map={"person": "PER", "movie": None},
     )
-    loaded = load_data(DataConfig(keep_entityless=0.0), task, ["en"], [], need_train=True)
+    loaded = load_data(DataConfig(keep_entityless=0.0), task, task_rules(task.type), ["en"], [], need_train=True)
     assert [ex["tokens"] for ex in loaded.splits["train"]["en"]] == [["Ann", "smiled"]]
     assert loaded.labels == ["O", "B-PER", "I-PER"] and loaded.dropped == {"movie": 1}

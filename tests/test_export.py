@@ -108,7 +108,7 @@ def test_fusion_needs_the_onnx_format(ner_run, tmp_path, capsys):
 
 
 def test_fusion_of_a_model_type_onnxruntime_cannot_fuse_exits_2(ner_run, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("mlft.export.FUSABLE", ("roberta", "xlm-roberta"))  # the tiny run is a BERT
+    monkeypatch.setattr("mlft.commands.export.FUSABLE", ("roberta", "xlm-roberta"))  # the tiny run is a BERT
     with pytest.raises(SystemExit) as exit_info:
         main(["export", f"run={ner_run}", "format=onnx", "fuse=true", f"out={tmp_path / 'x'}"])
     assert exit_info.value.code == 2

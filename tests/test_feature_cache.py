@@ -8,11 +8,11 @@ import pytest
 
 from mlft.config import ModelConfig, TaskConfig
 from mlft.data.feature_cache import Encoder, from_arrays, to_arrays
-from mlft.data.readers import read_conll, read_file
+from mlft.data.readers import read_conll
 from mlft.tasks import build_task
 
 from conftest import FIXTURES
-from helpers import ZH_NER, metrics, train
+from helpers import ZH_NER, metrics, read_examples, train
 
 NER_LABELS = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
 
@@ -72,7 +72,7 @@ def test_a_change_to_any_input_is_a_new_entry(tmp_path, tokenizers):
 )
 def test_classification_features_round_trip(tokenizers, path, columns, multi_label):
     columns = {"text": "text", "text_pair": None, "label": "label", "lang": "lang", **columns}
-    examples = read_file(FIXTURES / path, "auto", columns, False, 0, -1, "|" if multi_label else None)
+    examples = read_examples(FIXTURES / path, columns=columns, label_separator="|" if multi_label else None)
     labels = sorted({x for ex in examples for x in (ex["label"] if multi_label else [ex["label"]])})
     config = TaskConfig(name="c", type="sequence_classification", metric="accuracy", multi_label=multi_label)
     task = build_task(config, model_config(), labels)

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from mlft.cli import config_dir
+from mlft.config import config_dir
 
 from conftest import ROOT
 

@@ -80,7 +80,7 @@ def test_adapter_groups_use_the_adapter_lr_and_the_head_its_own(method, tiny_mod
     from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_models["wordpiece"], num_labels=2)
-    peft_model = add_adapter(model, PeftConfig(name=method, method=method), "sequence_classification")
+    peft_model = add_adapter(model, PeftConfig(name=method, method=method), "SEQ_CLS")
     groups = param_groups(peft_model, weight_decay=0.01, lr=5e-4, head_lr=1e-2)
     trainable = {id(p) for p in peft_model.parameters() if p.requires_grad}
     assert {id(p) for g in groups for p in g["params"]} == trainable

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -8,10 +9,11 @@ from hypothesis import strategies as st
 
 from mlft.config import ColumnsConfig, DataConfig, TaskConfig
 from mlft.data.load import load_data
-from mlft.data.readers import read_conll, read_file
+from mlft.data.readers import read_conll
 from mlft.errors import DataError
 
 from conftest import FIXTURES
+from helpers import read_examples, task_rules
 
 COLUMNS = vars(ColumnsConfig())
 
@@ -55,17 +57,17 @@ def test_invalid_transition_is_reported_with_the_tokens_line(tmp_path):
     data = DataConfig(train=str(path))
     task = TaskConfig(name="ner", type="token_classification", metric="f1")
     with pytest.raises(DataError) as err:
-        load_data(data, task, ["en"], ["en"])
+        load_data(data, task, task_rules(task.type), ["en"], ["en"])
     assert f"{path}:4:" in err.value.problems[0] and "data.repair=true" in err.value.problems[0]
-    data.repair = True
-    loaded = load_data(data, task, ["en"], ["en"])
+    data = dataclasses.replace(data, repair=True)
+    loaded = load_data(data, task, task_rules(task.type), ["en"], ["en"])
     assert loaded.splits["train"]["en"][1]["tags"] == ["O", "B-PER"]
 
 
 def test_bmes_file_is_converted_on_load():
     data = DataConfig(train=str(FIXTURES / "zh_ner" / "train.bmes"), scheme="BMES")
     task = TaskConfig(name="ner", type="token_classification", metric="f1")
-    loaded = load_data(data, task, ["zh"], ["zh"])
+    loaded = load_data(data, task, task_rules(task.type), ["zh"], ["zh"])
     tags = [t for ex in loaded.splits["train"]["zh"] for t in ex["tags"]]
     assert {t[:2] for t in tags if t != "O"} <= {"B-", "I-"}
     assert loaded.labels == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
@@ -75,16 +77,16 @@ def test_jsonl_errors_are_all_reported(tmp_path):
     path = tmp_path / "a.jsonl"
     path.write_text('{"text": "ok", "label": "pos"}\n{"text": 3, "label": "pos"}\nnot json\n[1]\n{"label": "x"}\n')
     with pytest.raises(DataError) as err:
-        read_file(path, "auto", COLUMNS, token_task=False)
+        read_examples(path, columns=COLUMNS)
     lines = [p.split(":")[1] for p in err.value.problems]
     assert lines == ["2", "3", "4", "5"]
 
 
 def test_csv_multilabel_and_tsv_pairs():
-    ml = read_file(FIXTURES / "multilabel" / "train.csv", "auto", COLUMNS, False, label_separator="|")
+    ml = read_examples(FIXTURES / "multilabel" / "train.csv", columns=COLUMNS, label_separator="|")
     assert ml[0]["label"] == ["sports", "politics"]
     columns = {**COLUMNS, "text": "premise", "text_pair": "hypothesis"}
-    pairs = read_file(FIXTURES / "nli" / "train.tsv", "auto", columns, False)
+    pairs = read_examples(FIXTURES / "nli" / "train.tsv", columns=columns)
     assert pairs[0]["text_pair"] == "A person plays music." and pairs[0]["label"] == "entailment"
 
 
@@ -92,7 +94,7 @@ def test_csv_missing_column_is_reported(tmp_path):
     path = tmp_path / "a.csv"
     path.write_text("sentence,label\nhello,pos\n")
     with pytest.raises(DataError, match="missing column"):
-        read_file(path, "auto", COLUMNS, False)
+        read_examples(path, columns=COLUMNS)
 
 
 def test_labels_only_in_dev_are_reported(tmp_path):
@@ -103,7 +105,7 @@ def test_labels_only_in_dev_are_reported(tmp_path):
     dev.write_text(json.dumps({"text": "b", "label": "neutral"}) + "\n")
     task = TaskConfig(name="s", type="sequence_classification", metric="accuracy")
     with pytest.raises(DataError, match="neutral"):
-        load_data(DataConfig(train=str(train), dev=str(dev)), task, ["en"], ["en"])
+        load_data(DataConfig(train=str(train), dev=str(dev)), task, task_rules(task.type), ["en"], ["en"])
 
 
 def test_hub_source_through_datasets_with_class_labels(tmp_path):
@@ -123,7 +125,7 @@ def test_hub_source_through_datasets_with_class_labels(tmp_path):
         ds.to_parquet(str(tmp_path / f"{split}.parquet"))
     task = TaskConfig(name="ner", type="token_classification", metric="f1")
     data = DataConfig(train=f"hub:{tmp_path}", dev=f"hub:{tmp_path}")
-    loaded = load_data(data, task, ["en"], ["en"])
+    loaded = load_data(data, task, task_rules(task.type), ["en"], ["en"])
     assert loaded.splits["train"]["en"][0]["tags"] == ["B-PER", "I-PER", "O"]
     assert loaded.splits["dev"]["en"][0]["tokens"] == ["Ann", "Lee", "ran"]
 
@@ -144,7 +146,7 @@ def test_conll_reader_fails_only_with_data_errors(tmp_path_factory, payload):
 def test_csv_quoted_fields_keep_their_line_breaks_and_records_are_named_by_their_first_line(tmp_path):
     path = tmp_path / "a.csv"
     path.write_text('text,label\n"line one\nline two",pos\nthird,neg\n')
-    examples = read_file(path, "auto", COLUMNS, False)
+    examples = read_examples(path, columns=COLUMNS)
     assert [ex["text"] for ex in examples] == ["line one\nline two", "third"]
     assert [ex["loc"].rsplit(":", 1)[1] for ex in examples] == ["2", "4"]
 
@@ -153,4 +155,4 @@ def test_csv_quote_never_closed_is_reported_where_it_opens(tmp_path):
     path = tmp_path / "a.csv"
     path.write_text('text,label\nok,pos\n"broken,neg\nx,pos\ny,neg\n')
     with pytest.raises(DataError, match=r"a\.csv:3: .*never closed"):
-        read_file(path, "auto", COLUMNS, False)
+        read_examples(path, columns=COLUMNS)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mlft import rundir
 from mlft.cli import main
 from mlft.errors import RunDirError
+from mlft.rundir import RunDir
 
 from helpers import FAST, ZH_NER, metrics
 
@@ -34,7 +34,7 @@ def test_two_runs_in_the_same_second_get_their_own_directories(tmp_path, tiny_mo
 def _claim(args: tuple[str, multiprocessing.synchronize.Barrier]) -> str:
     path, barrier = args
     barrier.wait()
-    return str(rundir.claim(Path(path), overwrite=False, unique=True))
+    return str(RunDir(Path(path)).claim(overwrite=False, unique=True).path)
 
 
 def test_concurrent_claims_of_one_directory_all_succeed_with_distinct_names(tmp_path):
@@ -47,6 +47,6 @@ def test_concurrent_claims_of_one_directory_all_succeed_with_distinct_names(tmp_
 
 
 def test_an_explicit_directory_is_never_renamed(tmp_path):
-    rundir.claim(tmp_path / "run", overwrite=False)
+    RunDir(tmp_path / "run").claim(overwrite=False)
     with pytest.raises(RunDirError, match="already holds a run"):
-        rundir.claim(tmp_path / "run", overwrite=False)
+        RunDir(tmp_path / "run").claim(overwrite=False)

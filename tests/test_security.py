@@ -7,8 +7,7 @@ import shutil
 from pathlib import Path
 
 import mlft
-from mlft.cli import config_dir
-from mlft.config import ModelConfig
+from mlft.config import ModelConfig, config_dir
 
 SOURCE = Path(mlft.__file__).parent
 
@@ -55,8 +54,8 @@ def test_no_unsafe_deserialisation_anywhere_in_the_package():
 
 def test_remote_code_is_off_unless_the_user_sets_it():
     assert ModelConfig(name="x", name_or_path="y").trust_remote_code is False
-    presets = sorted((config_dir() / "model").glob("*.yaml"))
-    assert presets and all("trust_remote_code: false" in p.read_text() for p in presets)
+    presets = sorted(config_dir().glob("*/*.yaml"))
+    assert presets and not any("trust_remote_code" in p.read_text() for p in presets)
 
 
 # A run directory received from someone else: nothing in it may run code.

@@ -159,7 +159,7 @@ def test_bad_texts_mixed_into_concurrent_requests_fail_only_themselves(server, n
 def test_a_failing_model_call_fails_only_the_request_that_caused_it():
     import asyncio
 
-    from mlft.serve import Batcher
+    from mlft.commands.serve import Batcher
 
     def predictor(lines: list[str], lang: str | None, batch_size: int) -> list[dict]:
         if "boom" in lines:

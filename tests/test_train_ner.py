@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -17,6 +18,7 @@ RUN_FILES = {
     "checkpoints",
     "config.yaml",
     "env.json",
+    "languages.json",
     "metrics.csv",
     "plots",
     "metrics.json",
@@ -113,8 +115,8 @@ def test_predict_writes_entities_with_character_offsets(ner_run, tmp_path):
 def test_predict_precision_overrides_the_runs_autocast(ner_run, capsys):
     import torch
 
-    from mlft.predict import Predictor
-    from mlft.runs import load_run
+    from mlft.commands.predict import Predictor
+    from mlft.commands.saved import load_run
 
     def linear_output_dtypes(saved, precision: str) -> tuple[set, list[dict]]:
         dtypes: set = set()
@@ -130,7 +132,12 @@ def test_predict_precision_overrides_the_runs_autocast(ner_run, capsys):
     # A run trained in bf16 predicts in fp32 with precision=no (a CPU without bf16 instructions).
     for precision, dtype in (("no", torch.float32), ("run", torch.bfloat16)):
         saved = load_run(ner_run)
-        saved.config.trainer.precision = "bf16"
+        saved = dataclasses.replace(
+            saved,
+            config=dataclasses.replace(
+                saved.config, trainer=dataclasses.replace(saved.config.trainer, precision="bf16")
+            ),
+        )
         assert linear_output_dtypes(saved, precision)[0] == {dtype}
     for record in bf16:
         for entity in record["entities"]:

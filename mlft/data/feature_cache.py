@@ -1,8 +1,9 @@
 """Encoded features kept on disk, so that a second run on the same data and tokenizer skips tokenization.
 
 A cache entry is named by a hash of everything the features depend on: the tokenizer's serialized
-vocabulary and settings, the task's encoding settings (labels, max_length, stride, ...), the
-language, the source code of the encoders, and the content of the examples. Changing any of them
+vocabulary and settings, the task type's cache key (its encoding settings, such as labels,
+max_length and stride, and the source of its encoding code), the language, and the content of the
+examples. Changing any of them
 makes a new entry; an entry is never updated in place. Entries are safetensors files (flat arrays
 plus offsets), written atomically; nothing is unpickled. Deleting the folder is always safe; past
 $MLFT_FEATURE_CACHE_GB gigabytes (default 10) the least recently used entries are deleted.
@@ -12,12 +13,11 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import inspect
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from safetensors import safe_open
@@ -25,7 +25,6 @@ from safetensors.numpy import save_file
 
 from mlft.destinations import share
 from mlft.models.cache import cache_root
-from mlft.tasks import Task, alignment, sequence_classification, token_classification
 
 log = logging.getLogger("mlft")
 
@@ -43,21 +42,26 @@ def feature_cache_dir() -> Path:
     return Path(os.environ.get("MLFT_FEATURE_CACHE") or cache_root() / "features")
 
 
-def encoding_key(task: Task, tokenizer: Any) -> str | None:
+class Encodes(Protocol):
+    """What the cache needs from a task type (mlft.tasks.protocol.Task has it)."""
+
+    def cache_key(self) -> str: ...
+
+    def encode(self, examples: list[dict[str, Any]], tokenizer: Any, lang: str) -> list[dict[str, Any]]: ...
+
+
+def encoding_key(task: Encodes, tokenizer: Any) -> str | None:
     """What every entry of one task and tokenizer shares; None when the tokenizer cannot be serialized (slow ones)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         return None
     digest = hashlib.blake2b(digest_size=20)
-    # The task's public settings (labels, max_length, stride, ...); private fields are caches built on first use.
-    settings = {k: v for k, v in vars(task).items() if not k.startswith("_")}
-    digest.update(json.dumps([type(task).__name__, settings, type(tokenizer).__name__], default=repr).encode())
+    # The task type names its encoding settings and code itself (batching settings are not among them).
+    digest.update(json.dumps([task.cache_key(), type(tokenizer).__name__]).encode())
     # Truncation and padding are call state that the last tokenizer call left behind, not part of the tokenizer.
     serialized = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
     digest.update(json.dumps(serialized, sort_keys=True).encode())
     digest.update(json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str).encode())
-    for module in (alignment, token_classification, sequence_classification):
-        digest.update(inspect.getsource(module).encode())
     return digest.hexdigest()
 
 
@@ -128,7 +132,7 @@ def from_arrays(arrays: dict[str, np.ndarray], kinds: dict[str, str]) -> list[di
 class Encoder:
     """`task.encode` through the cache in `folder` (None: no cache), counting how many calls it answered."""
 
-    def __init__(self, task: Task, tokenizer: Any, folder: Path | None):
+    def __init__(self, task: Encodes, tokenizer: Any, folder: Path | None):
         self.task, self.tokenizer, self.folder = task, tokenizer, folder
         self.calls = self.hits = 0
         # Serializing the tokenizer (MBs for a 250k vocabulary) is done once, not once per set.

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlft.data.readers import Example, record_to_example
+from mlft.data.readers import Record, Source
 from mlft.errors import DataError
 
 # mlft split name -> names datasets use for it, in order of preference.
@@ -32,13 +32,17 @@ def parse_hub_spec(spec: str) -> tuple[str, str | None]:
     return rest, None
 
 
-def _label_names(features: Any, column: str) -> list[str] | None:
-    feature = features.get(column)
-    inner = getattr(feature, "feature", feature)
-    return list(inner.names) if hasattr(inner, "names") else None
+def _class_names(features: Any) -> dict[str, list[str]]:
+    """Columns stored as class ids (ClassLabel, or a sequence of them) -> their names."""
+    names = {}
+    for column, feature in features.items():
+        inner = getattr(feature, "feature", feature)
+        if hasattr(inner, "names"):
+            names[column] = list(inner.names)
+    return names
 
 
-def _resolve_columns(columns: dict[str, Any], present: list[str], token_task: bool) -> dict[str, Any]:
+def _resolve_columns(columns: dict[str, Any], present: list[str]) -> dict[str, Any]:
     resolved = dict(columns)
     for key, fallbacks in FALLBACKS.items():
         if resolved.get(key) not in present:
@@ -48,8 +52,8 @@ def _resolve_columns(columns: dict[str, Any], present: list[str], token_task: bo
     return resolved
 
 
-def read_hub(spec: str, split: str, columns: dict[str, Any], token_task: bool) -> list[Example]:
-    """Loads one split of a hub (or local) dataset and maps it to standard examples."""
+def read_hub(spec: str, split: str, columns: dict[str, Any]) -> Source:
+    """Loads one split of a hub (or local) dataset; class ids become their names."""
     import datasets
 
     path, config = parse_hub_spec(spec)
@@ -63,13 +67,11 @@ def read_hub(spec: str, split: str, columns: dict[str, Any], token_task: bool) -
     if name is None:
         raise DataError(f"{spec}: no {split} split (splits: {', '.join(dataset_dict)})")
     dataset = dataset_dict[name]
-    cols = _resolve_columns(columns, dataset.column_names, token_task)
-    label_column = cols["tags"] if token_task else cols["label"]
-    names = _label_names(dataset.features, label_column)
-    examples = []
-    for i, record in enumerate(dataset):
-        if names is not None:
-            value = record[label_column]
-            record[label_column] = [names[v] for v in value] if isinstance(value, list) else names[value]
-        examples.append(record_to_example(record, cols, token_task, f"{spec}[{name}]:{i + 1}"))
-    return examples
+    names = _class_names(dataset.features)
+    records = []
+    for i, row in enumerate(dataset):
+        for column, labels in names.items():
+            value = row[column]
+            row[column] = [labels[v] for v in value] if isinstance(value, list) else labels[value]
+        records.append(Record(row, f"{spec}[{name}]:{i + 1}"))
+    return Source(records, _resolve_columns(columns, dataset.column_names))

@@ -1,22 +1,53 @@
-"""Loads the splits of a run per language, converts label schemes and fixes the label set."""
+"""Loads the splits of a run per language: reads every source, lets the task type make and check its examples,
+converts label schemes, applies the label map, filters and limits, and fixes the label set.
+
+Which fields an example has and what its labels are is the task type's business (`ExampleRules`, which
+mlft.tasks.protocol.Task satisfies); this module only orchestrates.
+"""
 
 from __future__ import annotations
 
-import random
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from mlft.config import ALL_LANGS, DataConfig, TaskConfig, resolve_langs
 from mlft.data.builtin import read_builtin
 from mlft.data.hub import read_hub
 from mlft.data.labelmap import apply_label_map
-from mlft.data.readers import Example, read_file
-from mlft.data.schemes import iob2_labels, split_tag, to_iob2
+from mlft.data.readers import Example, Source, detect_format, from_examples, lone_surrogate, read_file
 from mlft.errors import ConfigError, DataError
 
 SPLITS = ("train", "dev", "test")
 Splits = dict[str, dict[str, list[Example]]]  # split -> language -> examples
+
+
+class ExampleRules(Protocol):
+    """What loading needs from a task type (see mlft.tasks.protocol.Task for each member's meaning)."""
+
+    name: str
+    reads_column_files: bool
+    fields: tuple[str, ...]
+
+    def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, text_cells: bool) -> Example: ...
+
+    def convert_labels(self, examples: list[Example], scheme: str, repair: bool) -> None: ...
+
+    def label_names(self, example: Example) -> list[str]: ...
+
+    def relabel(self, example: Example, mapping: dict[str, str | None], dropped: Counter) -> Example | None: ...
+
+    def label_values(self, example: Example) -> list[str]: ...
+
+    def label_set(self, names: list[str], given: bool) -> list[str]: ...
+
+    def training_problems(self, train: list[Example]) -> list[str]: ...
+
+    def filter_training(
+        self, examples: list[Example], max_length: int | None, keep_unlabelled: float
+    ) -> list[Example]: ...
 
 
 @dataclass
@@ -32,45 +63,71 @@ class LoadedData:
     def train_langs(self) -> list[str]:
         return list(self.splits["train"])
 
+    @property
+    def eval_langs(self) -> list[str]:
+        return list(dict.fromkeys(lang for split in ("dev", "test") for lang in self.splits.get(split, {})))
 
-def read_source(
-    source: str, split: str, data: DataConfig, token_task: bool, columns: dict[str, str] | None = None
-) -> list[Example]:
+
+def read_source(source: str, split: str, data: DataConfig, rules: ExampleRules, columns: dict[str, Any]) -> Source:
     """Reads one split of a source: builtin:<corpus>, hub:<id>, or a local file."""
-    columns = {**vars(data.columns), **(columns or {})}
     source = source.replace("{split}", split)
     if source.startswith("builtin:"):
-        return read_builtin(source, split)
+        return from_examples(read_builtin(source, split))
     if source.startswith("hub:"):
-        return read_hub(source, split, columns, token_task)
-    return read_file(
-        Path(source), data.format, columns, token_task, data.token_column, data.tag_column, data.label_separator
-    )
+        return read_hub(source, split, columns)
+    path = Path(source)
+    fmt = detect_format(path) if data.format == "auto" else data.format
+    if fmt == "conll" and not rules.reads_column_files:
+        raise DataError(f"{path}:1: a CoNLL column file holds tokens and tags; {rules.name} reads JSONL, CSV or TSV")
+    return read_file(path, fmt, columns, data.token_column, data.tag_column, data.label_separator)
 
 
-def convert_tags(examples: list[Example], scheme: str, repair: bool) -> None:
-    """Converts tags in place to IOB2; every invalid transition is reported as file:line."""
-    problems = []
-    for ex in examples:
-        tags, found = to_iob2(ex["tags"], scheme, repair=repair)
-        ex["tags"] = tags
-        for p in found:
-            # Column files have one token per line, so the token's own line can be named.
-            where = f"{ex['file']}:{ex['first_line'] + p.index}" if "first_line" in ex else ex["loc"]
-            fix = "data.repair=true repairs it" if p.repairable else "fix the tag, or set data.scheme to the file's"
-            problems.append(f"{where}: {p.message} (data.scheme={scheme}; {fix})")
+def to_examples(source: Source, rules: ExampleRules) -> list[Example]:
+    """The task type's examples of a source's records, with their location and language; every problem at once."""
+    if source.header is not None:
+        wanted = [source.columns[f] for f in rules.fields if source.columns.get(f)]
+        missing = [c for c in wanted if c not in source.header]
+        if missing:
+            where = source.records[0].loc.rsplit(":", 1)[0] if source.records else "table"
+            raise DataError(f"{where}:1: missing column(s) {', '.join(missing)} (header: {', '.join(source.header)})")
+    examples, problems = [], list(source.problems)
+    lang_column = source.columns.get("lang")
+    for record in source.records:
+        try:
+            example = rules.example(record.values, source.columns, record.loc, source.text_cells)
+        except DataError as err:
+            problems += err.problems
+            continue
+        problem = next(filter(None, map(lone_surrogate, _strings(example))), None)
+        if problem:
+            problems.append(f"{record.loc}: {problem}")
+            continue
+        example["loc"] = record.loc
+        if record.first_line is not None:
+            example["file"], example["first_line"] = record.loc.rsplit(":", 1)[0], record.first_line
+        if lang_column and record.values.get(lang_column) is not None:
+            example["lang"] = str(record.values[lang_column])
+        examples.append(example)
     if problems:
-        raise DataError(problems)
-
-
-def filter_training(examples: list[Example], data: DataConfig, token_task: bool) -> list[Example]:
-    """Length limit and (NER) a seeded subsample of the sentences without entities, before max_train_samples."""
-    if data.max_train_length is not None:
-        examples = [ex for ex in examples if len(ex["tokens"] if token_task else ex["text"]) <= data.max_train_length]
-    if token_task and data.keep_entityless < 1.0:
-        rng = random.Random(0)
-        examples = [ex for ex in examples if any(t != "O" for t in ex["tags"]) or rng.random() < data.keep_entityless]
+        raise DataError(sorted(problems, key=_line))
     return examples
+
+
+def _line(problem: str) -> int:
+    """The line a `file:line: ...` problem names (problems are reported in file order)."""
+    match = re.match(r".*?:(\d+):", problem)
+    return int(match.group(1)) if match else 0
+
+
+def _strings(example: Example) -> list[str]:
+    """Every string an example holds (text, tokens, labels)."""
+    found: list[str] = []
+    for value in example.values():
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, list):
+            found += [v for v in value if isinstance(v, str)]
+    return found
 
 
 def _split_by_lang(examples: list[Example], langs: list[str], source: str, key: str) -> dict[str, list[Example]]:
@@ -89,51 +146,14 @@ def _split_by_lang(examples: list[Example], langs: list[str], source: str, key: 
     return {lang: exs for lang, exs in grouped.items() if langs == [ALL_LANGS] or lang in langs}
 
 
-def collect_labels(train: list[Example], token_task: bool) -> list[str]:
-    if token_task:
-        types = {split_tag(t)[1] for ex in train for t in ex["tags"] if t != "O"}
-        return iob2_labels(sorted(types))
-    found: set[str] = set()
-    for ex in train:
-        found.update(ex["label"] if isinstance(ex["label"], list) else [ex["label"]])
-    return sorted(found)
-
-
-def check_training_labels(train: dict[str, list[Example]], token_task: bool, multi_label: bool) -> None:
-    """Training data a model cannot learn from: no entity at all, one class only, a list where one label belongs."""
-    examples = [ex for exs in train.values() for ex in exs]
-    if not examples:
-        return
-    where = examples[0]["loc"].rsplit(":", 1)[0]
-    if token_task:
-        if all(t == "O" for ex in examples for t in ex["tags"]):
-            raise DataError(f"{where}: the training data has no entities (every tag is O); nothing to learn")
-        return
-    if multi_label:
-        return
-    lists = [ex["loc"] for ex in examples if isinstance(ex["label"], list)]
-    if lists:
-        raise DataError(
-            [f"{loc}: the label is a list, but task.multi_label is false (one label per text)" for loc in lists[:20]]
-        )
-    classes = sorted({ex["label"] for ex in examples})
-    if len(classes) < 2:
-        raise DataError(
-            f"{where}: every training example has the label {classes[0]!r}; a classifier needs at least two classes"
-        )
-
-
-def check_labels(splits: Splits, labels: list[str], token_task: bool) -> None:
+def check_labels(splits: Splits, labels: list[str], rules: ExampleRules) -> None:
     """Reports labels outside the label set (dev/test labels training never saw could never be predicted)."""
     known = set(labels)
     problems = []
     for split in SPLITS:
         for exs in splits.get(split, {}).values():
             for ex in exs:
-                values = (
-                    ex["tags"] if token_task else (ex["label"] if isinstance(ex["label"], list) else [ex["label"]])
-                )
-                unknown = sorted({v for v in values if v not in known})
+                unknown = sorted({v for v in rules.label_values(ex) if v not in known})
                 if unknown:
                     problems.append(f"{ex['loc']}: label(s) {', '.join(unknown)} not in the training labels")
     if problems:
@@ -141,12 +161,17 @@ def check_labels(splits: Splits, labels: list[str], token_task: bool) -> None:
 
 
 def load_data(
-    data: DataConfig, task: TaskConfig, train_langs: list[str], eval_langs: list[str], need_train: bool = True
+    data: DataConfig,
+    task: TaskConfig,
+    rules: ExampleRules,
+    train_langs: list[str],
+    eval_langs: list[str],
+    need_train: bool = True,
 ) -> LoadedData:
-    """Reads train (for `train_langs`) and dev/test (for `eval_langs`) into standard examples."""
-    token_task = task.type == "token_classification"
+    """Reads train (for `train_langs`) and dev/test (for `eval_langs`) into the task type's examples."""
     splits: Splits = {s: {} for s in SPLITS}
     sources: dict[str, str] = {}
+    columns = vars(data.columns)
     # Files given on the command line replace the task's packaged datasets for every split: a user's
     # training file is never silently evaluated on another corpus's dev or test set.
     use_task_datasets = all(getattr(data, split) is None for split in SPLITS)
@@ -157,14 +182,15 @@ def load_data(
         langs = train_langs if split == "train" else eval_langs
         explicit = getattr(data, split)
         if explicit is not None:
-            examples = read_source(explicit, split, data, token_task)
+            examples = to_examples(read_source(explicit, split, data, rules, columns), rules)
             key = "lang.train" if split == "train" else "lang.eval"
             for lang, exs in _split_by_lang(examples, langs, explicit, key).items():
                 splits[split][lang] = exs
                 sources[f"{split}/{lang}"] = explicit
             continue
         for lang in langs if use_task_datasets else []:
-            splits[split][lang] = read_source(task.datasets[lang], split, data, token_task, task.columns)
+            source = read_source(task.datasets[lang], split, data, rules, {**columns, **task.columns})
+            splits[split][lang] = to_examples(source, rules)
             sources[f"{split}/{lang}"] = task.datasets[lang]
     limit = {"train": data.max_train_samples, "dev": data.max_dev_samples, "test": data.max_test_samples}
     dropped: Counter = Counter()
@@ -173,23 +199,24 @@ def load_data(
             # Packaged corpora are IOB2 already; data.scheme describes the user's own files.
             scheme = "IOB2" if sources.get(f"{split}/{lang}", "").startswith("builtin:") else data.scheme
             if task.label_map is not None:
-                # Mapped before filtering, so that data.keep_entityless sees only the entities that remain.
-                if token_task:
-                    convert_tags(exs, scheme, data.repair)
+                # Mapped before filtering, so that data.keep_entityless sees only the labels that remain.
+                rules.convert_labels(exs, scheme, data.repair)
                 one = {split: {lang: exs}}
-                dropped.update(apply_label_map(one, task.label_map, token_task))
+                dropped.update(apply_label_map(one, task.label_map, rules))
                 exs = one[split][lang]
             if split == "train":
-                exs = filter_training(exs, data, token_task)
+                exs = rules.filter_training(exs, data.max_train_length, data.keep_entityless)
             by_lang[lang] = exs[: limit[split]] if limit[split] is not None else exs
-            if token_task and task.label_map is None:
-                convert_tags(by_lang[lang], scheme, data.repair)
-    if need_train and not any(splits["train"].values()):
+            if task.label_map is None:
+                rules.convert_labels(by_lang[lang], scheme, data.repair)
+    train = [ex for exs in splits["train"].values() for ex in exs]
+    if need_train and not train:
         raise DataError("no training examples were read (check data.train and lang.train)")
-    if need_train:
-        check_training_labels(splits["train"], token_task, task.multi_label)
-    labels = task.labels or collect_labels([ex for exs in splits["train"].values() for ex in exs], token_task)
-    if token_task and task.labels:
-        labels = iob2_labels(sorted({split_tag(t)[1] for t in task.labels if t != "O"}))
-    check_labels(splits, labels, token_task)
+    if need_train and rules.training_problems(train):
+        raise DataError(rules.training_problems(train))
+    if task.labels:
+        labels = rules.label_set(list(task.labels), given=True)
+    else:
+        labels = rules.label_set([name for ex in train for name in rules.label_names(ex)], given=False)
+    check_labels(splits, labels, rules)
     return LoadedData(splits=splits, labels=labels, sources=sources, dropped=dict(dropped))

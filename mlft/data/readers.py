@@ -1,8 +1,8 @@
 """Readers of local files into standard examples, with file:line on every problem.
 
-Token examples: {"tokens": [...], "tags": [...], "loc": "file:line"}; sequence examples:
-{"text": str, "text_pair": str | None, "label": str | list[str], "loc": ...}. An optional "lang"
-comes from the file's language column. Tags are returned as written; scheme conversion follows.
+Readers know formats, not tasks: they return records (JSON objects, table rows, column-file sentences)
+with the file:line where each starts; a task type then makes examples of them (mlft.tasks). Column
+files hold one token and its tag per line, so their records already have `tokens` and `tags`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,62 +116,45 @@ def read_conll(path: Path, token_column: int = 0, tag_column: int = -1) -> list[
     return examples
 
 
-def _check_str_list(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+@dataclass
+class Record:
+    """One item of a data file (a JSON object, a table row, a column-file sentence) before a task type reads it."""
+
+    values: dict[str, Any]
+    loc: str
+    """file:line (or dataset[split]:row) where it starts."""
+    first_line: int | None = None
+    """Column files: the line of the first token, so that a problem with one token names that token's line."""
 
 
-def record_to_example(record: dict[str, Any], columns: dict[str, Any], token_task: bool, loc: str) -> Example:
-    """Maps one record (a JSON object, a CSV row, a hub row) to a standard example."""
+@dataclass
+class Source:
+    """What one file or dataset split holds, and how to read its records."""
 
-    def get(name: str | None, required: bool = True) -> Any:
-        if name is None:
-            return None
-        if name not in record:
-            if required:
-                raise DataError(f"{loc}: missing column {name!r} (columns: {', '.join(map(str, record))})")
-            return None
-        return record[name]
-
-    example: Example = {"loc": loc}
-    lang = get(columns.get("lang"), required=False)
-    if lang is not None:
-        example["lang"] = str(lang)
-    if token_task:
-        tokens, tags = get(columns["tokens"]), get(columns["tags"])
-        if not _check_str_list(tokens) or not _check_str_list(tags):
-            raise DataError(f"{loc}: {columns['tokens']!r} and {columns['tags']!r} must be lists of strings")
-        if len(tokens) != len(tags):
-            raise DataError(f"{loc}: {len(tokens)} tokens but {len(tags)} tags")
-        if not tokens:
-            raise DataError(f"{loc}: empty sentence")
-        _check_unicode(tokens + tags, columns["tokens"], loc)
-        example.update(tokens=tokens, tags=tags)
-        return example
-    text, label = get(columns["text"]), get(columns["label"])
-    if not isinstance(text, str) or not text.strip():
-        raise DataError(f"{loc}: {columns['text']!r} must be a non-empty string, got {text!r}")
-    if not (isinstance(label, (str, int)) and not isinstance(label, bool)) and not _check_str_list(label):
-        raise DataError(
-            f"{loc}: {columns['label']!r} must be a string, an integer or a list of strings, got {label!r}"
-        )
-    pair = get(columns.get("text_pair"))
-    if pair is not None and not isinstance(pair, str):
-        raise DataError(f"{loc}: {columns['text_pair']!r} must be a string, got {pair!r}")
-    labels = label if isinstance(label, list) else [str(label)]
-    _check_unicode([text, pair or "", *labels], columns["text"], loc)
-    example.update(text=text, text_pair=pair, label=label if isinstance(label, list) else str(label))
-    return example
+    records: list[Record]
+    columns: dict[str, Any]
+    """Column name per standard field (tokens, tags, text, text_pair, label, lang)."""
+    text_cells: bool = False
+    """Every value is a string (CSV/TSV cells): token lists are space-separated."""
+    header: list[str] | None = None
+    """A table's column names (its line 1)."""
+    problems: list[str] = field(default_factory=list)
+    """Records that could not be read (file:line: ...), reported together with the task type's findings."""
 
 
-def _check_unicode(values: list[str], column: str, loc: str) -> None:
-    for value in values:
-        problem = lone_surrogate(value)
-        if problem:
-            raise DataError(f"{loc}: {column!r}: {problem}")
+STANDARD_COLUMNS = {"tokens": "tokens", "tags": "tags", "text": "text", "text_pair": None, "label": "label"}
+"""The fields of records that are already examples (column files, packaged corpora)."""
 
 
-def read_jsonl(path: Path, columns: dict[str, Any], token_task: bool) -> list[Example]:
-    examples, problems = [], []
+def from_examples(examples: list[Example]) -> Source:
+    """Examples already in standard fields as a source (packaged corpora, column files)."""
+    records = [Record({k: v for k, v in ex.items() if k != "loc"}, ex["loc"], ex.get("first_line")) for ex in examples]
+    pair = any(ex.get("text_pair") is not None for ex in examples)
+    return Source(records, {**STANDARD_COLUMNS, "text_pair": "text_pair" if pair else None})
+
+
+def read_jsonl(path: Path, columns: dict[str, Any]) -> Source:
+    records, problems = [], []
     spellings: dict[str, tuple[Any, str]] = {}  # label text -> its first raw value and where it occurs
     for number, line in enumerate(read_lines(path), start=1):
         if not line.strip():
@@ -184,28 +168,21 @@ def read_jsonl(path: Path, columns: dict[str, Any], token_task: bool) -> list[Ex
         if not isinstance(record, dict):
             problems.append(f"{loc}: expected a JSON object, got {type(record).__name__}")
             continue
-        try:
-            examples.append(record_to_example(record, columns, token_task, loc))
-        except DataError as err:
-            problems += err.problems
-            continue
-        raw = record.get(columns["label"])
-        if not token_task and isinstance(raw, (int, str)):
+        records.append(Record(record, loc))
+        raw = record.get(columns.get("label") or "")
+        if isinstance(raw, (int, str)) and not isinstance(raw, bool):
             first, first_loc = spellings.setdefault(str(raw), (raw, loc))
             if type(first) is not type(raw):
                 problems.append(
                     f"{loc}: label {raw!r} is the label {first!r} of {first_loc} written as a "
                     f"{type(raw).__name__}; write every label the same way"
                 )
-    if problems:
-        raise DataError(problems)
-    return examples
+    return Source(records, columns, problems=problems)
 
 
-def read_table(
-    path: Path, columns: dict[str, Any], token_task: bool, delimiter: str, label_separator: str | None
-) -> list[Example]:
-    """CSV/TSV with a header row; token tasks hold space-separated tokens and tags."""
+def read_table(path: Path, columns: dict[str, Any], delimiter: str, label_separator: str | None) -> Source:
+    """CSV/TSV with a header row; every cell is text (token lists space-separated, labels split on
+    `label_separator` when given)."""
     # Quoted fields may hold line breaks: the csv module reads the text itself, strictly, so that a quote that
     # is never closed is an error at the line where it opens instead of a field swallowing the rest of the file.
     reader = csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter=delimiter, strict=True)
@@ -213,11 +190,7 @@ def read_table(
         header = reader.fieldnames or []
     except csv.Error as err:
         raise DataError(f"{path}:1: {err}") from None
-    wanted = [columns["tokens"], columns["tags"]] if token_task else [columns["text"], columns["label"]]
-    missing = [c for c in wanted if c not in header]
-    if missing:
-        raise DataError(f"{path}:1: missing column(s) {', '.join(missing)} (header: {', '.join(header)})")
-    examples, problems = [], []
+    records, problems = [], []
     while True:
         start = reader.line_num + 1  # a record may span lines: it is named by the line it starts on
         try:
@@ -228,44 +201,31 @@ def read_table(
             hint = "; a quoted field opened here is never closed" if "end of data" in str(err) else ""
             problems.append(f"{path}:{start}: {err}{hint}")
             break
-        loc = f"{path}:{start}"
-        if None in row or any(v is None for k, v in row.items() if k in wanted):
-            problems.append(f"{loc}: expected {len(header)} fields")
+        if None in row or any(v is None for v in row.values()):
+            problems.append(f"{path}:{start}: expected {len(header)} fields")
             continue
-        record: dict[str, Any] = dict(row)
-        if token_task:
-            record[columns["tokens"]] = row[columns["tokens"]].split()
-            record[columns["tags"]] = row[columns["tags"]].split()
-        elif label_separator:
-            record[columns["label"]] = [x.strip() for x in row[columns["label"]].split(label_separator) if x.strip()]
-        if columns.get("text_pair") and record.get(columns["text_pair"]) == "":
-            record[columns["text_pair"]] = None
-        try:
-            examples.append(record_to_example(record, columns, token_task, loc))
-        except DataError as err:
-            problems += err.problems
-    if problems:
-        raise DataError(problems)
-    if not examples:
+        values: dict[str, Any] = dict(row)
+        label = columns.get("label")
+        if label_separator and label in values:
+            values[label] = [x.strip() for x in values[label].split(label_separator) if x.strip()]
+        records.append(Record(values, f"{path}:{start}"))
+    if not records and not problems:
         raise DataError(f"{path}:2: no rows after the header")
-    return examples
+    return Source(records, columns, text_cells=True, header=header, problems=problems)
 
 
 def read_file(
     path: Path,
     fmt: str,
     columns: dict[str, Any],
-    token_task: bool,
     token_column: int = 0,
     tag_column: int = -1,
     label_separator: str | None = None,
-) -> list[Example]:
-    """Reads a local file in `fmt` ('auto' picks by suffix) into standard examples."""
+) -> Source:
+    """Reads a local file in `fmt` ('auto' picks by suffix)."""
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "conll":
-        if not token_task:
-            raise DataError(f"{path}:1: CoNLL column files hold token tags; use JSONL/CSV/TSV for classification")
-        return read_conll(path, token_column, tag_column)
+        return from_examples(read_conll(path, token_column, tag_column))
     if fmt == "jsonl":
-        return read_jsonl(path, columns, token_task)
-    return read_table(path, columns, token_task, "," if fmt == "csv" else "\t", label_separator)
+        return read_jsonl(path, columns)
+    return read_table(path, columns, "," if fmt == "csv" else "\t", label_separator)

@@ -10,7 +10,7 @@ weights, so it works the same with frozen, compact or adapter-wrapped embeddings
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -55,3 +55,16 @@ class EmbeddingPerturbation:
 
     def remove(self) -> None:
         self.handle.remove()
+
+
+def attach_fgm(hooks: Any, model: Any, epsilon: float, backward: Callable[[torch.Tensor], None]) -> None:
+    """Every batch also trains with its embeddings perturbed (trainer.adversarial=fgm); `model` before
+    `accelerator.prepare`, `backward` the accelerator's."""
+    perturbation = EmbeddingPerturbation(model, epsilon)
+
+    def adversarial_pass(compute_loss: Callable[[], torch.Tensor]) -> None:
+        with perturbation.perturbed():
+            backward(compute_loss())
+
+    hooks.extra_passes.append(adversarial_pass)
+    hooks.close.append(perturbation.remove)

@@ -13,6 +13,8 @@ the teacher's sigmoid(teacher / T), minus its entropy (so it is a KL divergence,
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -58,3 +60,19 @@ def soft_loss(
         return t * t * kl.sum(-1).mean()
     kl = F.kl_div(student.log_softmax(-1), teacher.log_softmax(-1), log_target=True, reduction="none")
     return t * t * kl.sum(-1).mean()
+
+
+def attach_distillation(hooks: Any, distiller: Distiller, accelerator: Any) -> None:
+    """The loss mixes in the teacher's soft targets, computed once per batch (also for an adversarial pass)."""
+    distiller.teacher.to(accelerator.device)  # it only runs forward: not wrapped for data parallelism
+    targets: dict[str, torch.Tensor] = {}
+
+    def teacher_targets(batch: dict[str, torch.Tensor]) -> None:
+        with accelerator.autocast():
+            targets["logits"] = distiller.targets(batch)
+
+    def loss(batch: dict[str, torch.Tensor], outputs: Any, gold: torch.Tensor) -> torch.Tensor:
+        return distiller.loss(outputs.logits, gold, batch["labels"], targets["logits"])
+
+    hooks.batch_start.append(teacher_targets)
+    hooks.loss.append(loss)

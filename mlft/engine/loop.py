@@ -1,15 +1,14 @@
-"""The one training/evaluation loop, on Accelerate. This is the only module that touches Accelerator.
+"""The training loop, on Accelerate: set-up, then epochs of optimizer steps, with evaluation and checkpoints.
 
-The same code runs on CPU, one GPU, several GPUs or nodes (`accelerate launch`). The data order of
-every epoch is a function of (seed, epoch) only, so a resumed run replays it exactly.
+The same code runs on CPU, one GPU, several GPUs or nodes (`accelerate launch`). The data order of every
+epoch is a function of (seed, epoch) only, so a resumed run replays it exactly. Optional techniques
+(distillation, FGM, language-mix logging, save_steps) attach through mlft.engine.hooks, not here.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -18,18 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator, PartialState
-from accelerate.data_loader import prepare_data_loader
-from accelerate.state import AcceleratorState
-from accelerate.utils import broadcast_object_list, parse_flag_from_env, set_seed
+from accelerate import Accelerator
+from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from mlft.config import OptimizerConfig, TrainerConfig
 from mlft.engine import checkpoint
-from mlft.engine.adversarial import EmbeddingPerturbation
-from mlft.engine.distill import Distiller
+from mlft.engine.hooks import Hooks
 from mlft.engine.optim import build_optimizer, build_scheduler
+from mlft.engine.predict import IndexedFeatures, collate_with_index, show_progress
 from mlft.engine.sampling import EpochSampler, LanguageSampler
 from mlft.errors import DivergedError, RunDirError, StorageError
 
@@ -37,129 +34,6 @@ log = logging.getLogger("mlft")
 
 # Evaluates the model; returns (selection score, metrics to log). Called on every process.
 EvalFn = Callable[[], tuple[float | None, dict[str, float]]]
-
-
-class IndexedFeatures(torch.utils.data.Dataset):
-    def __init__(self, features: list[dict[str, Any]]):
-        self.features = features
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return {**self.features[index], "index": index}
-
-
-def use_cpu(forced: bool) -> bool:
-    """CPU when asked, when launched with `accelerate launch --cpu`, or when there is no GPU."""
-    return forced or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
-
-
-def device_problems(trainer: TrainerConfig) -> list[str]:
-    """What this machine cannot run of the trainer's settings (checked before a run directory is made)."""
-    if trainer.precision == "fp16" and use_cpu(trainer.cpu):
-        return ["trainer.precision: fp16 needs a CUDA GPU and none is used here; use bf16 or no"]
-    return []
-
-
-def world_size() -> int:
-    """Processes of the launch this process belongs to (1 without a launcher)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def is_main_process(cpu: bool) -> bool:
-    return world_size() <= 1 or PartialState(cpu=use_cpu(cpu)).is_main_process
-
-
-def shared_run_dir(own: Path, cpu: bool) -> Path:
-    """Under a multi-process launch every rank composed its own timestamped directory: all adopt rank 0's."""
-    if world_size() <= 1:
-        return own
-    state = PartialState(cpu=use_cpu(cpu))
-    chosen = Path(broadcast_object_list([str(own)], from_process=0)[0])
-    if not state.is_main_process and chosen != own and own.is_dir() and not any(own.iterdir()):
-        own.rmdir()
-    return chosen
-
-
-def make_accelerator(trainer: TrainerConfig, run_dir: Path | None) -> Accelerator:
-    """An Accelerator for the run; with a run directory, TensorBoard curves go to <run>/tensorboard/."""
-    log_with = "tensorboard" if trainer.tensorboard and run_dir is not None else None
-    # One process may run several jobs (a Hydra sweep, tests) with different precisions; the
-    # process group (PartialState) is kept, the per-run Accelerator settings are not.
-    AcceleratorState._reset_state(reset_partial_state=False)
-    accelerator = Accelerator(
-        cpu=use_cpu(trainer.cpu),
-        mixed_precision=trainer.precision,
-        gradient_accumulation_steps=trainer.grad_accum,
-        log_with=log_with,
-        project_dir=str(run_dir) if run_dir is not None else None,
-    )
-    if log_with:
-        accelerator.init_trackers("tensorboard")
-    return accelerator
-
-
-def _collate_with_index(collate: Callable[[list[dict]], dict[str, torch.Tensor]]) -> Callable:
-    def wrapped(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = collate(items)
-        batch["index"] = torch.tensor([item["index"] for item in items])
-        return batch
-
-    return wrapped
-
-
-def show_progress(accelerator: Accelerator, enabled: bool) -> bool:
-    return enabled and accelerator.is_local_main_process and sys.stderr.isatty()
-
-
-def predict_features(
-    accelerator: Accelerator,
-    model: torch.nn.Module,
-    features: list[dict[str, Any]],
-    collate: Callable[[list[dict]], dict[str, torch.Tensor]],
-    outputs: Callable[[torch.Tensor], dict[str, torch.Tensor]],
-    batch_size: int,
-    progress: bool = False,
-    desc: str = "eval",
-) -> list[dict[str, Any]]:
-    """Runs the model over features on all processes; returns per-feature outputs, in order, everywhere.
-
-    Batches are gathered with `gather_for_metrics`, which drops the samples that the last uneven
-    batch duplicated, so the result equals a single-process run.
-    """
-    if not features:
-        return []
-    # Similar lengths together: less padding. The order is restored from the gathered indices.
-    order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
-    loader = DataLoader(
-        torch.utils.data.Subset(IndexedFeatures(features), order),
-        batch_size=batch_size,
-        shuffle=False,
-        collate_fn=_collate_with_index(collate),
-        generator=torch.Generator(),  # see train_loop: loaders must not draw from the global RNG
-    )
-    # Not accelerator.prepare: that would register the loader in the checkpointed state, and
-    # evaluation loaders must not change what a checkpoint holds.
-    loader = prepare_data_loader(
-        loader, accelerator.device, accelerator.num_processes, accelerator.process_index, put_on_device=True
-    )
-    results: list[dict[str, Any] | None] = [None] * len(features)
-    model.eval()
-    with torch.inference_mode():
-        for batch in tqdm(loader, desc=desc, disable=not show_progress(accelerator, progress), leave=False):
-            index = batch.pop("index")
-            batch.pop("labels", None)
-            with accelerator.autocast():
-                logits = model(**batch).logits
-            outs = outputs(logits)
-            if logits.dim() == 3:  # token outputs: equal widths before gathering across processes
-                outs = {k: accelerator.pad_across_processes(v, dim=1, pad_index=0) for k, v in outs.items()}
-            gathered_index, gathered = accelerator.gather_for_metrics((index, outs))
-            for row, i in enumerate(gathered_index.tolist()):
-                results[i] = {k: v[row].cpu() for k, v in gathered.items()}
-    assert all(r is not None for r in results)
-    return results  # type: ignore[return-value]
 
 
 @dataclass
@@ -215,86 +89,216 @@ def check_resumable(accelerator: Accelerator, directory: Path, allow_inexact: bo
     return any_inexact
 
 
-def _improved(score: float | None, best: float | None) -> bool:
-    return score is not None and (best is None or score > best)
+class TrainingLoop:
+    """Trains a model in place; the best weights by `evaluate` go to checkpoints/best.
 
-
-def train_loop(
-    accelerator: Accelerator,
-    model: torch.nn.Module,
-    features: list[dict[str, Any]],
-    collate: Callable[[list[dict]], dict[str, torch.Tensor]],
-    trainer: TrainerConfig,
-    optim: OptimizerConfig,
-    seed: int,
-    checkpoints: Path,
-    evaluate: EvalFn,
-    resume_from: Path | None = None,
-    langs: list[str] | None = None,
-    distiller: Distiller | None = None,
-) -> TrainState:
-    """Trains `model` in place; the best weights (by `evaluate`) are saved to checkpoints/best.
-
-    `langs` (one per feature) turns on temperature sampling of languages when the trainer asks for it;
-    a `distiller` mixes a teacher's soft targets into the loss.
+    setup() prepares data order, optimizer, schedule and (on resume) the saved state; run() trains
+    epoch by epoch; each batch is one `train_batch`, each optimizer step ends in `after_step`, which
+    evaluates and checkpoints when due.
     """
-    set_seed(seed)
-    sampler = make_sampler(features, langs, trainer, seed)
-    # Every DataLoader iterator draws a seed from its generator; with the global one, an evaluation or
-    # a resumed epoch would shift the dropout RNG and a resumed run would no longer match.
-    loader = DataLoader(
-        IndexedFeatures(features),
-        batch_size=trainer.batch_size,
-        sampler=sampler,
-        collate_fn=_collate_with_index(collate),
-        generator=torch.Generator().manual_seed(seed),
-    )
-    optimizer = build_optimizer(model, optim)
-    perturbation = EmbeddingPerturbation(model, trainer.adv_epsilon) if trainer.adversarial == "fgm" else None
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    if distiller is not None:  # only run forward: not wrapped for data parallelism
-        distiller.teacher.to(accelerator.device)
 
-    def training_loss(batch: dict[str, torch.Tensor], teacher_logits: torch.Tensor | None) -> torch.Tensor:
-        outputs = model(**batch)
-        if distiller is None or teacher_logits is None:
-            return outputs.loss
-        return distiller.loss(outputs.logits, outputs.loss, batch["labels"], teacher_logits)
+    def __init__(
+        self,
+        accelerator: Accelerator,
+        model: torch.nn.Module,
+        features: list[dict[str, Any]],
+        collate: Callable[[list[dict]], dict[str, torch.Tensor]],
+        trainer: TrainerConfig,
+        optim: OptimizerConfig,
+        seed: int,
+        checkpoints: Path,
+        evaluate: EvalFn,
+        higher_is_better: bool = True,
+        langs: list[str] | None = None,
+        hooks: Hooks | None = None,
+    ):
+        """`langs` (one per feature) turns on temperature sampling of languages when the trainer asks for it."""
+        self.accelerator, self.model, self.features, self.collate = accelerator, model, features, collate
+        self.trainer, self.optim, self.seed, self.checkpoints = trainer, optim, seed, checkpoints
+        self.evaluate_fn, self.higher_is_better, self.langs = evaluate, higher_is_better, langs
+        self.hooks = hooks or Hooks()
+        self.state = TrainState()
+        self.stop = False
+        self.saved_at = -1
 
-    steps_per_epoch = math.ceil(len(loader) / trainer.grad_accum)
-    total = steps_per_epoch * trainer.epochs
-    if trainer.max_steps is not None:
-        total = min(total, trainer.max_steps)
-    scheduler = build_scheduler(optimizer, optim, total)
-    state = TrainState()
-    if resume_from is not None:
-        inexact = check_resumable(accelerator, resume_from, trainer.resume_inexact)
-        accelerator.load_state(str(resume_from))
-        state = TrainState(**checkpoint.read_state(resume_from))
+    # Set-up
+
+    def setup(self, resume_from: Path | None = None) -> None:
+        set_seed(self.seed)
+        self.sampler = make_sampler(self.features, self.langs, self.trainer, self.seed)
+        # Every DataLoader iterator draws a seed from its generator; with the global one, an evaluation or
+        # a resumed epoch would shift the dropout RNG and a resumed run would no longer match.
+        loader = DataLoader(
+            IndexedFeatures(self.features),
+            batch_size=self.trainer.batch_size,
+            sampler=self.sampler,
+            collate_fn=collate_with_index(self.collate),
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+        optimizer = build_optimizer(self.model, self.optim)
+        self.model, self.optimizer, self.loader = self.accelerator.prepare(self.model, optimizer, loader)
+        steps_per_epoch = math.ceil(len(self.loader) / self.trainer.grad_accum)
+        self.total = steps_per_epoch * self.trainer.epochs
+        if self.trainer.max_steps is not None:
+            self.total = min(self.total, self.trainer.max_steps)
+        self.scheduler = build_scheduler(self.optimizer, self.optim, self.total)
+        if resume_from is not None:
+            self.resume(resume_from)
+        log.info(
+            "training: %d features, %d optimizer steps (%d per epoch)", len(self.features), self.total, steps_per_epoch
+        )
+
+    def resume(self, directory: Path) -> None:
+        inexact = check_resumable(self.accelerator, directory, self.trainer.resume_inexact)
+        self.accelerator.load_state(str(directory))
+        self.state = TrainState(**checkpoint.read_state(directory))
         if inexact:
-            state.inexact_resumes.append(state.global_step)
+            self.state.inexact_resumes.append(self.state.global_step)
         # The schedule is a function of the step: replayed, not saved, because Accelerate saves
         # registered objects with pickle and loads them with weights_only=False.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for _ in range(state.global_step):
-                scheduler.step()
-        log.info("resumed from %s (step %d, epoch %d)", resume_from, state.global_step, state.epoch)
-    if accelerator.is_main_process:
-        log.info("training: %d features, %d optimizer steps (%d per epoch)", len(features), total, steps_per_epoch)
+            for _ in range(self.state.global_step):
+                self.scheduler.step()
+        log.info("resumed from %s (step %d, epoch %d)", directory, self.state.global_step, self.state.epoch)
 
-    def save_best(weights: Any) -> None:  # the unwrapped transformers model
-        target = checkpoints / checkpoint.BEST
+    # Training
+
+    def run(self) -> TrainState:
+        state = self.state
+        self.model.train()
+        self.stop = state.global_step >= self.total
+        self.bar = tqdm(
+            total=self.total,
+            initial=state.global_step,
+            desc="train",
+            disable=not show_progress(self.accelerator, self.trainer.progress),
+        )
+        while not self.stop and state.epoch < self.trainer.epochs:
+            self.run_epoch()
+        evaluated = bool(state.history) and state.history[-1]["step"] == state.global_step
+        if self.trainer.eval_strategy != "no" and not evaluated:
+            self.evaluate()
+            self.checkpoint(again=True)  # the step's checkpoint now also holds this evaluation
+        self.bar.close()
+        for close in self.hooks.close:
+            close()
+        if state.best_step is None:
+            self.save_best()
+        self.accelerator.wait_for_everyone()
+        return state
+
+    def run_epoch(self) -> None:
+        state = self.state
+        loader = (
+            self.accelerator.skip_first_batches(self.loader, state.batches_done) if state.batches_done else self.loader
+        )
+        # The prepared loader re-seeds its sampler from its own epoch counter: set it explicitly.
+        loader.set_epoch(state.epoch)
+        for hook in self.hooks.epoch_start:
+            hook(self)
+        self.running, self.seen = 0.0, 0
+        self.step_start = time.perf_counter()
+        for batch in loader:
+            self.train_batch(batch)
+            if not self.accelerator.sync_gradients:
+                continue
+            self.after_step()
+            if self.stop or state.global_step >= self.total:
+                self.stop = True
+                break
+            self.step_start = time.perf_counter()  # evaluation and checkpoints are not training time
+        if state.batches_done >= len(self.loader):
+            state.epoch, state.batches_done = state.epoch + 1, 0
+            if self.trainer.eval_strategy == "epoch":
+                self.stop = self.evaluate() or self.stop
+        self.checkpoint()
+
+    def train_batch(self, batch: dict[str, torch.Tensor]) -> None:
+        """Forward and backward passes of one batch; an optimizer step when gradients are synchronised."""
+        state, accelerator = self.state, self.accelerator
+        batch.pop("index")
+        state.train_samples += batch["input_ids"].shape[0]
+        state.train_tokens += int(batch["attention_mask"].sum())
+        with accelerator.accumulate(self.model):
+            for hook in self.hooks.batch_start:
+                hook(batch)
+            loss = self.hooks.training_loss(batch, self.model(**batch))
+            if not torch.isfinite(loss):
+                raise DivergedError(
+                    f"loss is {loss.item()} at step {state.global_step}; lower optimizer.lr or use "
+                    f"trainer.precision=no (last complete checkpoint: {checkpoint.latest(self.checkpoints)}, "
+                    "continue from it with resume=<run-dir>)"
+                )
+            accelerator.backward(loss)
+            for extra in self.hooks.extra_passes:
+                extra(lambda: self.hooks.training_loss(batch, self.model(**batch)))
+            if accelerator.sync_gradients and self.optim.max_grad_norm is not None:
+                accelerator.clip_grad_norm_(self.model.parameters(), self.optim.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+        state.batches_done += 1
+        self.running, self.seen = self.running + loss.item(), self.seen + 1
+
+    def after_step(self) -> None:
+        """After an optimizer step: schedule, logging, evaluation and checkpoints when due, then the hooks."""
+        state = self.state
+        state.train_seconds += time.perf_counter() - self.step_start
+        self.scheduler.step()
+        state.global_step += 1
+        self.bar.update(1)
+        if state.global_step % self.trainer.log_every == 0:
+            loss = self.running / self.seen
+            self.accelerator.log({"train/loss": loss, "train/lr": self.scheduler.get_last_lr()[0]}, state.global_step)
+            self.bar.set_postfix(loss=f"{loss:.4f}")
+            self.running, self.seen = 0.0, 0
+        if self.trainer.eval_strategy == "steps" and state.global_step % (self.trainer.eval_steps or 1) == 0:
+            self.stop = self.evaluate()
+            self.checkpoint()
+        for hook in self.hooks.step_end:
+            hook(self)
+
+    # Evaluation and checkpoints
+
+    def improved(self, score: float | None) -> bool:
+        best = self.state.best_score
+        return score is not None and (best is None or (score > best if self.higher_is_better else score < best))
+
+    def evaluate(self) -> bool:
+        """Evaluates, keeps the best weights, returns True when training should stop early."""
+        state = self.state
+        score, metrics = self.evaluate_fn()
+        self.model.train()
+        state.history.append({"step": state.global_step, "epoch": state.epoch, "score": score, **metrics})
+        self.accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=state.global_step)
+        if self.improved(score):
+            state.best_score, state.best_step, state.bad_evals = score, state.global_step, 0
+            self.save_best()
+        else:
+            state.bad_evals += 1
+        self.accelerator.wait_for_everyone()
+        patience = self.trainer.early_stopping_patience
+        return patience is not None and state.bad_evals >= patience
+
+    def save_best(self) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        target = self.checkpoints / checkpoint.BEST
+        weights = self.accelerator.unwrap_model(self.model)  # the transformers model
         try:
             checkpoint.write_atomic(target, lambda tmp: weights.save_pretrained(tmp))
         except OSError as err:
             raise StorageError(f"{target}: cannot write the best weights ({err.strerror or err})") from None
 
-    def save_checkpoint() -> None:
-        # Every process writes its part (its RNG state) into one temporary folder; the main process
-        # then renames it, so a crash at any point leaves the previous checkpoint intact.
-        target = checkpoints / f"step-{state.global_step}"
-        tmp = checkpoints / f".tmp-{target.name}"
+    def checkpoint(self, again: bool = False) -> None:
+        """A resumable step-N checkpoint (once per step unless `again`). Every process writes its part (its RNG
+        state) into one temporary folder; the main process then renames it, so a crash at any point leaves the
+        previous one."""
+        state, accelerator = self.state, self.accelerator
+        if self.saved_at == state.global_step and not again:
+            return
+        target = self.checkpoints / f"step-{state.global_step}"
+        tmp = self.checkpoints / f".tmp-{target.name}"
         if accelerator.is_main_process:
             checkpoint.begin(target)
         accelerator.wait_for_everyone()
@@ -314,119 +318,11 @@ def train_loop(
             reason = f"{failure.strerror or failure}" if failure is not None else "another process could not write"
             raise StorageError(
                 f"{target}: cannot write the checkpoint ({reason}); nothing was replaced, the newest "
-                f"complete checkpoint is {checkpoint.latest(checkpoints)} (resume=<run-dir> continues from it)"
+                f"complete checkpoint is {checkpoint.latest(self.checkpoints)} (resume=<run-dir> continues from it)"
             )
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             checkpoint.commit(tmp, target)
-            checkpoint.prune(checkpoints, trainer.keep_last)
+            checkpoint.prune(self.checkpoints, self.trainer.keep_last)
         accelerator.wait_for_everyone()
-
-    def run_eval() -> bool:
-        """Evaluates, keeps the best weights, returns True when training should stop early."""
-        score, metrics = evaluate()
-        model.train()
-        state.history.append({"step": state.global_step, "epoch": state.epoch, "score": score, **metrics})
-        accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=state.global_step)
-        if _improved(score, state.best_score):
-            state.best_score, state.best_step, state.bad_evals = score, state.global_step, 0
-            if accelerator.is_main_process:
-                save_best(accelerator.unwrap_model(model))
-        else:
-            state.bad_evals += 1
-        accelerator.wait_for_everyone()
-        patience = trainer.early_stopping_patience
-        return patience is not None and state.bad_evals >= patience
-
-    model.train()
-    saved_at, stop = -1, state.global_step >= total
-    bar = tqdm(
-        total=total, initial=state.global_step, desc="train", disable=not show_progress(accelerator, trainer.progress)
-    )
-    while not stop and state.epoch < trainer.epochs:
-        epoch_loader = accelerator.skip_first_batches(loader, state.batches_done) if state.batches_done else loader
-        # The prepared loader re-seeds its sampler from its own epoch counter: set it explicitly.
-        epoch_loader.set_epoch(state.epoch)
-        if isinstance(sampler, LanguageSampler):
-            sampler.set_epoch(state.epoch)
-            mix = sampler.mix()
-            if len(state.lang_mix) <= state.epoch:
-                state.lang_mix.append(mix)
-            total_mix = sum(mix.values())
-            accelerator.log({f"lang_mix/{lang}": n / total_mix for lang, n in mix.items()}, step=state.global_step)
-            if accelerator.is_main_process:
-                log.info(
-                    "epoch %d language mix: %s (target %s)",
-                    state.epoch,
-                    ", ".join(f"{lang} {n / total_mix:.1%}" for lang, n in sorted(mix.items())),
-                    ", ".join(f"{lang} {p:.1%}" for lang, p in sorted(sampler.probabilities.items())),
-                )
-        running, seen = 0.0, 0
-        step_start = time.perf_counter()
-        for batch in epoch_loader:
-            batch.pop("index")
-            state.train_samples += batch["input_ids"].shape[0]
-            state.train_tokens += int(batch["attention_mask"].sum())
-            with accelerator.accumulate(model):
-                teacher_logits = None
-                if distiller is not None:
-                    with accelerator.autocast():
-                        teacher_logits = distiller.targets(batch)
-                loss = training_loss(batch, teacher_logits)
-                if not torch.isfinite(loss):
-                    raise DivergedError(
-                        f"loss is {loss.item()} at step {state.global_step}; lower optimizer.lr or use "
-                        f"trainer.precision=no (last complete checkpoint: {checkpoint.latest(checkpoints)}, "
-                        "continue from it with resume=<run-dir>)"
-                    )
-                accelerator.backward(loss)
-                if perturbation is not None:
-                    with perturbation.perturbed():
-                        accelerator.backward(training_loss(batch, teacher_logits))
-                if accelerator.sync_gradients and optim.max_grad_norm is not None:
-                    accelerator.clip_grad_norm_(model.parameters(), optim.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-            state.batches_done += 1
-            running, seen = running + loss.item(), seen + 1
-            if not accelerator.sync_gradients:
-                continue
-            state.train_seconds += time.perf_counter() - step_start
-            scheduler.step()
-            state.global_step += 1
-            bar.update(1)
-            if state.global_step % trainer.log_every == 0:
-                accelerator.log(
-                    {"train/loss": running / seen, "train/lr": scheduler.get_last_lr()[0]}, step=state.global_step
-                )
-                bar.set_postfix(loss=f"{running / seen:.4f}")
-                running, seen = 0.0, 0
-            if trainer.eval_strategy == "steps" and state.global_step % (trainer.eval_steps or 1) == 0:
-                stop = run_eval()
-                save_checkpoint()
-                saved_at = state.global_step
-            if trainer.save_steps and state.global_step % trainer.save_steps == 0 and saved_at != state.global_step:
-                save_checkpoint()
-                saved_at = state.global_step
-            if stop or state.global_step >= total:
-                stop = True
-                break
-            step_start = time.perf_counter()  # evaluation and checkpoints are not training time
-        if state.batches_done >= len(loader):
-            state.epoch, state.batches_done = state.epoch + 1, 0
-            if trainer.eval_strategy == "epoch":
-                stop = run_eval() or stop
-        if saved_at != state.global_step:
-            save_checkpoint()
-            saved_at = state.global_step
-    evaluated = bool(state.history) and state.history[-1]["step"] == state.global_step
-    if trainer.eval_strategy != "no" and not evaluated:
-        run_eval()
-        save_checkpoint()
-    bar.close()
-    if perturbation is not None:
-        perturbation.remove()
-    if state.best_step is None and accelerator.is_main_process:
-        save_best(accelerator.unwrap_model(model))
-    accelerator.wait_for_everyone()
-    return state
+        self.saved_at = state.global_step

@@ -6,12 +6,16 @@ language mix included, from the epoch and the number of batches already consumed
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import Sampler
+
+log = logging.getLogger("mlft")
 
 
 def _generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
@@ -150,3 +154,26 @@ class LanguageSampler(Sampler[int]):
         if self.mixing == "step":
             return math.ceil(len(self.langs) / self.batch_size) * self.batch_size
         return len(self.langs)
+
+
+def attach_language_mix(hooks: Any) -> None:
+    """Each epoch's realised language mix is logged, sent to the trackers and kept in the run's state."""
+
+    def record(loop: Any) -> None:
+        sampler, state = loop.sampler, loop.state
+        if not isinstance(sampler, LanguageSampler):
+            return
+        sampler.set_epoch(state.epoch)
+        mix = sampler.mix()
+        if len(state.lang_mix) <= state.epoch:
+            state.lang_mix.append(mix)
+        total = sum(mix.values())
+        loop.accelerator.log({f"lang_mix/{lang}": n / total for lang, n in mix.items()}, step=state.global_step)
+        log.info(
+            "epoch %d language mix: %s (target %s)",
+            state.epoch,
+            ", ".join(f"{lang} {n / total:.1%}" for lang, n in sorted(mix.items())),
+            ", ".join(f"{lang} {p:.1%}" for lang, p in sorted(sampler.probabilities.items())),
+        )
+
+    hooks.epoch_start.append(record)

@@ -13,13 +13,11 @@ from typing import Any
 
 import torch
 
-from mlft.config import PeftConfig, TaskType
+from mlft.config import PeftConfig
 from mlft.errors import ConfigError
 
 ADAPTER_FILE = "adapter_model.safetensors"
 """The adapter weights PeftModel.save_pretrained writes (with adapter_config.json)."""
-
-_TASK_TYPES = {"token_classification": "TOKEN_CLS", "sequence_classification": "SEQ_CLS"}
 
 
 def is_peft(model: Any) -> bool:
@@ -28,14 +26,15 @@ def is_peft(model: Any) -> bool:
     return isinstance(model, PeftModel)
 
 
-def add_adapter(model: Any, cfg: PeftConfig, task_type: TaskType) -> Any:
-    """Wraps `model` in a PeftModel: only the adapter and the task head train."""
+def add_adapter(model: Any, cfg: PeftConfig, task_type: str) -> Any:
+    """Wraps `model` in a PeftModel: only the adapter and the task head train. `task_type`: peft's name of the
+    head (TOKEN_CLS, SEQ_CLS, ...)."""
     from peft import IA3Config, LoraConfig, get_peft_model
 
     targets = list(cfg.target_modules) if cfg.target_modules else None
     if cfg.method == "lora":
         config: Any = LoraConfig(
-            task_type=_TASK_TYPES[task_type],
+            task_type=task_type,
             r=cfg.r,
             lora_alpha=cfg.alpha,
             lora_dropout=cfg.dropout,
@@ -43,7 +42,7 @@ def add_adapter(model: Any, cfg: PeftConfig, task_type: TaskType) -> Any:
         )
     else:
         config = IA3Config(
-            task_type=_TASK_TYPES[task_type],
+            task_type=task_type,
             target_modules=targets,
             feedforward_modules=list(cfg.feedforward_modules) if cfg.feedforward_modules else None,
         )

@@ -61,21 +61,17 @@ def check_max_length(name_or_path: str, revision: str | None, trust_remote_code:
 def load_model(
     model_class: Any,
     name_or_path: str,
-    labels: list[str],
-    problem_type: str | None,
+    head: dict[str, Any],
     tokenizer: Any,
     revision: str | None = None,
     trust_remote_code: bool = False,
 ) -> Any:
-    """Loads the encoder with a fresh head for `labels` (or the saved head when the labels match)."""
+    """Loads the encoder with a fresh head configured by `head` (or the saved head when its labels match)."""
     name_or_path = resolve(name_or_path)
     try:
         model = model_class.from_pretrained(
             name_or_path,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-            problem_type=problem_type,
+            **head,
             revision=revision,
             trust_remote_code=trust_remote_code,
             ignore_mismatched_sizes=True,

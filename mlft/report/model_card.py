@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from mlft.config import RunConfig
-from mlft.runs import trained_langs
-
-PIPELINE_TAGS = {"token_classification": "token-classification", "sequence_classification": "text-classification"}
+from mlft.rundir import Languages, RunDir
 
 
 def fine_tuning(config: RunConfig) -> str:
@@ -26,20 +21,23 @@ def fine_tuning(config: RunConfig) -> str:
     return how
 
 
-def model_card(run_dir: Path, config: RunConfig, labels: list[str], artifact: str, parity: str | None) -> str:
+def model_card(
+    run: RunDir,
+    config: RunConfig,
+    languages: Languages,
+    labels: list[str],
+    pipeline_tag: str,
+    mean_pooling: bool,
+    artifact: str,
+    parity: str | None,
+) -> str:
     """Markdown with Hub-style metadata; every number comes from files of the run."""
-    env = json.loads((run_dir / "env.json").read_text()) if (run_dir / "env.json").is_file() else {}
+    env = run.env()
     sources = sorted({v["source"] for v in env.get("data", {}).values()})
-    report = (
-        (run_dir / "report.md").read_text().split("\n", 1)[-1].strip() if (run_dir / "report.md").is_file() else ""
-    )
-    # The languages as the run resolved them ([all] -> the task's languages), from its metrics.json.
-    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").is_file() else {}
-    train_langs = trained_langs(run_dir, config)
-    eval_langs = list(dict.fromkeys(lang for split in ("dev", "test") for lang in metrics.get(split, {})))
-    eval_langs = eval_langs or config.lang.eval
+    report = run.report_file.read_text().split("\n", 1)[-1].strip() if run.report_file.is_file() else ""
+    train_langs, eval_langs = languages.train, languages.eval
     langs = sorted(set(train_langs) | set(eval_langs))
-    pipeline = PIPELINE_TAGS[config.task.type]
+    pipeline = pipeline_tag
     lines = [
         "---",
         f"language: [{', '.join(langs)}]",
@@ -75,7 +73,7 @@ def model_card(run_dir: Path, config: RunConfig, labels: list[str], artifact: st
         "```",
         "",
     ]
-    if artifact.startswith("HuggingFace") and config.model.pooling == "mean":
+    if artifact.startswith("HuggingFace") and mean_pooling:
         lines += [
             "The classifier reads the mean of the last hidden states (`model.pooling=mean`); transformers' Auto",
             "classes would load the same weights but classify from the first token, so load it with mlft:",

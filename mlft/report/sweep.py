@@ -8,60 +8,26 @@ languages a train × eval language heatmap is drawn.
 from __future__ import annotations
 
 import csv
-import datetime
 import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mlft.errors import ConfigError, RunDirError
+from mlft.errors import ConfigError
 from mlft.report.plots import bar_chart, heatmap
-from mlft.runs import parse_args
 
 IGNORED_KEYS = ("seed", "resume", "overwrite", "run_root")
-
-
-@dataclass
-class ReportArgs:
-    sweep: str | None = None
-    """A folder holding finished runs (e.g. a `mlft train -m` sweep directory); searched recursively."""
-    runs: list[str] | None = None
-    """Run directories, instead of (or besides) sweep."""
-    split: str = "test"
-    """The split whose metrics are summarised."""
-    metric: str | None = None
-    """The metric (default: the runs' task.metric)."""
-    out: str | None = None
-    """Output folder (default: <sweep>/reports/<time>, or ./reports/<time>)."""
 
 
 @dataclass
 class Run:
     path: Path
     config: dict[str, Any]
+    """The run's resolved config, as plain values (compared key by key)."""
     metrics: dict[str, Any]
-
-    @property
-    def train_langs(self) -> list[str]:
-        return self.metrics.get("languages", {}).get("train") or self.config["lang"]["train"]
-
-
-def find_runs(sweep: Path | None, paths: list[Path]) -> list[Run]:
-    found = (
-        sorted(p.parent for p in sweep.rglob("metrics.json") if (p.parent / "config.yaml").is_file()) if sweep else []
-    )
-    for path in paths:
-        if not (path / "metrics.json").is_file() or not (path / "config.yaml").is_file():
-            raise RunDirError(f"runs: {path} is not a finished run (no metrics.json and config.yaml)")
-        found.append(path)
-    # evals/<time>/ folders inside runs hold metrics.json but no config.yaml, so they are not runs.
-    return [
-        Run(p, yaml.safe_load((p / "config.yaml").read_text()), json.loads((p / "metrics.json").read_text()))
-        for p in dict.fromkeys(found)
-    ]
+    train_langs: list[str]
+    """As the run resolved them ([all] -> its languages)."""
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -163,30 +129,3 @@ def write_report(out: Path, summaries: dict[str, dict[str, Any]], split: str, me
         columns = list(dict.fromkeys(lang for s in summaries.values() for lang in s["langs"]))
         heatmap(out / f"heatmap-{split}-{metric}.png", sorted(train_sets), columns, values, f"{split} {metric}")
     return text
-
-
-def report(args: ReportArgs) -> Path:
-    if args.sweep is None and not args.runs:
-        raise ConfigError("sweep: required (or runs=[<run-dir>,...])")
-    sweep = Path(args.sweep) if args.sweep else None
-    if sweep is not None and not sweep.is_dir():
-        raise RunDirError(f"sweep={sweep}: not a directory")
-    runs = find_runs(sweep, [Path(r) for r in args.runs or []])
-    if not runs:
-        raise RunDirError(f"sweep={sweep}: no finished runs (folders with metrics.json and config.yaml) inside")
-    metric = args.metric or runs[0].config["task"]["metric"]
-    with_split = [r for r in runs if r.metrics.get(args.split)]
-    if not with_split:
-        raise ConfigError(f"split: no run has {args.split!r} metrics (splits: dev, test)")
-    summaries = {name: summarise(group, args.split, metric) for name, group in group_runs(with_split).items()}
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-    out = Path(args.out) if args.out else (sweep or Path(".")) / "reports" / stamp
-    if out.exists() and any(out.iterdir()):
-        raise RunDirError(f"out={out}: exists and is not empty; choose another folder")
-    print(write_report(out, summaries, args.split, metric))
-    print(f"written to {out}")
-    return out
-
-
-def report_cli(args: list[str]) -> None:
-    report(parse_args(args, ReportArgs, "report"))

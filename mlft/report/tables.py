@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlft.config import METRICS as COLUMNS
 from mlft.report.plots import bar_chart
+from mlft.rundir import METRICS_CSV, METRICS_FILE, PLOTS_DIR, REPORT_FILE
 
 Metrics = dict[str, dict[str, dict[str, Any]]]  # split -> lang -> metrics
 
@@ -49,9 +49,12 @@ def transfer(metrics: Metrics, train_langs: list[str], metric: str) -> dict[str,
 
 
 def markdown(
-    metrics: Metrics, task_type: str, title: str, train_langs: list[str] | None = None, metric: str | None = None
+    metrics: Metrics,
+    columns: tuple[str, ...],
+    title: str,
+    train_langs: list[str] | None = None,
+    metric: str | None = None,
 ) -> str:
-    columns = COLUMNS[task_type]
     gaps = transfer(metrics, train_langs or [], metric or columns[0]) if train_langs else {}
     with_gap = bool(gaps)
     lines = [
@@ -98,34 +101,34 @@ def write_csv(path: Path, metrics: Metrics, columns: tuple[str, ...], gaps: dict
 
 
 def write_reports(
-    run_dir: Path,
+    folder: Path,
     metrics: Metrics,
-    task_type: str,
+    columns: tuple[str, ...],
     extra: dict[str, Any],
     title: str,
     train_langs: list[str] | None = None,
     metric: str | None = None,
 ) -> str:
-    """Writes metrics.json/.csv, report.md, confusion matrices and a bar chart per split; returns the table."""
-    columns = COLUMNS[task_type]
+    """Writes metrics.json/.csv, report.md, confusion matrices and a bar chart per split into `folder` (a run,
+    or an evaluation's folder); `columns`: the task's metrics in table order. Returns the table."""
     metric = metric or columns[0]
     gaps = transfer(metrics, train_langs or [], metric)
     summary = {"mean": means(metrics, columns), "transfer": gaps, "languages": {"train": train_langs or []}}
-    (run_dir / "metrics.json").write_text(json.dumps({**metrics, **summary, **extra}, indent=2, ensure_ascii=False))
-    write_csv(run_dir / "metrics.csv", metrics, columns, gaps)
+    (folder / METRICS_FILE).write_text(json.dumps({**metrics, **summary, **extra}, indent=2, ensure_ascii=False))
+    write_csv(folder / METRICS_CSV, metrics, columns, gaps)
     for split, by_lang in metrics.items():
         for lang, m in by_lang.items():
             if "confusion_matrix" in m:
                 labels, matrix = m["confusion_matrix"]["labels"], m["confusion_matrix"]["matrix"]
-                with (run_dir / f"confusion-{split}-{lang}.csv").open("w", newline="") as f:
+                with (folder / f"confusion-{split}-{lang}.csv").open("w", newline="") as f:
                     writer = csv.writer(f)
                     writer.writerow(["gold \\ predicted", *labels])
                     writer.writerows([label, *row] for label, row in zip(labels, matrix))
         if by_lang:
             scores = {lang: m[metric] for lang, m in by_lang.items()}
-            (run_dir / "plots").mkdir(exist_ok=True)
-            chart = run_dir / "plots" / f"{split}-{metric}.png"
+            (folder / PLOTS_DIR).mkdir(exist_ok=True)
+            chart = folder / PLOTS_DIR / f"{split}-{metric}.png"
             bar_chart(chart, scores, train_langs or [], f"{title} — {split} {metric}")
-    table = markdown(metrics, task_type, title, train_langs, metric)
-    (run_dir / "report.md").write_text(table)
+    table = markdown(metrics, columns, title, train_langs, metric)
+    (folder / REPORT_FILE).write_text(table)
     return table

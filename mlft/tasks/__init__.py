@@ -1,43 +1,38 @@
-"""Problem types behind one small protocol; `build_task` picks the implementation by the task's `type`."""
+"""Task types: `TASKS` maps `task.type` to the class that implements mlft.tasks.protocol.Task.
+
+Adding a task type is one module with one class (see the protocol) plus one entry here, or, from outside
+the package, `TASKS["my_type"] = MyTask` before mlft runs; and a preset in configs/task/.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
-import torch
-
-from mlft.config import ModelConfig, TaskConfig
+from mlft.config import ModelConfig, RunConfig, TaskConfig
+from mlft.tasks.protocol import Example, Task
 from mlft.tasks.sequence_classification import SequenceClassification
 from mlft.tasks.token_classification import TokenClassification
 
+TASKS: dict[str, Any] = {
+    TokenClassification.name: TokenClassification,
+    SequenceClassification.name: SequenceClassification,
+}
+"""task.type -> a class with `build(task_config, model_config, labels)`, `config_problems(task_config, model_config)`
+and the members of the Task protocol."""
 
-class Task(Protocol):
-    model_class: Any
-    """The transformers Auto class of the model head."""
-    pad_to_multiple_of: int
-    """Batch widths are rounded up to this (8 suits GPU tensor cores; on CPU padding is only waste)."""
-    problem_type: str | None
-    labels: list[str]
-
-    def encode(self, examples: list[dict[str, Any]], tokenizer: Any, lang: str) -> list[dict[str, Any]]:
-        """Examples -> model features; each feature's `example` is the index of its example."""
-
-    def collate(self, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-        """Features -> a padded batch of model inputs (labels included when present)."""
-
-    def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Logits -> the per-feature tensors evaluation gathers across processes."""
-
-    def decode(
-        self, examples: list[dict[str, Any]], features: list[dict[str, Any]], outs: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        """Per-feature outputs -> one prediction per example, on the example's own tokens."""
-
-    def score(self, examples: list[dict[str, Any]], predictions: list[dict[str, Any]]) -> dict[str, Any]:
-        """Metrics of predictions against the examples' gold labels."""
+__all__ = ["TASKS", "Example", "Task", "build_task", "config_problems"]
 
 
 def build_task(task: TaskConfig, model: ModelConfig, labels: list[str]) -> Task:
-    if task.type == "token_classification":
-        return TokenClassification(labels, model.max_length, model.stride, task.decoding)
-    return SequenceClassification(labels, model.max_length, task.multi_label, model.pooling)
+    return TASKS[task.type].build(task, model, labels)
+
+
+def config_problems(run: RunConfig) -> list[str]:
+    """What the task type says about the run's config: a known type, a metric it reports, its own settings."""
+    kind = TASKS.get(run.task.type)
+    if kind is None:
+        return [f"task.type: {run.task.type!r} is not a task type (allowed: {', '.join(TASKS)})"]
+    problems = list(kind.config_problems(run.task, run.model))
+    if run.task.metric not in kind.metrics:
+        problems.append(f"task.metric: {run.task.metric!r} is not reported (allowed: {', '.join(kind.metrics)})")
+    return problems

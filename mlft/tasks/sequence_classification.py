@@ -1,7 +1,11 @@
-"""Text and text-pair classification, single- or multi-label: encode, decode, score."""
+"""Text and text-pair classification, single- or multi-label: examples of a text (and a second text) with a
+label (or a list of labels), encode, decode, score, and raw text in, labels with probabilities out.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -9,10 +13,12 @@ import torch
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 from transformers import AutoModelForSequenceClassification
 
+from mlft.errors import DataError
 from mlft.models.pooling import MeanPoolingClassifier
+from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
+from mlft.tasks.protocol import Example
 
-MODEL_CLASS = AutoModelForSequenceClassification
 THRESHOLD = 0.5  # multi-label: a label is predicted when its sigmoid probability reaches this
 
 
@@ -131,16 +137,125 @@ def _per_class(report: dict[str, Any], labels: list[str]) -> dict[str, Any]:
     }
 
 
+def to_example(record: dict[str, Any], columns: dict[str, Any], loc: str) -> Example:
+    """A record with a text, an optional second text and a label (a string, an integer or a list of strings)."""
+
+    def get(key: str, required: bool = True) -> Any:
+        name = columns.get(key)
+        if name is None:
+            return None
+        if name not in record:
+            if required:
+                raise DataError(f"{loc}: missing column {name!r} (columns: {', '.join(map(str, record))})")
+            return None
+        return record[name]
+
+    text, label = get("text"), get("label")
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(f"{loc}: {columns['text']!r} must be a non-empty string, got {text!r}")
+    strings = isinstance(label, list) and all(isinstance(v, str) for v in label)
+    if not (isinstance(label, (str, int)) and not isinstance(label, bool)) and not strings:
+        raise DataError(
+            f"{loc}: {columns['label']!r} must be a string, an integer or a list of strings, got {label!r}"
+        )
+    pair = get("text_pair")
+    if pair == "" and columns.get("text_pair"):  # an empty cell of a table's pair column
+        pair = None
+    if pair is not None and not isinstance(pair, str):
+        raise DataError(f"{loc}: {columns['text_pair']!r} must be a string, got {pair!r}")
+    return {"text": text, "text_pair": pair, "label": label if isinstance(label, list) else str(label)}
+
+
 class SequenceClassification:
-    """Text (pair) classification with its settings bound; see mlft.tasks.Task."""
+    """Text (pair) classification with its settings bound; see mlft.tasks.protocol.Task."""
+
+    name = "sequence_classification"
+    metrics = {"accuracy": True, "macro_f1": True, "micro_f1": True}
+    pipeline_tag = "text-classification"
+    peft_task_type = "SEQ_CLS"
+    reads_column_files = False
+    fields = ("text", "label")
 
     def __init__(self, labels: list[str], max_length: int, multi_label: bool, pooling: str = "first"):
         self.labels, self.max_length, self.multi_label = labels, max_length, multi_label
-        self.model_class: Any = MeanPoolingClassifier if pooling == "mean" else MODEL_CLASS
+        self.model_class: Any = MeanPoolingClassifier if pooling == "mean" else AutoModelForSequenceClassification
         self.pad_to_multiple_of = 1
-        self.problem_type: str | None = "multi_label_classification" if multi_label else "single_label_classification"
 
-    def encode(self, examples: list[dict[str, Any]], tokenizer: Any, lang: str) -> list[dict[str, Any]]:
+    @classmethod
+    def build(cls, task: Any, model: Any, labels: list[str]) -> SequenceClassification:
+        """From the run's task and model configs."""
+        return cls(labels, model.max_length, task.multi_label, model.pooling)
+
+    @staticmethod
+    def config_problems(task: Any, model: Any) -> list[str]:
+        return []
+
+    # Data
+    def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, text_cells: bool) -> Example:
+        return to_example(record, columns, loc)
+
+    def convert_labels(self, examples: list[Example], scheme: str, repair: bool) -> None:
+        return None  # class names need no conversion
+
+    def label_names(self, example: Example) -> list[str]:
+        return example["label"] if isinstance(example["label"], list) else [example["label"]]
+
+    def relabel(self, example: Example, mapping: dict[str, str | None], dropped: Counter) -> Example | None:
+        labels = self.label_names(example)
+        mapped = [mapping.get(label, label) for label in labels]
+        dropped.update(label for label, target in zip(labels, mapped) if target is None)
+        kept = [m for m in mapped if m is not None]
+        if isinstance(example["label"], list):
+            example["label"] = kept
+            return example
+        if not kept:
+            return None
+        example["label"] = kept[0]
+        return example
+
+    def label_values(self, example: Example) -> list[str]:
+        return self.label_names(example)
+
+    def label_set(self, names: list[str], given: bool) -> list[str]:
+        return list(names) if given else sorted(set(names))
+
+    def training_problems(self, train: list[Example]) -> list[str]:
+        if not train or self.multi_label:
+            return []
+        lists = [ex["loc"] for ex in train if isinstance(ex["label"], list)]
+        if lists:
+            return [
+                f"{loc}: the label is a list, but task.multi_label is false (one label per text)" for loc in lists[:20]
+            ]
+        classes = sorted({ex["label"] for ex in train})
+        if len(classes) < 2:
+            where = train[0]["loc"].rsplit(":", 1)[0]
+            only = f"every training example has the label {classes[0]!r}"
+            return [f"{where}: {only}; a classifier needs at least two classes"]
+        return []
+
+    def filter_training(
+        self, examples: list[Example], max_length: int | None, keep_unlabelled: float
+    ) -> list[Example]:
+        """`max_length` counts characters; every text has a label, so `keep_unlabelled` does not apply."""
+        if max_length is not None:
+            examples = [ex for ex in examples if len(ex["text"]) <= max_length]
+        return examples
+
+    # Model
+    def head_config(self) -> dict[str, Any]:
+        return {
+            "num_labels": len(self.labels),
+            "id2label": dict(enumerate(self.labels)),
+            "label2id": {label: i for i, label in enumerate(self.labels)},
+            "problem_type": "multi_label_classification" if self.multi_label else "single_label_classification",
+        }
+
+    def cache_key(self) -> str:
+        settings = {"labels": self.labels, "max_length": self.max_length, "multi_label": self.multi_label}
+        return encoding_key({"task": self.name, **settings}, sys.modules[__name__])
+
+    def encode(self, examples: list[Example], tokenizer: Any, lang: str) -> list[dict[str, Any]]:
         return encode(examples, tokenizer, self.labels, self.max_length, self.multi_label)
 
     def collate(self, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -150,9 +265,21 @@ class SequenceClassification:
         return outputs(logits, self.multi_label)
 
     def decode(
-        self, examples: list[dict[str, Any]], features: list[dict[str, Any]], outs: list[dict[str, Any]]
+        self, examples: list[Example], features: list[dict[str, Any]], outs: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         return decode(examples, features, outs, self.labels, self.multi_label)
 
-    def score(self, examples: list[dict[str, Any]], predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    def score(self, examples: list[Example], predictions: list[dict[str, Any]]) -> dict[str, Any]:
         return score(examples, predictions, self.labels, self.multi_label)
+
+    # Raw text
+    def from_text(self, text: str, lang: str) -> tuple[Example, Any]:
+        """A tab separates the two texts of a pair (premise<TAB>hypothesis)."""
+        first, tab, second = text.partition("\t")
+        return ({"text": first, "text_pair": second} if tab else {"text": text}), None
+
+    def to_record(self, text: str, context: Any, prediction: dict[str, Any] | None) -> dict[str, Any]:
+        return {"text": text, "label": None, **(prediction or {})}
+
+    def vocabulary_texts(self, examples: list[Example]) -> list[str]:
+        return []

@@ -1,4 +1,5 @@
-"""Token classification (NER): encode with exact word alignment, decode to the dataset's own tokens, score.
+"""Token classification (NER): examples of tokens and tags, exact word alignment, decoding on the dataset's own
+tokens, strict entity-level seqeval F1, and raw text in, entities with character offsets out.
 
 Gold tags always come from the examples themselves, never from subtoken labels, so truncation or
 tokenization can never change what is scored.
@@ -6,7 +7,10 @@ tokenization can never change what is scored.
 
 from __future__ import annotations
 
+import random
 import re
+import sys
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -15,17 +19,20 @@ from seqeval.metrics import accuracy_score, classification_report
 from seqeval.scheme import IOB2
 from transformers import AutoModelForTokenClassification
 
-from mlft.data.schemes import to_iob2
+from mlft.data.schemes import iob2_labels, split_tag, to_iob2
+from mlft.errors import DataError
+from mlft.tasks import alignment
 from mlft.tasks.alignment import NO_SPACE_LANGS, Aligner, encode_words
+from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
+from mlft.tasks.protocol import Example
 from mlft.tasks.viterbi import transitions, viterbi
 
-MODEL_CLASS = AutoModelForTokenClassification
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
 def encode(
-    examples: list[dict[str, Any]], aligner: Aligner, labels: list[str], lang: str, max_length: int, stride: int
+    examples: list[Example], aligner: Aligner, labels: list[str], lang: str, max_length: int, stride: int
 ) -> list[dict[str, Any]]:
     """One or more features (windows) per example; `example` points back to the sentence."""
     label2id = {label: i for i, label in enumerate(labels)}
@@ -48,13 +55,8 @@ def collate(features: list[dict[str, Any]], pad_id: int, pad_to_multiple_of: int
     }
 
 
-def outputs(logits: torch.Tensor) -> dict[str, torch.Tensor]:
-    """What evaluation keeps of the logits: log-probabilities of every label at every position."""
-    return {"logprobs": logits.float().log_softmax(-1)}
-
-
 def decode(
-    examples: list[dict[str, Any]],
+    examples: list[Example],
     features: list[dict[str, Any]],
     outs: list[dict[str, Any]],
     labels: list[str],
@@ -80,7 +82,7 @@ def decode(
     return predictions
 
 
-def score(examples: list[dict[str, Any]], predictions: list[dict[str, Any]]) -> dict[str, Any]:
+def score(examples: list[Example], predictions: list[dict[str, Any]]) -> dict[str, Any]:
     """Strict entity-level seqeval P/R/F1 (overall and per type) and token accuracy."""
     gold = [ex["tags"] for ex in examples]
     pred = [p["tags"] for p in predictions]
@@ -134,18 +136,130 @@ def entities(text: str, spans: list[tuple[int, int]], prediction: dict[str, Any]
     return found
 
 
-class TokenClassification:
-    """The NER task with its settings bound; see mlft.tasks.Task."""
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
-    model_class = MODEL_CLASS
-    problem_type: str | None = None
+
+def to_example(record: dict[str, Any], columns: dict[str, Any], loc: str, text_cells: bool) -> Example:
+    """A record with a token list and a tag list (a table holds both space-separated) -> an example."""
+    for key in ("tokens", "tags"):
+        if columns[key] not in record:
+            raise DataError(f"{loc}: missing column {columns[key]!r} (columns: {', '.join(map(str, record))})")
+    tokens, tags = record[columns["tokens"]], record[columns["tags"]]
+    if text_cells:
+        tokens, tags = str(tokens).split(), str(tags).split()
+    if not _strings(tokens) or not _strings(tags):
+        raise DataError(f"{loc}: {columns['tokens']!r} and {columns['tags']!r} must be lists of strings")
+    if len(tokens) != len(tags):
+        raise DataError(f"{loc}: {len(tokens)} tokens but {len(tags)} tags")
+    if not tokens:
+        raise DataError(f"{loc}: empty sentence")
+    return {"tokens": tokens, "tags": tags}
+
+
+def convert_tags(examples: list[Example], scheme: str, repair: bool) -> None:
+    """Converts tags in place to IOB2; every invalid transition is reported as file:line."""
+    problems = []
+    for ex in examples:
+        tags, found = to_iob2(ex["tags"], scheme, repair=repair)
+        ex["tags"] = tags
+        for p in found:
+            # Column files have one token per line, so the token's own line can be named.
+            where = f"{ex['file']}:{ex['first_line'] + p.index}" if "first_line" in ex else ex["loc"]
+            fix = "data.repair=true repairs it" if p.repairable else "fix the tag, or set data.scheme to the file's"
+            problems.append(f"{where}: {p.message} (data.scheme={scheme}; {fix})")
+    if problems:
+        raise DataError(problems)
+
+
+class TokenClassification:
+    """The NER task with its settings bound; see mlft.tasks.protocol.Task."""
+
+    name = "token_classification"
+    metrics = {"f1": True, "precision": True, "recall": True, "accuracy": True}
+    model_class: Any = AutoModelForTokenClassification
+    pipeline_tag = "token-classification"
+    peft_task_type = "TOKEN_CLS"
+    reads_column_files = True
+    fields = ("tokens", "tags")
 
     def __init__(self, labels: list[str], max_length: int, stride: int, decoding: str = "viterbi"):
         self.labels, self.max_length, self.stride, self.decoding = labels, max_length, stride, decoding
         self.pad_to_multiple_of = 1
         self._aligner: Aligner | None = None
 
-    def encode(self, examples: list[dict[str, Any]], tokenizer: Any, lang: str) -> list[dict[str, Any]]:
+    @classmethod
+    def build(cls, task: Any, model: Any, labels: list[str]) -> TokenClassification:
+        """From the run's task and model configs."""
+        return cls(labels, model.max_length, model.stride, task.decoding)
+
+    @staticmethod
+    def config_problems(task: Any, model: Any) -> list[str]:
+        return ["task.multi_label: only for type=sequence_classification"] if task.multi_label else []
+
+    # Data
+    def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, text_cells: bool) -> Example:
+        return to_example(record, columns, loc, text_cells)
+
+    def convert_labels(self, examples: list[Example], scheme: str, repair: bool) -> None:
+        convert_tags(examples, scheme, repair)
+
+    def label_names(self, example: Example) -> list[str]:
+        return [split_tag(t)[1] for t in example["tags"] if t != "O"]
+
+    def relabel(self, example: Example, mapping: dict[str, str | None], dropped: Counter) -> Example | None:
+        tags = []
+        for tag in example["tags"]:
+            if tag == "O":
+                tags.append(tag)
+                continue
+            prefix, label = split_tag(tag)
+            target = mapping.get(label, label)
+            if target is None:
+                dropped[label] += prefix == "B"  # counted once per entity
+                tags.append("O")
+            else:
+                tags.append(f"{prefix}-{target}")
+        example["tags"] = tags
+        return example
+
+    def label_values(self, example: Example) -> list[str]:
+        return example["tags"]
+
+    def label_set(self, names: list[str], given: bool) -> list[str]:
+        # A given label list may name tags (B-PER) or types (PER); either way the model gets O and B-/I- per type.
+        types = {split_tag(n)[1] for n in names if n != "O"} if given else set(names)
+        return iob2_labels(sorted(types))
+
+    def training_problems(self, train: list[Example]) -> list[str]:
+        if train and all(t == "O" for ex in train for t in ex["tags"]):
+            where = train[0]["loc"].rsplit(":", 1)[0]
+            return [f"{where}: the training data has no entities (every tag is O); nothing to learn"]
+        return []
+
+    def filter_training(
+        self, examples: list[Example], max_length: int | None, keep_unlabelled: float
+    ) -> list[Example]:
+        if max_length is not None:
+            examples = [ex for ex in examples if len(ex["tokens"]) <= max_length]
+        if keep_unlabelled < 1.0:
+            rng = random.Random(0)
+            examples = [ex for ex in examples if any(t != "O" for t in ex["tags"]) or rng.random() < keep_unlabelled]
+        return examples
+
+    # Model
+    def head_config(self) -> dict[str, Any]:
+        return {
+            "num_labels": len(self.labels),
+            "id2label": dict(enumerate(self.labels)),
+            "label2id": {label: i for i, label in enumerate(self.labels)},
+        }
+
+    def cache_key(self) -> str:
+        settings = {"labels": self.labels, "max_length": self.max_length, "stride": self.stride}
+        return encoding_key({"task": self.name, **settings}, sys.modules[__name__], alignment)
+
+    def encode(self, examples: list[Example], tokenizer: Any, lang: str) -> list[dict[str, Any]]:
         # One aligner per tokenizer: building it reads the whole vocabulary (250k pieces for XLM-R), which
         # dominated the latency of small `mlft serve` requests.
         if self._aligner is None or self._aligner.tokenizer is not tokenizer:
@@ -156,12 +270,28 @@ class TokenClassification:
         return collate(features, pad_id, self.pad_to_multiple_of)
 
     def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        return outputs(logits)
+        """What evaluation keeps of the logits: log-probabilities of every label at every position."""
+        return {"logprobs": logits.float().log_softmax(-1)}
 
     def decode(
-        self, examples: list[dict[str, Any]], features: list[dict[str, Any]], outs: list[dict[str, Any]]
+        self, examples: list[Example], features: list[dict[str, Any]], outs: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         return decode(examples, features, outs, self.labels, self.decoding)
 
-    def score(self, examples: list[dict[str, Any]], predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    def score(self, examples: list[Example], predictions: list[dict[str, Any]]) -> dict[str, Any]:
         return score(examples, predictions)
+
+    # Raw text
+    def from_text(self, text: str, lang: str) -> tuple[Example, Any]:
+        """No pre-tokenization needed: characters for zh/ja/th, words and punctuation otherwise."""
+        tokens, spans = split_text(text, lang)
+        return {"tokens": tokens}, spans
+
+    def to_record(self, text: str, context: Any, prediction: dict[str, Any] | None) -> dict[str, Any]:
+        return {"text": text, "entities": entities(text, context, prediction) if prediction else []}
+
+    def vocabulary_texts(self, examples: list[Example]) -> list[str]:
+        # Each word is encoded on its own before SentencePiece's `▁` is dropped (mlft.tasks.alignment): the
+        # pieces of that first step must stay too, or a trimmed tokenizer would segment words differently.
+        words = sorted({w for ex in examples for w in ex["tokens"]})
+        return words + [" " + w for w in words]

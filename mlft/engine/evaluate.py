@@ -1,4 +1,4 @@
-"""Evaluates a model on encoded splits per language: the shared core of training, `mlft eval` and reports."""
+"""Evaluates a model on encoded splits per language: the shared core of training, `mlft eval` and export checks."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlft.data.feature_cache import Encoder
-from mlft.engine.loop import predict_features
-from mlft.errors import ConfigError
+from mlft.engine.predict import predict_features
 from mlft.tasks import Task
 
 
@@ -51,28 +50,3 @@ def evaluate_sets(
         metrics.setdefault(s.split, {})[s.lang] = {"n": len(s.examples), **task.score(s.examples, preds)}
         predictions[(s.split, s.lang)] = preds
     return metrics, predictions
-
-
-def selection_langs(select: str, train_langs: list[str], dev_langs: list[str]) -> list[str]:
-    """The dev languages whose mean score selects the weights.
-
-    source_dev (and last/average, for logging and early stopping): the training languages, as in
-    XTREME; every dev language when none of them has a dev set. target_dev: the languages not trained on.
-    """
-    if select == "target_dev":
-        targets = [lang for lang in dev_langs if lang not in train_langs]
-        if not targets:
-            raise ConfigError(
-                f"trainer.select: target_dev needs a dev set in a language not trained on "
-                f"(dev languages: {', '.join(dev_langs) or 'none'}; trained on: {', '.join(train_langs)})"
-            )
-        return targets
-    return [lang for lang in dev_langs if lang in train_langs] or list(dev_langs)
-
-
-def selection_score(dev: dict[str, dict[str, Any]], metric: str, langs: list[str]) -> float | None:
-    """Mean `metric` over the dev sets of `langs` (see selection_langs)."""
-    present = [lang for lang in langs if lang in dev]
-    if not present:
-        return None
-    return sum(dev[lang][metric] for lang in present) / len(present)

@@ -10,18 +10,19 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from mlft.commands.evaluate import load_eval_data, score_model
+from mlft.commands.saved import SavedRun, load_exported, load_run, write_export_records
 from mlft.data.feature_cache import Encoder
 from mlft.destinations import check_writable, share
+from mlft.engine.evaluate import encode_sets
 from mlft.errors import ConfigError, UserError
-from mlft.evaluation import load_eval_data, score_model
 from mlft.models.onnx import FUSABLE
+from mlft.models.pooling import MeanPoolingClassifier
 from mlft.report.model_card import model_card
-from mlft.runs import EXPORT_CONFIG, SavedRun, load_exported, load_run, parse_args
-from mlft.scoring import encode_sets
 
 
 class ParityError(UserError):
@@ -30,7 +31,7 @@ class ParityError(UserError):
     title = "export failed the parity check"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportArgs:
     run: str
     """The run directory whose final model is exported."""
@@ -59,10 +60,12 @@ class ExportArgs:
     check: bool = True
     """Run the parity gate (false skips it; the card then says so)."""
     overwrite: bool = False
+    """Replace an existing output folder."""
     batch_size: int = 64
+    """Texts per model call of the parity check."""
 
 
-def export_run(args: ExportArgs) -> Path:
+def export(args: ExportArgs) -> Path:
     if args.quantize == "int8" and args.format != "onnx":
         raise ConfigError("quantize: int8 needs format=onnx")
     if args.fuse and args.format != "onnx":
@@ -77,7 +80,7 @@ def export_run(args: ExportArgs) -> Path:
             f"fuse: onnxruntime fuses {', '.join(FUSABLE)} encoders; this model is {saved.model.config.model_type}"
         )
     name = args.format + ("-fused" if args.fuse else "") + ("-int8" if args.quantize == "int8" else "")
-    out = Path(args.out) if args.out else saved.run_dir / "export" / name
+    out = Path(args.out) if args.out else saved.run.export_dir / name
     if out.exists() and not args.overwrite:
         raise ConfigError(f"out: {out} exists; nothing was written (pass overwrite=true to replace it)")
     check_writable(out.parent if out.exists() else out, "out")  # the folder is built beside it, then renamed
@@ -96,7 +99,17 @@ def export_run(args: ExportArgs) -> Path:
             data += f" and {Path(args.vocab_file).name}" if args.vocab_file else ""
             artifact += f", vocabulary trimmed to the run's {data}: {len(source.tokenizer):,} pieces"
         parity = check_parity(saved, load_exported(tmp), args) if args.check else None
-        card = model_card(saved.run_dir, saved.config, saved.task.labels, artifact, parity or "(parity check skipped)")
+        mean_pooling = saved.task.model_class is MeanPoolingClassifier
+        card = model_card(
+            saved.run,
+            saved.config,
+            saved.languages,
+            saved.task.labels,
+            saved.task.pipeline_tag,
+            mean_pooling,
+            artifact,
+            parity or "(parity check skipped)",
+        )
         (tmp / "README.md").write_text(card)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -118,8 +131,8 @@ def trimmed(saved: SavedRun, train_only: bool, extra: list[str]) -> SavedRun:
     from mlft.models.trim import trim, used_ids
 
     cfg = saved.config
-    cfg.task.labels = saved.task.labels
-    splits = load_data(cfg.data, cfg.task, cfg.lang.train, cfg.lang.eval).splits
+    task_cfg = replace(cfg.task, labels=saved.task.labels)
+    splits = load_data(cfg.data, task_cfg, saved.task, cfg.lang.train, cfg.lang.eval).splits
     if train_only:
         splits = {"train": splits["train"]}
     id_lists = [
@@ -128,26 +141,23 @@ def trimmed(saved: SavedRun, train_only: bool, extra: list[str]) -> SavedRun:
         for lang, exs in by_lang.items()
         for f in saved.task.encode(exs, saved.tokenizer, lang)
     ]
-    if cfg.task.type == "token_classification":
-        # NER encodes each word on its own and then drops SentencePiece's `▁` (mlft.tasks.alignment): the
-        # pieces of that first step must stay too, or the trimmed tokenizer would segment words differently.
-        words = sorted(
-            {w for by_lang in splits.values() for exs in by_lang.values() for ex in exs for w in ex["tokens"]}
-        )
-        id_lists += saved.tokenizer(words + [" " + w for w in words], add_special_tokens=False)["input_ids"]
+    examples = [ex for by_lang in splits.values() for exs in by_lang.values() for ex in exs]
+    texts = saved.task.vocabulary_texts(examples)
+    if texts:
+        id_lists += saved.tokenizer(texts, add_special_tokens=False)["input_ids"]
     if extra:  # a text per line, or a word of a frequency list: tokenized alone, with and without a space
         id_lists += saved.tokenizer(extra + [" " + t for t in extra], add_special_tokens=False)["input_ids"]
     keep = used_ids(saved.tokenizer, id_lists)
     before = saved.model.get_input_embeddings().weight.shape[0]
     model, tokenizer = trim(copy.deepcopy(saved.model), saved.tokenizer, keep)
     print(f"trim_vocab: {before} -> {len(keep)} vocabulary entries", file=sys.stderr)
-    return SavedRun(saved.run_dir, cfg, saved.task, model, tokenizer)
+    return replace(saved, model=model, tokenizer=tokenizer)
 
 
 def write_artifact(saved: SavedRun, folder: Path, fmt: str, quantize: str, fuse: bool = False) -> str:
     """Writes model, tokenizer, label maps and the run's config into `folder`; returns a description."""
     saved.tokenizer.save_pretrained(folder)
-    shutil.copyfile(saved.run_dir / "config.yaml", folder / EXPORT_CONFIG)
+    write_export_records(saved, folder)
     if fmt == "hf":
         saved.model.save_pretrained(folder)
         return "HuggingFace folder (safetensors)"
@@ -191,8 +201,9 @@ def check_parity(reference: SavedRun, exported: SavedRun, args: ExportArgs) -> s
     metric = cfg.task.metric
     for lang, m in before[args.split].items():
         scores[lang] = (m[metric], after[args.split][lang][metric])
-    table = parity_table(scores, metric, args.split, args.max_drop)
-    failed = [lang for lang, (a, b) in scores.items() if (a - b) * 100 > args.max_drop]
+    higher = reference.task.metrics[metric]
+    table = parity_table(scores, metric, args.split, args.max_drop, higher)
+    failed = [lang for lang, (a, b) in scores.items() if drop_points(a, b, higher) > args.max_drop]
     if failed:
         raise ParityError(
             [f"{lang}: {metric} {scores[lang][0]:.4f} -> {scores[lang][1]:.4f}" for lang in failed]
@@ -202,16 +213,19 @@ def check_parity(reference: SavedRun, exported: SavedRun, args: ExportArgs) -> s
     return table
 
 
-def parity_table(scores: dict[str, tuple[float, float]], metric: str, split: str, max_drop: float) -> str:
+def drop_points(run: float, export: float, higher_is_better: bool) -> float:
+    """How much worse the export scores, in points (positive: worse)."""
+    return (run - export if higher_is_better else export - run) * 100
+
+
+def parity_table(
+    scores: dict[str, tuple[float, float]], metric: str, split: str, max_drop: float, higher_is_better: bool = True
+) -> str:
     lines = [
         f"| {split} lang | {metric} (run) | {metric} (export) | drop (points) | within {max_drop} |",
         "|---|---:|---:|---:|---|",
     ]
     for lang, (a, b) in sorted(scores.items()):
-        drop = (a - b) * 100
+        drop = drop_points(a, b, higher_is_better)
         lines.append(f"| {lang} | {a:.4f} | {b:.4f} | {drop:+.2f} | {'yes' if drop <= max_drop else 'NO'} |")
     return "\n".join(lines)
-
-
-def export_cli(args: list[str]) -> Any:
-    return export_run(parse_args(args, ExportArgs, "export"))

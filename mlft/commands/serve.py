@@ -18,21 +18,22 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from mlft.commands.predict import Predictor, load_for_prediction
 from mlft.errors import ConfigError
-from mlft.predict import Predictor, load_for_prediction
-from mlft.runs import parse_args
 
 LANG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServeArgs:
     model: str | None = None
     """A folder written by `mlft export` (or its model.onnx)."""
     run: str | None = None
     """Instead of model: a run directory."""
     host: str = "127.0.0.1"
+    """Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)."""
     port: int = 8080
+    """TCP port (0: any free one)."""
     max_texts: int = 64
     """Texts per request."""
     max_chars: int = 5000
@@ -44,6 +45,7 @@ class ServeArgs:
     body_timeout_s: float = 30.0
     """A request body must arrive within this many seconds (408 otherwise): slow clients cannot hold the server."""
     cpu: bool = False
+    """Predict on the CPU even when a GPU is present."""
     precision: Literal["run", "no", "bf16"] = "run"
     """Autocast of the model call, as in `mlft predict`."""
 
@@ -181,7 +183,7 @@ def build_app(predictor: Predictor, args: ServeArgs) -> Any:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         saved = predictor.saved
-        return {"status": "ok", "task": saved.config.task.type, "labels": saved.task.labels}
+        return {"status": "ok", "task": saved.task.name, "labels": saved.task.labels}
 
     @app.post("/predict")
     async def predict(body: PredictRequest) -> dict[str, Any]:
@@ -202,8 +204,7 @@ def build_app(predictor: Predictor, args: ServeArgs) -> Any:
     return app
 
 
-def serve_cli(argv: list[str]) -> None:
-    args: ServeArgs = parse_args(argv, ServeArgs, "serve")
+def serve(args: ServeArgs) -> None:
     try:
         import uvicorn
     except ImportError:

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import datetime
-import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+from mlft.commands.saved import SavedRun, load_run
 from mlft.config import DataConfig
 from mlft.data.feature_cache import Encoder, feature_cache_dir
 from mlft.data.load import load_data
 from mlft.destinations import check_writable
-from mlft.engine.loop import make_accelerator
+from mlft.engine.devices import make_accelerator
+from mlft.engine.evaluate import EvalSet, encode_sets, evaluate_sets
 from mlft.errors import ConfigError
 from mlft.report.tables import write_reports
-from mlft.runs import SavedRun, load_run, parse_args, run_langs, trained_langs
-from mlft.scoring import EvalSet, encode_sets, evaluate_sets
-
-log = logging.getLogger("mlft")
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalArgs:
     run: str
     """The run directory to evaluate."""
@@ -34,7 +31,9 @@ class EvalArgs:
     test: str | None = None
     """Other test data (a file or hub:...), instead of the run's."""
     batch_size: int = 64
+    """Texts per model call."""
     cpu: bool = False
+    """Evaluate on the CPU even when a GPU is present."""
     out: str | None = None
     """Folder for metrics.json and report.md (default: <run>/evals/<time>/)."""
 
@@ -42,15 +41,14 @@ class EvalArgs:
 def load_eval_data(saved: SavedRun, data: DataConfig, langs: list[str]) -> dict[str, dict[str, list[dict]]]:
     """Dev/test examples for `langs`, checked against the saved model's own labels."""
     cfg = saved.config
-    cfg.task.labels = saved.task.labels
-    return load_data(data, cfg.task, cfg.lang.train, langs, need_train=False).splits
+    task = replace(cfg.task, labels=saved.task.labels)
+    return load_data(data, task, saved.task, cfg.lang.train, langs, need_train=False).splits
 
 
 def score_model(saved: SavedRun, sets: list[EvalSet], batch_size: int, cpu: bool) -> dict:
     """Metrics[split][lang] of the saved model on encoded sets, in one process."""
-    cfg = saved.config
-    cfg.trainer.cpu, cfg.trainer.tensorboard, cfg.trainer.num_processes = cpu, False, 1
-    accelerator = make_accelerator(cfg.trainer, None)
+    trainer = replace(saved.config.trainer, cpu=cpu, tensorboard=False, num_processes=1)
+    accelerator = make_accelerator(trainer, None)
     model = accelerator.prepare(saved.model)
     metrics, _ = evaluate_sets(accelerator, model, saved.task, saved.tokenizer.pad_token_id, sets, batch_size)
     return metrics
@@ -72,10 +70,11 @@ def check_eval_args(args: EvalArgs) -> None:
     check_writable(Path(args.out) if args.out else Path(args.run) / "evals", "out")
 
 
-def check_own_file_langs(saved: SavedRun, data: DataConfig, args: EvalArgs, langs: list[str]) -> None:
+def check_own_file_langs(saved: SavedRun, args: EvalArgs, langs: list[str]) -> None:
     """A data file without a language column holds the run's own languages: scoring it as another
     language (lang=[de] on a zh run) would report a meaningless number under de's name."""
-    known = set(run_langs(saved.run_dir, saved.config))
+    data = saved.config.data
+    known = set(saved.languages.train) | set(saved.languages.eval)
     for split in args.split or ["dev", "test"]:
         own = getattr(args, split) is None and getattr(data, split) is not None
         foreign = [lang for lang in langs if lang not in known]
@@ -86,31 +85,26 @@ def check_own_file_langs(saved: SavedRun, data: DataConfig, args: EvalArgs, lang
             )
 
 
-def evaluate_run(args: EvalArgs) -> tuple[dict, Path]:
-    """Evaluates the run's final model; writes <run>/evals/<time>/{metrics.json, report.md}."""
+def evaluate(args: EvalArgs) -> tuple[dict, Path]:
+    """Evaluates the run's final model; writes <run>/evals/<time>/{metrics.json, report.md} (or into out)."""
     check_eval_args(args)
     saved = load_run(Path(args.run))
     cfg = saved.config
     data = replace(cfg.data, dev=args.dev or cfg.data.dev, test=args.test or cfg.data.test)
     langs = args.lang or cfg.lang.eval
-    check_own_file_langs(saved, cfg.data, args, langs)
+    check_own_file_langs(saved, args, langs)
     loaded = load_eval_data(saved, data, langs)
     splits = {s: v for s, v in loaded.items() if s in (args.split or ["dev", "test"])}
     sets = encode_sets(Encoder(saved.task, saved.tokenizer, feature_cache_dir() if data.cache else None), splits)
     metrics = score_model(saved, sets, args.batch_size, args.cpu)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-    out_dir = Path(args.out) if args.out else saved.run_dir / "evals" / stamp
+    out_dir = Path(args.out) if args.out else saved.run.evals_dir / stamp
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"out: {out_dir} is not empty; nothing was written (choose another folder)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    title = f"eval of {saved.run_dir}"
-    extra = {"run": str(saved.run_dir)}
-    table = write_reports(
-        out_dir, metrics, cfg.task.type, extra, title, trained_langs(saved.run_dir, cfg), cfg.task.metric
-    )
+    title = f"eval of {saved.origin}"
+    extra = {"run": str(saved.origin)}
+    columns = tuple(saved.task.metrics)
+    table = write_reports(out_dir, metrics, columns, extra, title, saved.languages.train, cfg.task.metric)
     print(table)
     return metrics, out_dir
-
-
-def eval_cli(args: list[str]) -> None:
-    evaluate_run(parse_args(args, EvalArgs, "eval"))

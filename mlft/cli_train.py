@@ -1,0 +1,367 @@
+"""`mlft train` as a Hydra application: config groups and overrides composed, every job of a sweep checked
+before the first starts, saved configs staged as data, multi-process runs relaunched, then commands.train.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from mlft.config import SCHEMA_DEFAULTS, config_dir, presets, register_schema_defaults
+from mlft.errors import UserError, format_error
+
+GROUPS = ("model", "task", "lang", "optimizer", "trainer", "peft", "experiment")
+
+
+def quiet_libraries() -> None:
+    """mlft's own progress at INFO; libraries only warn (their per-save INFO lines drown the run's)."""
+    import logging
+
+    import transformers
+
+    logging.basicConfig(level=logging.WARNING, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("mlft").setLevel(logging.INFO)
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+HYDRA_INFO_FLAGS = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "--cfg",
+    "-c",
+    "--resolve",
+    "--package",
+    "-p",
+    "--shell-completion",
+    "-sc",
+}
+FREE_MAPS = ("task.datasets", "task.label_map", "task.columns")
+"""Config maps whose keys are the user's (languages, labels, column names), not fixed by the schema."""
+RUN_DIR_ENV = "MLFT_RUN_DIR"  # set by a launcher for its child processes: the directory is already claimed
+
+
+def _take_option(args: list[str], names: tuple[str, ...]) -> tuple[str | None, list[str]]:
+    """Removes `--name value` or `--name=value` from args; returns the value."""
+    value, rest, i = None, [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg in names and i + 1 < len(args):
+            value, i = args[i + 1], i + 2
+            continue
+        if any(arg.startswith(n + "=") for n in names):
+            value = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+        i += 1
+    return value, rest
+
+
+def _rewrite_model(overrides: list[str], directory: Path) -> list[str]:
+    """`model=<hub id or dir>` that names no preset means the generic `hf` preset with that model."""
+    out = []
+    known = presets("model", directory)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if sep and key == "model" and known and value not in known and ("/" in value or Path(value).exists()):
+            out += ["model=hf", f"model.name_or_path={value}"]
+        else:
+            out.append(item)
+    return out
+
+
+def hydra_settings() -> dict[str, Any]:
+    """The defaults list (the schema's defaults, logging settings) and `hydra` block of the shipped config:
+    what a saved config is composed under (mlft.saved_config), never the saved file's own."""
+    shipped = OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"), resolve=False)
+    assert isinstance(shipped, dict)
+    defaults = [d for d in shipped["defaults"] if d == SCHEMA_DEFAULTS or isinstance(d, dict) and _overrides(d)]
+    return {"defaults": [*defaults, "_self_"], "hydra": shipped["hydra"]}
+
+
+def _overrides(entry: dict) -> bool:
+    return any(k.startswith("override") for k in entry)
+
+
+def precheck(directory: Path, config_name: str, overrides: list[str], multirun: bool) -> None:
+    """Composes and validates every job before Hydra creates any directory; raises ConfigError."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from mlft.commands.saved import run_config
+    from mlft.destinations import check_writable
+    from mlft.engine.devices import device_problems
+    from mlft.errors import ConfigError
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        jobs = BasicSweeper.split_arguments(parsed, None)[0] if multirun else [overrides]
+    except HydraException as err:
+        raise ConfigError(f"overrides: {err}") from None
+    problems: list[str] = []
+    with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
+        for job in jobs:
+            job, bad_groups = _check_group_options(list(job), directory)
+            problems += [p for p in bad_groups if p not in problems]
+            try:
+                composed = compose(config_name=config_name, overrides=job, return_hydra_config=True)
+                key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+                destination = Path(OmegaConf.select(composed, key))
+                with open_dict(composed):
+                    del composed["hydra"]  # its per-job keys are unset until Hydra launches the job
+                run = run_config(composed)
+                problems += [p for p in device_problems(run.trainer) if p not in problems]
+                check_writable(destination, key)
+            except ConfigError as err:
+                problems += [p for p in err.problems if p not in problems]
+            except (HydraException, OmegaConfBaseException) as err:
+                message = " ".join(str(err).split("Config search path")[0].split())
+                problems.append(f"overrides: {message}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _check_group_options(overrides: list[str], directory: Path) -> tuple[list[str], list[str]]:
+    """Reports every `group=option` naming no preset and drops it, so the rest can still be checked.
+
+    Other keys are force-added so that the schema, not Hydra, judges them: every problem at once.
+    """
+    kept, problems = [], []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        group = key.lstrip("+~")
+        options = presets(group, directory) if group in GROUPS else []
+        if sep and options and value not in options:
+            problems.append(
+                f"{group}: {value!r} is not a {group} preset{did_you_mean(value, options)} "
+                f"(allowed: {', '.join(options)}; see configs/{group}/)"
+            )
+        elif sep and group not in GROUPS and not key.startswith(("+", "~")) and not key.startswith("hydra."):
+            # Force-add, so that Hydra does not stop at the first unknown key: the schema reports them all.
+            kept.append("++" + item)
+        else:
+            kept.append(item)
+    return kept, problems
+
+
+def did_you_mean(value: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(value, options, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _relaunch(run_dir: Path, processes: int, cpu: bool, trust_remote_code: bool) -> None:
+    """Runs the saved job with `processes` processes (torchrun, as `accelerate launch` does), in `run_dir`."""
+    import torch
+
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(processes),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "mlft",
+        "train",
+        "--config-path",
+        str((run_dir / ".hydra").resolve()),
+        "--config-name",
+        "config",
+        f"hydra.run.dir={run_dir}",
+    ]
+    if trust_remote_code:  # asked for on this command line; the saved config alone may not grant it
+        command.append("model.trust_remote_code=true")
+    env = {**os.environ, RUN_DIR_ENV: str(run_dir.resolve())}
+    if cpu or not torch.cuda.is_available():
+        env["ACCELERATE_USE_CPU"] = "true"
+    result = subprocess.run(command, env=env)
+    if result.returncode:
+        raise SystemExit(result.returncode)
+
+
+def _train_job(cfg: DictConfig) -> None:
+    try:
+        _train_job_unchecked(cfg)
+    except UserError as err:  # Hydra would print these with a traceback and exit 1
+        print(format_error(err), file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+
+
+def _train_job_unchecked(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from mlft.commands.saved import run_config
+    from mlft.commands.train import train
+    from mlft.engine.devices import shared_run_dir, world_size
+    from mlft.rundir import RunDir
+
+    hc = HydraConfig.get()
+    run = run_config(cfg)  # the one typed config this job runs with
+    run_dir = shared_run_dir(Path(hc.runtime.output_dir), run.trainer.cpu)
+    overrides = list(hc.overrides.task)
+    settings = hydra_settings()
+    claimed = os.environ.get(RUN_DIR_ENV) == str(run_dir.resolve())
+    # A directory named by the clock may be taken by a run that started in the same second.
+    unique = not any(o.startswith("hydra.run.dir=") for o in hc.overrides.hydra)
+    if run.trainer.num_processes > 1 and world_size() <= 1 and not claimed:
+        if run.resume is None:
+            claimed_dir = RunDir(run_dir).claim(run.overwrite, unique)
+            claimed_dir.save_config(run, overrides, settings)
+            run_dir = claimed_dir.path
+        _relaunch(run_dir, run.trainer.num_processes, run.trainer.cpu, run.model.trust_remote_code)
+        return
+    train(run, run_dir, overrides, settings, claimed=claimed, unique_dir=unique)
+
+
+def sweep_dirname_override(overrides: list[str], directory: Path, config_name: str) -> list[str]:
+    """Names a sweep's job folders after the keys that vary between its jobs only.
+
+    Hydra names them after every override, which passes the file system's 255-byte name limit
+    once a sweep fixes a dozen keys on the command line.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    key = "hydra.job.config.override_dirname.exclude_keys"
+    if any(o.lstrip("+~").startswith(key) for o in overrides):
+        return []
+    config = OmegaConf.load(directory / f"{config_name}.yaml")
+    excluded = list(OmegaConf.select(config, key, default=[]) or [])
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    excluded += [o.key_or_group for o in parsed if not o.is_sweep_override() and o.key_or_group not in excluded]
+    return [f"{key}=[{','.join(excluded)}]"]
+
+
+def split_hydra_flags(args: list[str]) -> tuple[list[str], list[str]]:
+    """Hydra's own flags (with their values, wherever they stand) apart from the key=value overrides.
+
+    Hydra accepts `--cfg job` after the overrides; its value must not be taken for an override.
+    """
+    from hydra._internal.utils import get_args_parser
+
+    takes_value: dict[str, tuple[str, ...] | None] = {}  # flag -> allowed optional values (None: any, required)
+    for action in get_args_parser()._actions:
+        if action.option_strings and action.nargs != 0:
+            for name in action.option_strings:
+                takes_value[name] = tuple(action.choices) if action.nargs == "?" and action.choices else None
+    flags, overrides, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("-"):
+            overrides.append(arg)
+        elif arg in takes_value and i + 1 < len(args):
+            choices = takes_value[arg]
+            if choices is None or args[i + 1] in choices:
+                flags += [arg, args[i + 1]]
+                i += 1
+            else:
+                flags.append(arg)
+        else:
+            flags.append(arg)
+        i += 1
+    return flags, overrides
+
+
+def train_cli(args: list[str]) -> None:
+    import tempfile
+
+    import hydra
+
+    from mlft import saved_config
+
+    if any(a in ("--help", "-h") for a in args):
+        print(train_help(args))
+        return
+    register_schema_defaults()
+    config_path, args = _take_option(args, ("--config-path", "-cp"))
+    config_name, args = _take_option(args, ("--config-name", "-cn"))
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    args = [a for a in args if a not in ("-m", "--multirun")]
+    flags, overrides = split_hydra_flags(args)
+    if "--experimental-rerun" in flags:
+        from mlft.errors import ConfigError
+
+        # Hydra's rerun unpickles a file: code from whoever wrote it.
+        raise ConfigError("--experimental-rerun: not supported (it unpickles a file); use --config-path <run>/.hydra")
+    directory = Path(config_path).resolve() if config_path else config_dir()
+    config_name = config_name or "config"
+    resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
+    if resume and not config_path:
+        # A resumed run continues from its own saved config, in its own directory.
+        directory, config_name = Path(resume).resolve() / ".hydra", "config"
+        if not (directory / "config.yaml").is_file():
+            from mlft.errors import RunDirError
+
+            raise RunDirError(f"resume={resume}: not a run directory (no .hydra/config.yaml)")
+        overrides.append(f"hydra.run.dir={resume}")
+    with tempfile.TemporaryDirectory(prefix="mlft-saved-config-") as staged:
+        if config_path or resume:
+            # A saved config may come from someone else: only its values are used, under mlft's Hydra settings.
+            saved_config.stage(directory, config_name, Path(staged), hydra_settings(), overrides)
+            directory, config_name = Path(staged), "config"
+        overrides = _rewrite_model(overrides, directory)
+        if not any(f.split("=")[0] in HYDRA_INFO_FLAGS for f in flags):
+            precheck(directory, config_name, overrides, multirun)
+            # The schema has checked every key, so Hydra may add keys inside free-form maps (task.datasets.de=...),
+            # which its struct mode would refuse with a traceback.
+            overrides = ["++" + o if o.startswith(FREE_MAPS) else o for o in overrides]
+        if multirun:
+            overrides += sweep_dirname_override(overrides, directory, config_name)
+        quiet_libraries()
+        sys.argv = ["mlft train", *flags, *(["-m"] if multirun else []), *overrides]
+        hydra.main(config_path=str(directory), config_name=config_name, version_base="1.3")(_train_job)()
+
+
+def train_help(args: list[str]) -> str:
+    """Groups and their options, then every key (or one section's: `mlft train --help trainer`)."""
+    from mlft.config import RunConfig
+    from mlft.helptext import describe
+
+    sections = [a for a in args if not a.startswith("-") and "=" not in a]
+    lines = [
+        "usage: mlft train [group=option ...] [key=value ...]     (mlft train -m ... for a sweep)",
+        "       mlft train resume=<run-dir>                       continue a run from its newest checkpoint",
+        "       mlft train --config-path <run-dir>/.hydra --config-name config   reproduce a run",
+        "",
+        "config groups (one option each; configs/<group>/):",
+        *(f"  {group}: {', '.join(presets(group))}" for group in GROUPS),
+        "",
+        "keys (key=value; a dotted key sets one field of a section: optimizer.lr=3e-5):",
+    ]
+    keys = describe(RunConfig)
+    lines += _section_lines(keys, sections) if sections else keys
+    lines += ["", "Hydra's own flags: mlft train --hydra-help; the composed config: mlft train ... --cfg job"]
+    return "\n".join(lines)
+
+
+def _section_lines(lines: list[str], sections: list[str]) -> list[str]:
+    """The key lines (and their help lines) of the named sections."""
+    kept, keep = [], False
+    for line in lines:
+        if not line.startswith("      "):
+            keep = any(line.strip().startswith((f"{s}.", f"{s}:")) for s in sections)
+        if keep:
+            kept.append(line)
+    return kept

@@ -1,0 +1,114 @@
+"""`mlft predict run=<run-dir> input=texts.txt` (or model=<exported folder>): text lines in, JSONL predictions out.
+
+The task type reads a line of raw text (NER needs no pre-tokenization: characters for zh/ja/th, words and
+punctuation otherwise; a tab separates the two texts of a sentence pair) and writes its record.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from mlft.commands.saved import SavedRun, load_exported, load_run
+from mlft.data.readers import read_lines
+from mlft.destinations import check_writable
+from mlft.engine.devices import make_accelerator
+from mlft.engine.predict import predict_features
+from mlft.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PredictArgs:
+    input: str
+    """A UTF-8 text file, one text per line (empty lines give empty predictions; pairs: text<TAB>text)."""
+    output: str | None = None
+    """JSONL output file (default: standard output)."""
+    lang: str | None = None
+    """Language of the input (default: the run's first training language); decides NER word splitting."""
+    batch_size: int = 64
+    """Texts per model call."""
+    overwrite: bool = False
+    """Replace an existing output file."""
+    cpu: bool = False
+    """Predict on the CPU even when a GPU is present."""
+    precision: Literal["run", "no", "bf16"] = "run"
+    """Autocast of the model call: run = the run's trainer.precision; bf16 pays on GPUs and on CPUs with bf16
+    instructions (avx512_bf16, AMX) and is far slower than fp32 on CPUs without them; no = fp32."""
+    run: str | None = None
+    """The run directory whose final model predicts."""
+    model: str | None = None
+    """Instead of run: a folder written by `mlft export`, or the model.onnx inside one."""
+
+
+class Predictor:
+    """A loaded model ready to label text lines; built once, called many times (`mlft predict`, `mlft serve`)."""
+
+    def __init__(self, saved: SavedRun, cpu: bool = False, progress: bool = True, precision: str = "run"):
+        trainer = replace(saved.config.trainer, cpu=cpu, tensorboard=False)
+        if precision != "run":
+            trainer = replace(trainer, precision=precision)
+        self.saved, self.progress = saved, progress
+        self.accelerator = make_accelerator(trainer, None)
+        self.model = self.accelerator.prepare(saved.model)
+        self.default_lang = saved.languages.train[0] if saved.languages.train else "und"
+
+    def __call__(self, lines: list[str], lang: str | None = None, batch_size: int = 64) -> list[dict[str, Any]]:
+        """One JSON-ready record per line; empty lines give empty predictions."""
+        lang = lang or self.default_lang
+        task, tokenizer = self.saved.task, self.saved.tokenizer
+        keep = [i for i, line in enumerate(lines) if line.strip()]
+        read = [task.from_text(lines[i], lang) for i in keep]
+        examples = [example for example, _ in read]
+        features = task.encode(examples, tokenizer, lang)
+        outs = predict_features(
+            self.accelerator,
+            self.model,
+            features,
+            lambda f: task.collate(f, tokenizer.pad_token_id),
+            task.outputs,
+            batch_size,
+            progress=self.progress,
+            desc="predict",
+        )
+        predictions = dict(zip(keep, task.decode(examples, features, outs)))
+        contexts = dict(zip(keep, (context for _, context in read)))
+        return [task.to_record(line, contexts.get(i), predictions.get(i)) for i, line in enumerate(lines)]
+
+
+def load_for_prediction(run: str | None, model: str | None) -> SavedRun:
+    """A run directory or an exported folder / .onnx file: exactly one of the two."""
+    if (run is None) == (model is None):
+        raise ConfigError("run, model: give exactly one (run=<run-dir> or model=<exported folder or .onnx>)")
+    return load_run(Path(run)) if run else load_exported(Path(model or ""))
+
+
+def predict(args: PredictArgs) -> None:
+    source = Path(args.input)
+    if source.is_dir():
+        raise ConfigError(f"input: {args.input} is a folder; give a text file (one text per line)")
+    if not source.is_file():
+        raise ConfigError(f"input: file not found: {args.input}")
+    if args.output and Path(args.output).exists() and not args.overwrite:
+        raise ConfigError(f"output: {args.output} exists; nothing was written (pass overwrite=true to replace it)")
+    if args.output:
+        if Path(args.output).is_dir():
+            raise ConfigError(f"output: {args.output} is a folder; give a file name (predictions are JSONL)")
+        check_writable(Path(args.output), "output")
+    saved = load_for_prediction(args.run, args.model)
+    lines = read_lines(source)
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    records = Predictor(saved, args.cpu, precision=args.precision)(lines, args.lang, args.batch_size)
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    if args.output:
+        output = Path(args.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(output.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(output)
+        print(f"wrote {len(records)} predictions to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)

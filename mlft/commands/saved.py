@@ -1,0 +1,130 @@
+"""A finished run, or a folder `mlft export` wrote, read back: its validated config, task, model and tokenizer.
+
+What a run directory holds is data: the model loads only from safetensors and never with its own code,
+and the config is validated like a new one (and frozen).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
+
+from mlft.config import RunConfig
+from mlft.errors import ConfigError, RunDirError
+from mlft.models.load import load_tokenizer
+from mlft.rundir import Languages, RunDir
+from mlft.tasks import Task, build_task, config_problems
+from mlft.validation import validate
+
+SAFE_LOAD = {"use_safetensors": True, "trust_remote_code": False}
+"""How a saved run's or export's model loads: never from pickles, never with its own code."""
+EXPORT_CONFIG = "mlft-config.yaml"
+"""The run's resolved config inside an exported folder: what `mlft predict model=<folder>` rebuilds the task from."""
+EXPORT_LANGUAGES = "mlft-languages.json"
+"""The run's resolved languages inside an exported folder."""
+
+
+def run_config(cfg: DictConfig | dict, base_dir: Path | None = None) -> RunConfig:
+    """The typed config of a run, checked by the schema and by its task type."""
+    return validate(cfg, base_dir, checks=[config_problems])
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    origin: Path
+    """The run directory or export folder."""
+    config: RunConfig
+    languages: Languages
+    task: Task
+    model: Any
+    tokenizer: Any
+
+    @property
+    def run(self) -> RunDir:
+        return RunDir(self.origin)
+
+
+def load_run(path: Path) -> SavedRun:
+    """A finished run: the resolved config it saved and its final model."""
+    run = RunDir(path)
+    if not run.is_run():
+        raise RunDirError(f"run={path}: not a run directory (no config.yaml)")
+    if not run.is_finished():
+        raise RunDirError(f"run={path}: the run has no final model (model/config.json); did training finish?")
+    config = read_config(run.config_file)
+    return _load(path, config, run.languages(config), run.model_dir)
+
+
+def load_exported(path: Path) -> SavedRun:
+    """An `mlft export` folder (HF weights or model.onnx), or the .onnx file inside one."""
+    folder = path.parent if path.suffix == ".onnx" else path
+    if not (folder / EXPORT_CONFIG).is_file():
+        raise ConfigError(f"model={path}: not a folder written by mlft export (no {EXPORT_CONFIG}); use run=<run-dir>")
+    onnx_file = path if path.suffix == ".onnx" else folder / "model.onnx"
+    if path.suffix == ".onnx" and not path.is_file():
+        raise ConfigError(f"model={path}: file not found")
+    model = None
+    if onnx_file.is_file():
+        from mlft.models.onnx import OnnxModel
+
+        model = OnnxModel(onnx_file)
+    config = read_config(folder / EXPORT_CONFIG)
+    languages = _export_languages(folder, config)
+    return _load(folder, config, languages, folder, model)
+
+
+def _export_languages(folder: Path, config: RunConfig) -> Languages:
+    recorded = folder / EXPORT_LANGUAGES
+    if recorded.is_file():
+        return Languages(**json.loads(recorded.read_text()))
+    return Languages(config.lang.train, config.lang.eval)  # folders exported before the languages were copied
+
+
+def write_export_records(saved: SavedRun, folder: Path) -> None:
+    """The run's config and languages inside an exported folder (for `mlft predict model=<folder>`)."""
+    shutil.copyfile(saved.run.config_file, folder / EXPORT_CONFIG)
+    (folder / EXPORT_LANGUAGES).write_text(json.dumps(dataclasses.asdict(saved.languages), ensure_ascii=False))
+
+
+def read_config(path: Path) -> RunConfig:
+    try:
+        saved = OmegaConf.load(path)
+    except (OSError, ValueError, OmegaConfBaseException) as err:
+        raise RunDirError(f"{path}: cannot read the run's config ({_first_line(err)})") from None
+    if not isinstance(saved, DictConfig):
+        raise RunDirError(f"{path}: not a run config (expected a mapping)")
+    config = run_config(saved)
+    # A saved config never enables the model's own code (mlft train asks for it on the command line).
+    return replace(config, model=replace(config.model, trust_remote_code=False))
+
+
+def _load(origin: Path, config: RunConfig, languages: Languages, model_dir: Path, model: Any = None) -> SavedRun:
+    task = build_task(config.task, config.model, [])
+    try:
+        tokenizer = load_tokenizer(str(model_dir))
+        if model is None:
+            if not any((model_dir / name).is_file() for name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)):
+                raise RunDirError(
+                    f"{model_dir}: no {SAFE_WEIGHTS_NAME}; mlft writes and reads model weights as safetensors only"
+                )
+            model = task.model_class.from_pretrained(model_dir, **SAFE_LOAD)
+    except ConfigError as err:  # the loaders' errors name model.name_or_path; here the folder is the run's
+        raise RunDirError([p.replace("model.name_or_path: ", f"{model_dir}: ") for p in err.problems]) from None
+    except (OSError, ValueError, RuntimeError) as err:
+        raise RunDirError(f"{model_dir}: cannot load the model ({_first_line(err)})") from None
+    # The saved model's label maps are the truth, whatever the config says.
+    task = build_task(config.task, config.model, [model.config.id2label[i] for i in range(model.config.num_labels)])
+    return SavedRun(origin, config, languages, task, model, tokenizer)
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__

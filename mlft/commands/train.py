@@ -1,0 +1,360 @@
+"""`mlft train`: data -> task -> model -> training loop -> final evaluation, report and model in the run directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from accelerate.utils import set_seed
+
+from mlft.commands.saved import load_run
+from mlft.config import RunConfig
+from mlft.data.feature_cache import Encoder, feature_cache_dir
+from mlft.data.load import LoadedData, load_data
+from mlft.destinations import share
+from mlft.engine import checkpoint
+from mlft.engine.adversarial import attach_fgm
+from mlft.engine.devices import (
+    device_problems,
+    is_main_process,
+    log_on_main_process_only,
+    make_accelerator,
+    use_cpu,
+    world_size,
+)
+from mlft.engine.distill import Distiller, attach_distillation
+from mlft.engine.evaluate import EvalSet, encode_sets, evaluate_sets
+from mlft.engine.hooks import Hooks, attach_save_steps
+from mlft.engine.loop import TrainingLoop, TrainState
+from mlft.engine.sampling import attach_language_mix
+from mlft.engine.selection import final_weights, restore, selection_langs, selection_score
+from mlft.errors import ConfigError
+from mlft.models.adapters import add_adapter, is_peft, merge, trainable_summary
+from mlft.models.compact import CompactVocab, compact, expand, kept_ids, record, remap
+from mlft.models.compact import supports as compact_supported
+from mlft.models.depth import keep_layers
+from mlft.models.freeze import freeze
+from mlft.models.load import check_max_length, load_model, load_tokenizer
+from mlft.models.teacher import check_teacher
+from mlft.report.tables import write_reports
+from mlft.rundir import Languages, RunDir
+from mlft.tasks import Task, build_task
+
+log = logging.getLogger("mlft")
+
+
+@dataclass
+class Prepared:
+    """Everything a run trains and evaluates, built before the first step."""
+
+    loaded: LoadedData
+    task: Task
+    tokenizer: Any
+    model: Any
+    train_features: list[dict[str, Any]]
+    feature_langs: list[str]
+    """The language of each training feature."""
+    eval_sets: list[EvalSet]
+    vocab: CompactVocab | None
+    """The full embedding matrix while the model trains a compact one (model.compact_embeddings)."""
+    distiller: Distiller | None
+    """The teacher's soft targets mixed into the loss (distill.teacher), or None."""
+    timings: dict[str, Any]
+    """Seconds spent reading the data and tokenizing it, and how many encoded sets came from the cache."""
+
+
+def prepare(run: RunConfig, accelerator: Any) -> Prepared:
+    check_max_length(run.model.name_or_path, run.model.revision, run.model.trust_remote_code, run.model.max_length)
+    start = time.perf_counter()
+    with accelerator.main_process_first():
+        rules = build_task(run.task, run.model, [])
+        loaded = load_data(run.data, run.task, rules, run.lang.train, run.lang.eval)
+    load_seconds = time.perf_counter() - start
+    task = build_task(run.task, run.model, loaded.labels)
+    if run.trainer.precision != "no" and not use_cpu(run.trainer.cpu):
+        task.pad_to_multiple_of = 8
+    model_cfg = run.model
+    tokenizer = load_tokenizer(model_cfg.name_or_path, model_cfg.revision, model_cfg.trust_remote_code)
+    set_seed(run.seed)  # the new head's initialisation is part of the run's result
+    model = load_model(
+        task.model_class,
+        model_cfg.name_or_path,
+        task.head_config(),
+        tokenizer,
+        model_cfg.revision,
+        model_cfg.trust_remote_code,
+    )
+    if model_cfg.num_layers is not None:
+        kept = keep_layers(model, model_cfg.num_layers)
+        log.info("layers: kept %d (%s of the pretrained stack)", len(kept), ", ".join(map(str, kept)))
+    freeze(model, model_cfg.freeze_embeddings, model_cfg.freeze_layers)
+    start = time.perf_counter()
+    encode = Encoder(task, tokenizer, feature_cache_dir() if run.data.cache else None)
+    train_features, feature_langs = [], []
+    for lang, exs in loaded.splits["train"].items():
+        features = encode(exs, lang)
+        train_features += features
+        feature_langs += [lang] * len(features)
+    eval_sets = encode_sets(encode, loaded.splits)
+    timings: dict[str, Any] = {
+        "load_data_seconds": round(load_seconds, 2),
+        "encode_seconds": round(time.perf_counter() - start, 2),
+        "encoded_sets": encode.calls,
+        "sets_from_cache": encode.hits,
+    }
+    cached = f" ({encode.hits} of {encode.calls} sets from the feature cache)" if encode.hits else ""
+    log.info("data: read in %.1f s, tokenized in %.1f s%s", load_seconds, timings["encode_seconds"], cached)
+    vocab = None
+    if model_cfg.compact_embeddings and run.peft.method == "none" and compact_supported(model):
+        fed = [f["input_ids"] for f in train_features] + [f["input_ids"] for s in eval_sets for f in s.features]
+        vocab = compact(model, kept_ids(tokenizer, fed))
+        new_id = vocab.new_ids()
+        remap(train_features, new_id)
+        for eval_set in eval_sets:
+            remap(eval_set.features, new_id)
+        log.info(
+            "embeddings: %d of %d rows are used by the run's data and trained", len(vocab.old_ids), len(vocab.full)
+        )
+    distiller = None
+    if run.distill.teacher is not None:
+        saved = load_run(Path(run.distill.teacher))
+        teacher = (saved.task.name, saved.task.labels, saved.tokenizer, saved.model)
+        student = (task.name, loaded.labels, tokenizer)
+        model_teacher = check_teacher(run.distill.teacher, teacher, student, vocab)
+        distiller = Distiller(model_teacher, run.distill.alpha, run.distill.temperature, run.task.multi_label)
+        d = run.distill
+        log.info("distillation: teacher %s (alpha %g, temperature %g)", d.teacher, d.alpha, d.temperature)
+    if run.peft.method != "none":
+        model = add_adapter(model, run.peft, task.peft_task_type)
+    log.info("%s", trainable_summary(model))
+    return Prepared(
+        loaded, task, tokenizer, model, train_features, feature_langs, eval_sets, vocab, distiller, timings
+    )
+
+
+def attach_features(run: RunConfig, prepared: Prepared, accelerator: Any) -> Hooks:
+    """The optional techniques the config asks for, attached to the loop's one seam."""
+    hooks = Hooks()
+    if run.trainer.lang_sampling.temperature is not None:
+        attach_language_mix(hooks)
+    if prepared.distiller is not None:
+        attach_distillation(hooks, prepared.distiller, accelerator)
+    if run.trainer.adversarial == "fgm":
+        attach_fgm(hooks, prepared.model, run.trainer.adv_epsilon, accelerator.backward)
+    if run.trainer.save_steps:
+        attach_save_steps(hooks, run.trainer.save_steps)
+    return hooks
+
+
+def train(
+    run: RunConfig,
+    run_dir: Path,
+    overrides: list[str] | None = None,
+    hydra_settings: dict[str, Any] | None = None,
+    claimed: bool = False,
+    unique_dir: bool = False,
+) -> dict:
+    """Trains one run into `run_dir`; returns the final metrics (split -> lang -> metrics).
+
+    `claimed` means a launching process already checked the directory and saved the config.
+    `unique_dir` (a directory named by the clock, not by the user) takes `<run_dir>-2`, ... when
+    another run got there first in the same second.
+    """
+    if device_problems(run.trainer):
+        raise ConfigError(device_problems(run.trainer))
+    resuming = run.resume is not None
+    fresh = not resuming and not claimed and is_main_process(run.trainer.cpu)
+    rd = RunDir(run_dir)
+    if fresh:
+        rd = rd.claim(run.overwrite, unique=unique_dir and world_size() == 1)
+        rd.save_config(run, overrides or [], hydra_settings or {})
+    accelerator = make_accelerator(run.trainer, rd.tensorboard_dir)
+    log_on_main_process_only(accelerator)
+    log.info("run directory: %s", rd.path)
+    try:
+        prepared = prepare(run, accelerator)
+        dev_langs = [s.lang for s in prepared.eval_sets if s.split == "dev"]
+        select_langs = selection_langs(run.trainer.select, prepared.loaded.train_langs, dev_langs)
+    except BaseException:
+        # Nothing was trained: leave the directory as it was, so the same command works once the input is fixed
+        # (also after a bug or Ctrl-C: a half-made directory would only block the next command).
+        accelerator.end_training()
+        if fresh:
+            rd.release()
+        raise
+    loaded, task, model = prepared.loaded, prepared.task, prepared.model
+    if accelerator.is_main_process:
+        record_inputs(rd, run, prepared, accelerator, resuming)
+    log.info("labels (%d): %s", len(loaded.labels), ", ".join(loaded.labels[:20]))
+    pad_id = prepared.tokenizer.pad_token_id
+    dev_sets = [s for s in prepared.eval_sets if s.split == "dev"]
+
+    def evaluate_dev() -> tuple[float | None, dict[str, float]]:
+        metrics, _ = evaluate_sets(accelerator, model, task, pad_id, dev_sets, run.trainer.eval_batch_size)
+        dev = metrics.get("dev", {})
+        flat = {f"{lang}/{k}": v for lang, m in dev.items() for k, v in m.items() if isinstance(v, float)}
+        score = selection_score(dev, run.task.metric, select_langs)
+        if score is not None:
+            per_lang = ", ".join(f"{lang}: {m[run.task.metric]:.4f}" for lang, m in dev.items())
+            log.info("dev %s = %.4f (%s)", run.task.metric, score, per_lang)
+        return score, flat
+
+    if resuming:
+        checkpoint.recover(rd.checkpoints / checkpoint.BEST)
+    if prepared.vocab is not None:
+        record(rd.checkpoints, prepared.vocab, resuming, accelerator.is_main_process)
+    resume_from = checkpoint.latest(rd.checkpoints) if resuming else None
+    if resuming and resume_from is None:
+        log.warning("no complete checkpoint in %s: training starts from the beginning", rd.checkpoints)
+    optim = replace(run.optimizer, lr=run.peft.lr) if run.peft.method != "none" and run.peft.lr else run.optimizer
+    loop = TrainingLoop(
+        accelerator,
+        model,
+        prepared.train_features,
+        lambda f: task.collate(f, pad_id),
+        run.trainer,
+        optim,
+        run.seed,
+        rd.checkpoints,
+        evaluate_dev if dev_sets else lambda: (None, {}),
+        task.metrics[run.task.metric],
+        prepared.feature_langs,
+        attach_features(run, prepared, accelerator),
+    )
+    loop.setup(resume_from)
+    state = loop.run()
+    metrics = finish(run, rd, prepared, accelerator, model, state, select_langs)
+    accelerator.end_training()
+    return metrics
+
+
+def record_inputs(rd: RunDir, run: RunConfig, prepared: Prepared, accelerator: Any, resuming: bool) -> None:
+    """env.json and languages.json, once (a run resumed before its first checkpoint may still lack them)."""
+    if not (resuming and rd.env_file.is_file()):
+        devices = {
+            "device": str(accelerator.device),
+            "processes": accelerator.num_processes,
+            "precision": run.trainer.precision,
+            "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
+        model_info = {
+            "name_or_path": run.model.name_or_path,
+            "revision": run.model.revision,
+            "parameters": sum(p.numel() for p in prepared.model.parameters()),
+        }
+        rd.write_env(devices, run.seed, prepared.loaded.sources, model_info)
+    if not rd.languages_file.is_file():
+        rd.write_languages(Languages(prepared.loaded.train_langs, prepared.loaded.eval_langs))
+
+
+def finish(
+    run: RunConfig,
+    rd: RunDir,
+    prepared: Prepared,
+    accelerator: Any,
+    model: Any,
+    state: TrainState,
+    select_langs: list[str],
+) -> dict:
+    """The chosen weights evaluated on every dev and test set, saved as model/ with predictions and reports."""
+    task, tokenizer = prepared.task, prepared.tokenizer
+    chosen = final_weights(run.trainer.select, rd.checkpoints, run.trainer.average_last, state.best_step)
+    unwrapped = accelerator.unwrap_model(model)
+    restore(unwrapped, chosen)
+    adapter = is_peft(unwrapped)
+    if adapter:
+        if accelerator.is_main_process:
+            unwrapped.save_pretrained(rd.adapter_dir)
+        # Evaluated after merging, so the reported metrics are those of the saved model/.
+        unwrapped = merge(unwrapped)
+    metrics, predictions = evaluate_sets(
+        accelerator,
+        model,
+        task,
+        tokenizer.pad_token_id,
+        prepared.eval_sets,
+        run.trainer.eval_batch_size,
+        run.trainer.progress,
+    )
+    if not accelerator.is_main_process:
+        return metrics
+    if prepared.vocab is not None:
+        expand(unwrapped, prepared.vocab)
+        unwrapped.save_pretrained(rd.model_dir)
+    elif chosen.source == "best" and not adapter:
+        # The final model is the best checkpoint byte for byte: link it rather than store it twice.
+        checkpoint.link_or_copy(chosen.dirs[0], rd.model_dir)
+    else:
+        unwrapped.save_pretrained(rd.model_dir)
+    tokenizer.save_pretrained(rd.model_dir)
+    share(rd.model_dir)
+    if adapter:
+        share(rd.adapter_dir)
+    write_predictions(rd, prepared.eval_sets, predictions)
+    extra = summary(run, prepared, state, chosen.steps, select_langs)
+    title = f"{run.task.name} · {run.lang.name} · {rd.path.name}"
+    if run.trainer.select == "target_dev":
+        title += " · ORACLE selection on target-language dev"
+    columns = tuple(task.metrics)
+    table = write_reports(rd.path, metrics, columns, extra, title, prepared.loaded.train_langs, run.task.metric)
+    print(table)
+    return metrics
+
+
+# What an example holds besides its gold fields.
+EXAMPLE_META = ("loc", "lang", "file", "first_line")
+
+
+def write_predictions(
+    rd: RunDir, sets: list[EvalSet], predictions: dict[tuple[str, str], list[dict[str, Any]]]
+) -> None:
+    rd.predictions_dir.mkdir(exist_ok=True)
+    for s in sets:
+        with (rd.predictions_dir / f"{s.split}-{s.lang}.jsonl").open("w") as f:
+            for ex, pred in zip(s.examples, predictions[(s.split, s.lang)]):
+                gold = {k: v for k, v in ex.items() if k not in EXAMPLE_META}
+                f.write(json.dumps({"loc": ex["loc"], **gold, "prediction": pred}, ensure_ascii=False) + "\n")
+
+
+def summary(
+    run: RunConfig, prepared: Prepared, state: TrainState, steps: list[int | None], select_langs: list[str]
+) -> dict[str, Any]:
+    """What metrics.json records besides the metrics: selection, history, timings, language mix."""
+    seconds = state.train_seconds
+    extra: dict[str, Any] = {
+        "selection": {
+            "metric": run.task.metric,
+            "strategy": run.trainer.select,
+            "oracle": run.trainer.select == "target_dev",
+            "dev_langs": select_langs,
+            "best_step": state.best_step,
+            "best_score": state.best_score,
+            "steps": steps,
+        },
+        "history": state.history,
+        "preprocessing": prepared.timings,
+        "throughput": {
+            "train_seconds": round(seconds, 3),
+            "train_samples": state.train_samples,
+            "train_tokens": state.train_tokens,
+            "samples_per_second": round(state.train_samples / seconds, 3) if seconds else None,
+            "tokens_per_second": round(state.train_tokens / seconds, 1) if seconds else None,
+        },
+    }
+    if state.lang_mix:
+        sampling = run.trainer.lang_sampling
+        extra["lang_sampling"] = {
+            "temperature": sampling.temperature,
+            "mixing": sampling.mixing,
+            "realised_mix": state.lang_mix,
+        }
+    if prepared.loaded.dropped:
+        extra["label_map_dropped"] = prepared.loaded.dropped
+    if state.inexact_resumes:
+        extra["inexact_resumes"] = state.inexact_resumes
+    return extra

@@ -1,0 +1,82 @@
+"""Processes and devices: the Accelerator of a run, which process is the main one, and what this machine runs.
+
+Multi-process launches (torchrun / `accelerate launch`) run the same code on every rank; what only one
+process may do (log, write files) is decided here, in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
+from accelerate.utils import broadcast_object_list, parse_flag_from_env
+
+from mlft.config import TrainerConfig
+
+
+def use_cpu(forced: bool) -> bool:
+    """CPU when asked, when launched with `accelerate launch --cpu`, or when there is no GPU."""
+    return forced or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
+
+
+def device_problems(trainer: TrainerConfig) -> list[str]:
+    """What this machine cannot run of the trainer's settings (checked before a run directory is made)."""
+    if trainer.precision == "fp16" and use_cpu(trainer.cpu):
+        return ["trainer.precision: fp16 needs a CUDA GPU and none is used here; use bf16 or no"]
+    return []
+
+
+def world_size() -> int:
+    """Processes of the launch this process belongs to (1 without a launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process(cpu: bool) -> bool:
+    return world_size() <= 1 or PartialState(cpu=use_cpu(cpu)).is_main_process
+
+
+def shared_run_dir(own: Path, cpu: bool) -> Path:
+    """Under a multi-process launch every rank composed its own timestamped directory: all adopt rank 0's."""
+    if world_size() <= 1:
+        return own
+    state = PartialState(cpu=use_cpu(cpu))
+    chosen = Path(broadcast_object_list([str(own)], from_process=0)[0])
+    if not state.is_main_process and chosen != own and own.is_dir() and not any(own.iterdir()):
+        own.rmdir()
+    return chosen
+
+
+def make_accelerator(trainer: TrainerConfig, tensorboard_dir: Path | None) -> Accelerator:
+    """An Accelerator for the run; with a folder, TensorBoard curves go there."""
+    log_with = "tensorboard" if trainer.tensorboard and tensorboard_dir is not None else None
+    # One process may run several jobs (a Hydra sweep, tests) with different precisions; the
+    # process group (PartialState) is kept, the per-run Accelerator settings are not.
+    AcceleratorState._reset_state(reset_partial_state=False)
+    accelerator = Accelerator(
+        cpu=use_cpu(trainer.cpu),
+        mixed_precision=trainer.precision,
+        gradient_accumulation_steps=trainer.grad_accum,
+        log_with=log_with,
+        project_dir=str(tensorboard_dir.parent) if tensorboard_dir is not None else None,
+    )
+    if log_with:
+        accelerator.init_trackers(tensorboard_dir.name if tensorboard_dir is not None else "tensorboard")
+    return accelerator
+
+
+class _MainProcessOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+def log_on_main_process_only(accelerator: Accelerator) -> None:
+    """mlft's log lines come from the main process only: the other ranks would repeat each of them."""
+    logger = logging.getLogger("mlft")
+    for existing in [f for f in logger.filters if isinstance(f, _MainProcessOnly)]:
+        logger.removeFilter(existing)
+    if not accelerator.is_main_process:
+        logger.addFilter(_MainProcessOnly())

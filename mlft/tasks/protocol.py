@@ -1,0 +1,102 @@
+"""What every task type provides: the one seam between a problem type and the rest of mlft.
+
+A task type is a class registered in `mlft.tasks.TASKS` under the name `task.type` selects. Everything that
+differs between problem types lives behind these members: how a data record becomes an example and is
+checked, its labels, encoding and batching, decoding and scoring, the model head, and how raw text is
+predicted. Readers, the training loop, reports, export and serving only call them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Protocol
+
+import torch
+
+Example = dict[str, Any]
+"""One example in a task's standard fields, plus `loc` (file:line) and optionally `lang`."""
+
+
+class Task(Protocol):
+    name: str
+    """The registry key (task.type)."""
+    metrics: dict[str, bool]
+    """Reported metrics in table order -> whether higher is better. task.metric must be one of them."""
+    model_class: Any
+    """The transformers Auto class (or a compatible class) of the model with its head."""
+    pipeline_tag: str
+    """The Hub pipeline tag of an exported model."""
+    peft_task_type: str
+    """The `peft` TaskType of the head (TOKEN_CLS, SEQ_CLS, ...)."""
+    reads_column_files: bool
+    """Whether CoNLL column files (one token and tag per line) hold this task's data."""
+    fields: tuple[str, ...]
+    """The standard fields every record must have (data.columns names the column of each)."""
+    labels: list[str]
+    pad_to_multiple_of: int
+    """Batch widths are rounded up to this (8 suits GPU tensor cores; on CPU padding is only waste)."""
+
+    # Data: records in, checked examples out.
+    def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, text_cells: bool) -> Example:
+        """A data record -> a standard example; raises DataError naming `loc`. `text_cells`: the record comes from
+        a table (CSV/TSV), so every value is a string (token lists space-separated)."""
+
+    def convert_labels(self, examples: list[Example], scheme: str, repair: bool) -> None:
+        """Converts labels in place to the scheme the task trains on (NER: IOB2); raises DataError with every
+        invalid one."""
+
+    def label_names(self, example: Example) -> list[str]:
+        """The names a label map renames (entity types, classes)."""
+
+    def relabel(self, example: Example, mapping: dict[str, str | None], dropped: Counter) -> Example | None:
+        """The example with its label names mapped (None drops a name; counted in `dropped`); None drops it."""
+
+    def label_values(self, example: Example) -> list[str]:
+        """The values of `labels` the example uses (NER: its tags; classification: its classes)."""
+
+    def label_set(self, names: list[str], given: bool) -> list[str]:
+        """The model's labels: from the training data's label names, or `given` by the config (task.labels;
+        NER: O and B-/I- per type either way; classification: sorted, or as given)."""
+
+    def training_problems(self, train: list[Example]) -> list[str]:
+        """Training data nothing can be learnt from (one class, no entity, ...), each naming where."""
+
+    def filter_training(
+        self, examples: list[Example], max_length: int | None, keep_unlabelled: float
+    ) -> list[Example]:
+        """Training examples within `max_length` (the task's unit) and, where examples can lack labels (NER
+        sentences without entities), a seeded `keep_unlabelled` fraction of those."""
+
+    # Model: examples -> features -> batches -> outputs -> predictions -> metrics.
+    def head_config(self) -> dict[str, Any]:
+        """Config keys of the model head for `labels` (num_labels, id2label, label2id, problem_type)."""
+
+    def cache_key(self) -> str:
+        """Everything `encode` depends on besides tokenizer, language and examples (settings, code)."""
+
+    def encode(self, examples: list[Example], tokenizer: Any, lang: str) -> list[dict[str, Any]]:
+        """Examples -> model features; each feature's `example` is the index of its example."""
+
+    def collate(self, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+        """Features -> a padded batch of model inputs (labels included when present)."""
+
+    def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits -> the per-feature tensors evaluation gathers across processes."""
+
+    def decode(
+        self, examples: list[Example], features: list[dict[str, Any]], outs: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Per-feature outputs -> one prediction per example, on the example's own tokens."""
+
+    def score(self, examples: list[Example], predictions: list[dict[str, Any]]) -> dict[str, Any]:
+        """Metrics of predictions against the examples' gold labels (every key of `metrics` included)."""
+
+    # Raw text: what `mlft predict` and `mlft serve` read and write.
+    def from_text(self, text: str, lang: str) -> tuple[Example, Any]:
+        """A line of raw text -> an example and what `to_record` needs to map the prediction back onto the text."""
+
+    def to_record(self, text: str, context: Any, prediction: dict[str, Any] | None) -> dict[str, Any]:
+        """The JSON record of a prediction (None: an empty line, predicted as nothing)."""
+
+    def vocabulary_texts(self, examples: list[Example]) -> list[str]:
+        """Extra strings whose pieces a trimmed vocabulary must keep, besides what `encode` feeds the model."""
