@@ -122,7 +122,7 @@ def dispatch(command: str, rest: list[str]) -> None:
         return
     from mlft.schema import parse_key_values
 
-    parsed = parse_key_values(rest, schema, command)
+    parsed: Any = parse_key_values(rest, schema, command)
     if spec.quiet:
         quiet_libraries()
     function(parsed)

@@ -13,8 +13,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mlft.config import SCHEMA_DEFAULTS, config_dir, presets, register_schema_defaults
+from mlft.config import PRIMARY_CONFIG, SCHEMA_DEFAULTS, config_dir, presets, register_schema_defaults
 from mlft.errors import UserError, format_error
+from mlft.rundir import RunDir
 
 GROUPS = ("model", "task", "lang", "optimizer", "trainer", "peft", "experiment")
 
@@ -82,7 +83,7 @@ def _rewrite_model(overrides: list[str], directory: Path) -> list[str]:
 def hydra_settings() -> dict[str, Any]:
     """The defaults list (the schema's defaults, logging settings) and `hydra` block of the shipped config:
     what a saved config is composed under (mlft.saved_config), never the saved file's own."""
-    shipped = OmegaConf.to_container(OmegaConf.load(config_dir() / "config.yaml"), resolve=False)
+    shipped = OmegaConf.to_container(OmegaConf.load(config_dir() / f"{PRIMARY_CONFIG}.yaml"), resolve=False)
     assert isinstance(shipped, dict)
     defaults = [d for d in shipped["defaults"] if d == SCHEMA_DEFAULTS or isinstance(d, dict) and _overrides(d)]
     return {"defaults": [*defaults, "_self_"], "hydra": shipped["hydra"]}
@@ -187,9 +188,9 @@ def _relaunch(run_dir: Path, processes: int, cpu: bool, trust_remote_code: bool)
         "mlft",
         "train",
         "--config-path",
-        str((run_dir / ".hydra").resolve()),
+        str(RunDir(run_dir).composable_config.parent.resolve()),
         "--config-name",
-        "config",
+        RunDir(run_dir).composable_config.stem,
         f"hydra.run.dir={run_dir}",
     ]
     if trust_remote_code:  # asked for on this command line; the saved config alone may not grant it
@@ -306,21 +307,22 @@ def train_cli(args: list[str]) -> None:
         # Hydra's rerun unpickles a file: code from whoever wrote it.
         raise ConfigError("--experimental-rerun: not supported (it unpickles a file); use --config-path <run>/.hydra")
     directory = Path(config_path).resolve() if config_path else config_dir()
-    config_name = config_name or "config"
+    config_name = config_name or PRIMARY_CONFIG
     resume = next((o.split("=", 1)[1] for o in overrides if o.startswith("resume=")), None)
     if resume and not config_path:
         # A resumed run continues from its own saved config, in its own directory.
-        directory, config_name = Path(resume).resolve() / ".hydra", "config"
-        if not (directory / "config.yaml").is_file():
+        saved = RunDir(Path(resume).resolve()).composable_config
+        if not saved.is_file():
             from mlft.errors import RunDirError
 
-            raise RunDirError(f"resume={resume}: not a run directory (no .hydra/config.yaml)")
+            raise RunDirError(f"resume={resume}: not a run directory (no {saved.relative_to(saved.parent.parent)})")
+        directory, config_name = saved.parent, saved.stem
         overrides.append(f"hydra.run.dir={resume}")
     with tempfile.TemporaryDirectory(prefix="mlft-saved-config-") as staged:
         if config_path or resume:
             # A saved config may come from someone else: only its values are used, under mlft's Hydra settings.
             saved_config.stage(directory, config_name, Path(staged), hydra_settings(), overrides)
-            directory, config_name = Path(staged), "config"
+            directory, config_name = Path(staged), PRIMARY_CONFIG
         overrides = _rewrite_model(overrides, directory)
         if not any(f.split("=")[0] in HYDRA_INFO_FLAGS for f in flags):
             precheck(directory, config_name, overrides, multirun)

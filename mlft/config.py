@@ -295,6 +295,8 @@ def presets(group: str, directory: Path | None = None) -> list[str]:
     return sorted(p.stem for p in ((directory or config_dir()) / group).glob("*.yaml"))
 
 
+PRIMARY_CONFIG = "config"
+"""configs/config.yaml: the defaults list and Hydra settings every run is composed from."""
 SCHEMA_DEFAULTS = "mlft_schema_defaults"
 """The config node holding the schema's defaults, first in the defaults list of configs/config.yaml."""
 
@@ -310,7 +312,7 @@ def schema_defaults(schema: type = RunConfig) -> dict[str, Any]:
             out[f.name] = f.default
         elif f.default_factory is not dataclasses.MISSING:
             value = f.default_factory()
-            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value  # type: ignore[arg-type]
     return out
 
 

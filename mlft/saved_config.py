@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from mlft.config import PRIMARY_CONFIG
 from mlft.errors import ConfigError
 
 TRUST_KEY = "model.trust_remote_code"
@@ -59,20 +60,23 @@ def problems(saved: dict[str, Any], shipped_defaults: list[Any], overrides: list
     return found
 
 
-def stage(source_dir: Path, config_name: str, stage_dir: Path, hydra_settings: dict[str, Any], overrides: list[str]):
+def stage(
+    source_dir: Path, config_name: str, stage_dir: Path, hydra_settings: dict[str, Any], overrides: list[str]
+) -> None:
     """Checks `<source_dir>/<config_name>.yaml` and writes its clean copy as `<stage_dir>/config.yaml`."""
     source = source_dir / f"{config_name}.yaml"
     if not source.is_file():
         raise ConfigError(f"--config-name: {source} not found (a run's saved config is <run-dir>/.hydra/config.yaml)")
     try:
-        saved = OmegaConf.to_container(OmegaConf.load(source), resolve=False)
+        loaded = OmegaConf.to_container(OmegaConf.load(source), resolve=False)
     except (OmegaConfBaseException, OSError, ValueError) as err:
         raise ConfigError(f"{source}: not a readable config ({str(err).splitlines()[0][:200]})") from None
-    if not isinstance(saved, dict):
+    if not isinstance(loaded, dict):
         raise ConfigError(f"{source}: expected a mapping of config keys")
+    saved: dict[str, Any] = {str(key): value for key, value in loaded.items()}
     found = problems(saved, hydra_settings["defaults"], overrides, source)
     if found:
         raise ConfigError(found)
     values = {k: v for k, v in saved.items() if k not in ("hydra", "defaults")}
     stage_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.create({**hydra_settings, **values}), stage_dir / "config.yaml")
+    OmegaConf.save(OmegaConf.create({**hydra_settings, **values}), stage_dir / f"{PRIMARY_CONFIG}.yaml")

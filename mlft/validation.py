@@ -78,8 +78,6 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
     )
     if looks_local and not (model_path.expanduser() / "config.json").exists():
         problems.append(f"model.name_or_path: {run.model.name_or_path} is not a model directory (no config.json)")
-    if run.resume is not None and not (Path(run.resume) / ".hydra" / "config.yaml").is_file():
-        problems.append(f"resume: {run.resume} is not a run directory (no .hydra/config.yaml)")
     return problems
 
 
@@ -122,11 +120,6 @@ def _distill_problems(distill: DistillConfig) -> list[str]:
         problems.append(f"distill.alpha: must be in [0, 1], got {distill.alpha}")
     if distill.temperature <= 0:
         problems.append(f"distill.temperature: must be > 0, got {distill.temperature}")
-    teacher = distill.teacher
-    if teacher is not None and not (Path(teacher) / "config.yaml").is_file():
-        problems.append(f"distill.teacher: {teacher} is not a run directory (no config.yaml)")
-    elif teacher is not None and not (Path(teacher) / "model" / "config.json").is_file():
-        problems.append(f"distill.teacher: {teacher} has no final model (model/config.json); did training finish?")
     return problems
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
+
+from mlft.cli import main
 
 from conftest import FIXTURES
 from helpers import FAST, ZH_NER, run_cli
@@ -96,3 +99,41 @@ def test_hydra_flags_with_values_work_after_the_overrides(tmp_path, tiny_models)
     assert printed["task"]["name"] == "topic" and printed["lang"]["name"] == "en_to_all"
     result = run_cli("train", "--info", "defaults", "task=topic")
     assert result.returncode == 0 and "task/topic" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    "command,key,doc",
+    [
+        ("eval", "split: list['dev' | 'test'] | null (default null)", "Splits to evaluate"),
+        ("predict", "precision: 'run' | 'no' | 'bf16' (default \"run\")", "Autocast of the model call"),
+        ("export", "max_drop: float (default 0.5)", "Largest allowed drop of the task metric"),
+        ("serve", "port: int (default 8080)", "TCP port"),
+        ("report", "sweep: str | null (default null)", "searched recursively"),
+    ],
+)
+def test_every_command_prints_its_keys_with_types_defaults_and_help(command, key, doc, capsys):
+    main([command, "--help"])  # returns: exit 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: mlft {command}") and key in out and doc in out
+
+
+def test_train_help_lists_groups_and_every_key_or_one_section(capsys):
+    main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "experiment: demo, ner_en_to_zh" in out and "trainer.save_steps: int | null (default null)" in out
+    assert "optimizer.warmup_fraction: float | null (default 0.1)" in out and "Warmup length as a fraction" in out
+    main(["train", "--help", "trainer"])
+    section = capsys.readouterr().out
+    assert "trainer.epochs: int (default 3)" in section and "optimizer.lr:" not in section
+
+
+@pytest.mark.parametrize("command", ["data", "models"])
+def test_list_commands_have_help(command, capsys):
+    main([command, "--help"])
+    assert capsys.readouterr().out.startswith(f"usage: mlft {command} list")
+
+
+def test_an_unknown_command_gets_a_suggestion(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evl", "run=x"])
+    assert exit_info.value.code == 2 and "did you mean 'eval'?" in capsys.readouterr().err

@@ -94,7 +94,9 @@ def evaluate(args: EvalArgs) -> tuple[dict, Path]:
     langs = args.lang or cfg.lang.eval
     check_own_file_langs(saved, args, langs)
     loaded = load_eval_data(saved, data, langs)
-    splits = {s: v for s, v in loaded.items() if s in (args.split or ["dev", "test"])}
+    splits: dict[str, dict[str, list[dict]]] = {
+        s: v for s, v in loaded.items() if s in (args.split or ["dev", "test"])
+    }
     sets = encode_sets(Encoder(saved.task, saved.tokenizer, feature_cache_dir() if data.cache else None), splits)
     metrics = score_model(saved, sets, args.batch_size, args.cpu)
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")

@@ -46,7 +46,13 @@ class PredictArgs:
 class Predictor:
     """A loaded model ready to label text lines; built once, called many times (`mlft predict`, `mlft serve`)."""
 
-    def __init__(self, saved: SavedRun, cpu: bool = False, progress: bool = True, precision: str = "run"):
+    def __init__(
+        self,
+        saved: SavedRun,
+        cpu: bool = False,
+        progress: bool = True,
+        precision: Literal["run", "no", "bf16"] = "run",
+    ):
         trainer = replace(saved.config.trainer, cpu=cpu, tensorboard=False)
         if precision != "run":
             trainer = replace(trainer, precision=precision)

@@ -211,7 +211,7 @@ def read_table(path: Path, columns: dict[str, Any], delimiter: str, label_separa
         records.append(Record(values, f"{path}:{start}"))
     if not records and not problems:
         raise DataError(f"{path}:2: no rows after the header")
-    return Source(records, columns, text_cells=True, header=header, problems=problems)
+    return Source(records, columns, text_cells=True, header=list(header), problems=problems)
 
 
 def read_file(

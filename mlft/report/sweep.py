@@ -16,6 +16,7 @@ from typing import Any
 
 from mlft.errors import ConfigError
 from mlft.report.plots import bar_chart, heatmap
+from mlft.rundir import REPORT_FILE
 
 IGNORED_KEYS = ("seed", "resume", "overwrite", "run_root")
 
@@ -104,7 +105,7 @@ def markdown(summaries: dict[str, dict[str, Any]], split: str, metric: str) -> s
 def write_report(out: Path, summaries: dict[str, dict[str, Any]], split: str, metric: str) -> str:
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(summaries, split, metric)
-    (out / "report.md").write_text(text)
+    (out / REPORT_FILE).write_text(text)
     (out / "report.json").write_text(json.dumps({"split": split, "metric": metric, "groups": summaries}, indent=2))
     with (out / "report.csv").open("w", newline="") as f:
         writer = csv.writer(f)

@@ -1,0 +1,136 @@
+"""What a run builds before its first step: data, task, tokenizer and model, encoded features, the compact
+embedding matrix, the teacher, the adapter, and the optional techniques attached to the loop."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from accelerate.utils import set_seed
+
+from mlft.commands.saved import load_run
+from mlft.config import RunConfig
+from mlft.data.feature_cache import Encoder, feature_cache_dir
+from mlft.data.load import LoadedData, load_data
+from mlft.engine.adversarial import attach_fgm
+from mlft.engine.devices import use_cpu
+from mlft.engine.distill import Distiller, attach_distillation
+from mlft.engine.evaluate import EvalSet, encode_sets
+from mlft.engine.hooks import Hooks, attach_save_steps
+from mlft.engine.sampling import attach_language_mix
+from mlft.models.adapters import add_adapter, trainable_summary
+from mlft.models.compact import CompactVocab, compact, kept_ids, remap
+from mlft.models.compact import supports as compact_supported
+from mlft.models.depth import keep_layers
+from mlft.models.freeze import freeze
+from mlft.models.load import check_max_length, load_model, load_tokenizer
+from mlft.models.teacher import check_teacher
+from mlft.tasks import Task, build_task
+
+log = logging.getLogger("mlft")
+
+
+@dataclass
+class Prepared:
+    """Everything a run trains and evaluates, built before the first step."""
+
+    loaded: LoadedData
+    task: Task
+    tokenizer: Any
+    model: Any
+    train_features: list[dict[str, Any]]
+    feature_langs: list[str]
+    """The language of each training feature."""
+    eval_sets: list[EvalSet]
+    vocab: CompactVocab | None
+    """The full embedding matrix while the model trains a compact one (model.compact_embeddings)."""
+    distiller: Distiller | None
+    """The teacher's soft targets mixed into the loss (distill.teacher), or None."""
+    timings: dict[str, Any]
+    """Seconds spent reading the data and tokenizing it, and how many encoded sets came from the cache."""
+
+
+def prepare(run: RunConfig, accelerator: Any) -> Prepared:
+    check_max_length(run.model.name_or_path, run.model.revision, run.model.trust_remote_code, run.model.max_length)
+    start = time.perf_counter()
+    with accelerator.main_process_first():
+        rules = build_task(run.task, run.model, [])
+        loaded = load_data(run.data, run.task, rules, run.lang.train, run.lang.eval)
+    load_seconds = time.perf_counter() - start
+    task = build_task(run.task, run.model, loaded.labels)
+    if run.trainer.precision != "no" and not use_cpu(run.trainer.cpu):
+        task.pad_to_multiple_of = 8
+    model_cfg = run.model
+    tokenizer = load_tokenizer(model_cfg.name_or_path, model_cfg.revision, model_cfg.trust_remote_code)
+    set_seed(run.seed)  # the new head's initialisation is part of the run's result
+    model = load_model(
+        task.model_class,
+        model_cfg.name_or_path,
+        task.head_config(),
+        tokenizer,
+        model_cfg.revision,
+        model_cfg.trust_remote_code,
+    )
+    if model_cfg.num_layers is not None:
+        kept = keep_layers(model, model_cfg.num_layers)
+        log.info("layers: kept %d (%s of the pretrained stack)", len(kept), ", ".join(map(str, kept)))
+    freeze(model, model_cfg.freeze_embeddings, model_cfg.freeze_layers)
+    start = time.perf_counter()
+    encode = Encoder(task, tokenizer, feature_cache_dir() if run.data.cache else None)
+    train_features, feature_langs = [], []
+    for lang, exs in loaded.splits["train"].items():
+        features = encode(exs, lang)
+        train_features += features
+        feature_langs += [lang] * len(features)
+    eval_sets = encode_sets(encode, loaded.splits)
+    timings: dict[str, Any] = {
+        "load_data_seconds": round(load_seconds, 2),
+        "encode_seconds": round(time.perf_counter() - start, 2),
+        "encoded_sets": encode.calls,
+        "sets_from_cache": encode.hits,
+    }
+    cached = f" ({encode.hits} of {encode.calls} sets from the feature cache)" if encode.hits else ""
+    log.info("data: read in %.1f s, tokenized in %.1f s%s", load_seconds, timings["encode_seconds"], cached)
+    vocab = None
+    if model_cfg.compact_embeddings and run.peft.method == "none" and compact_supported(model):
+        fed = [f["input_ids"] for f in train_features] + [f["input_ids"] for s in eval_sets for f in s.features]
+        vocab = compact(model, kept_ids(tokenizer, fed))
+        new_id = vocab.new_ids()
+        remap(train_features, new_id)
+        for eval_set in eval_sets:
+            remap(eval_set.features, new_id)
+        log.info(
+            "embeddings: %d of %d rows are used by the run's data and trained", len(vocab.old_ids), len(vocab.full)
+        )
+    distiller = None
+    if run.distill.teacher is not None:
+        saved = load_run(Path(run.distill.teacher))
+        teacher = (saved.task.name, saved.task.labels, saved.tokenizer, saved.model)
+        student = (task.name, loaded.labels, tokenizer)
+        model_teacher = check_teacher(run.distill.teacher, teacher, student, vocab)
+        distiller = Distiller(model_teacher, run.distill.alpha, run.distill.temperature, run.task.multi_label)
+        d = run.distill
+        log.info("distillation: teacher %s (alpha %g, temperature %g)", d.teacher, d.alpha, d.temperature)
+    if run.peft.method != "none":
+        model = add_adapter(model, run.peft, task.peft_task_type)
+    log.info("%s", trainable_summary(model))
+    return Prepared(
+        loaded, task, tokenizer, model, train_features, feature_langs, eval_sets, vocab, distiller, timings
+    )
+
+
+def attach_features(run: RunConfig, prepared: Prepared, accelerator: Any) -> Hooks:
+    """The optional techniques the config asks for, attached to the loop's one seam."""
+    hooks = Hooks()
+    if run.trainer.lang_sampling.temperature is not None:
+        attach_language_mix(hooks)
+    if prepared.distiller is not None:
+        attach_distillation(hooks, prepared.distiller, accelerator)
+    if run.trainer.adversarial == "fgm":
+        attach_fgm(hooks, prepared.model, run.trainer.adv_epsilon, accelerator.backward)
+    if run.trainer.save_steps:
+        attach_save_steps(hooks, run.trainer.save_steps)
+    return hooks
