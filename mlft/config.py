@@ -150,7 +150,7 @@ class TrainerConfig:
     """Progress bars (off when stderr is not a terminal)."""
     group_by_length: bool = True
     """Batch examples of similar length (less padding): shuffled, sorted within groups of 50 batches, and the
-    batches shuffled again. About 2x faster training on CPU with no measured F1 loss (docs/benchmarks.md)."""
+    batches shuffled again (speed and quality measured in docs/results/benchmarks.md)."""
     lang_sampling: LangSamplingConfig = field(default_factory=LangSamplingConfig)
     """How joint multilingual training mixes its languages."""
     select: Selection = "source_dev"

@@ -25,6 +25,12 @@ def train(run_dir: Path, model: Path, *overrides: str) -> Path:
     return run_dir
 
 
+def train_recipe(run_dir: Path, model: Path, *overrides: str) -> Path:
+    """A run with the recipe's own learning rate and batch size (train() sets the tiny models' FAST ones)."""
+    main(["train", f"model={model}", f"hydra.run.dir={run_dir}", "trainer.progress=false", *overrides])
+    return run_dir
+
+
 def metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 

@@ -6,9 +6,6 @@ rate for the new head, mostly sentences with entities, IOB2-constrained decoding
 
 from __future__ import annotations
 
-import json
-from collections import Counter
-
 import pytest
 
 from helpers import metrics, train
@@ -65,28 +62,3 @@ def test_pretrained_beats_random_init(tmp_path, e5_and_random, task, extra, metr
         scores[name] = metrics(run)["test"]["zh"][metric]
     print(f"{task}: {scores}")  # shown with pytest -s; the numbers behind the assertion
     assert scores["e5"] > scores["random"] + margin, scores
-
-
-def test_topic_classification_in_english_on_the_packaged_chatterbot_corpus(tmp_path, e5_and_random):
-    """`mlft train task=topic lang=en` on the default model, on a subset so it fits in CI."""
-    e5, _ = e5_and_random
-    run = train(
-        tmp_path / "topic",
-        e5,
-        "task=topic",
-        "lang=en",
-        "model.pooling=mean",  # the me5_small preset's head
-        "trainer.epochs=1",
-        "trainer.batch_size=16",
-        "trainer.eval_strategy=no",
-        "optimizer.lr=1e-4",
-        "optimizer.head_lr=2e-3",
-        "data.max_train_length=200",
-        "data.max_dev_samples=60",
-        "trainer.keep_last=0",
-    )
-    test = metrics(run)["test"]["en"]
-    gold = [json.loads(line)["label"] for line in (run / "predictions" / "test-en.jsonl").read_text().splitlines()]
-    majority = Counter(gold).most_common(1)[0][1] / len(gold)  # 'trivia' is 29% of the test split
-    print(f"topic en: accuracy {test['accuracy']:.4f}, macro F1 {test['macro_f1']:.4f}, majority {majority:.4f}")
-    assert test["n"] > 50 and test["accuracy"] > majority + 0.1  # measured: 0.50 against 0.29

@@ -42,7 +42,7 @@ class ExportArgs:
     fuse: bool = False
     """format=onnx: export with eager attention and fuse the graph with onnxruntime's transformer optimizer (one
     Attention node per layer, fused LayerNorm and GELU; BERT and XLM-R encoders); with int8 the fused graph is
-    quantized. On the NER default: 3.4x the HF pipeline instead of 2.9x for int8 (docs/benchmarks.md)."""
+    quantized (faster on CPUs: docs/results/export.md)."""
     out: str | None = None
     """Output folder (default: <run>/export/<format>[-fused][-int8])."""
     split: Literal["dev", "test"] = "dev"

@@ -2,8 +2,7 @@
 
 Sentence encoders such as multilingual-e5 were pre-trained to represent a text by this mean. The Auto heads of
 transformers classify from the first token instead, through a pooler that e5 checkpoints do not contain (it
-starts random). On ChnSentiCorp, with 3,000 training reviews and one epoch, the mean head scored 0.8459 test
-accuracy against 0.8409 for the first-token head (average of three seeds; README: sentiment).
+starts random). The two heads compared: docs/results/offline-default.md.
 
 The model saves like any transformers model: the encoder's weights under its usual prefix (`bert.`, `roberta.`,
 ...) plus `classifier.`, and `mlft_pooling: mean` in config.json. mlft loads it back with this class; a plain

@@ -1,0 +1,162 @@
+"""`make demos`: the long real-model demonstrations behind docs/results/, run with mlft's own recipes.
+
+    python scripts/demos.py                       # demo, topic_en_to_all, ner_transfer (about 45 min on 2 cores)
+    python scripts/demos.py --only ner_transfer   # one of them
+    python scripts/demos.py --full                # also the full NER and sentiment defaults (hours on a CPU)
+
+Each demonstration runs `mlft train experiment=<recipe>` (and `mlft eval`) in its own process under --workdir and
+prints its numbers; the whole report (date, machine, load average before and after, every command, every
+number) goes to --out, by default docs/results/demos.md. `--model` and `--quick` (tiny data) check the plumbing
+with a small model; such a report says so and is not a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = ["data.max_train_samples=32", "data.max_dev_samples=8", "data.max_test_samples=16", "trainer.epochs=1"]
+
+
+class Demos:
+    def __init__(self, workdir: Path, model: str | None, quick: bool):
+        self.workdir, self.model, self.quick = workdir, model, quick
+        self.commands: list[str] = []
+
+    def mlft(self, *args: str) -> None:
+        command = [sys.executable, "-m", "mlft", *args]
+        self.commands.append("mlft " + " ".join(shlex.quote(a) for a in args))
+        print("$", self.commands[-1], flush=True)
+        subprocess.run(command, check=True, cwd=ROOT)
+
+    def train(self, name: str, *overrides: str) -> dict:
+        run = self.workdir / name
+        extra = ([f"model={self.model}"] if self.model else []) + (QUICK if self.quick else [])
+        self.mlft("train", *overrides, *extra, "trainer.progress=false", f"hydra.run.dir={run}", "overwrite=true")
+        return json.loads((run / "metrics.json").read_text())
+
+    def evaluate(self, name: str, *args: str) -> dict:
+        out = self.workdir / f"{name}-eval"
+        self.mlft("eval", f"run={self.workdir / name}", f"out={out}", *args)
+        return json.loads((out / "metrics.json").read_text())
+
+
+def demo(d: Demos) -> list[str]:
+    m = d.train("demo", "experiment=demo")
+    test, seconds = m["test"]["zh"], m["throughput"]["train_seconds"]
+    return [f"test F1 {test['f1']:.4f} on {test['n']} sentences; {seconds:.0f} s of training"]
+
+
+def topic_en_to_all(d: Demos) -> list[str]:
+    m = d.train("topic", "experiment=topic_en_to_all")
+    targets = {lang: v for lang, v in m["test"].items() if lang != "en" and v["n"] >= 20}
+    mean = sum(v["accuracy"] for v in targets.values()) / max(len(targets), 1)
+    per_lang = ", ".join(f"{lang} {v['accuracy']:.2f}" for lang, v in targets.items())
+    return [
+        f"English test accuracy {m['test']['en']['accuracy']:.4f}",
+        f"zero-shot accuracy, mean over the {len(targets)} languages with ≥20 test utterances: {mean:.4f}",
+        f"per language: {per_lang}",
+    ]
+
+
+def ner_transfer(d: Demos) -> list[str]:
+    zh = d.train("ner-zh", "experiment=ner_zh_to_en")
+    en = d.train("ner-en", "experiment=ner_en_to_zh")
+    pd98 = d.train("ner-pd98", "experiment=ner_pd98")
+    on_pd98 = d.evaluate("ner-zh", "lang=[zh]", "split=[test]", "test=builtin:pd98")["test"]["zh"]["f1"]
+    on_msra = d.evaluate("ner-pd98", "lang=[zh]", "split=[test]", "test=builtin:msra")["test"]["zh"]["f1"]
+    msra, wnut = zh["test"]["zh"]["f1"], zh["test"]["en"]["f1"]
+    return [
+        f"MSRA -> MSRA {msra:.4f}, -> WNUT-16 (zero-shot) {wnut:.4f}, -> pd98 {on_pd98:.4f}",
+        f"WNUT-16 -> WNUT-16 {en['test']['en']['f1']:.4f}, -> MSRA (zero-shot) {en['test']['zh']['f1']:.4f}",
+        f"pd98 -> pd98 {pd98['test']['zh']['f1']:.4f}, -> MSRA {on_msra:.4f}",
+    ]
+
+
+def ner_full(d: Demos) -> list[str]:
+    m = d.train("ner-full", "experiment=ner_full")
+    return [f"test F1 {m['test']['zh']['f1']:.4f}, dev F1 {m['dev']['zh']['f1']:.4f}"]
+
+
+def sentiment_full(d: Demos) -> list[str]:
+    m = d.train("sentiment-full", "experiment=sentiment_full")
+    return [f"test accuracy {m['test']['zh']['accuracy']:.4f}, dev accuracy {m['dev']['zh']['accuracy']:.4f}"]
+
+
+DEMOS: dict[str, Callable[[Demos], list[str]]] = {
+    "demo": demo,
+    "topic_en_to_all": topic_en_to_all,
+    "ner_transfer": ner_transfer,
+}
+FULL: dict[str, Callable[[Demos], list[str]]] = {"ner_full": ner_full, "sentiment_full": sentiment_full}
+
+
+def machine() -> str:
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.platform()}, {os.cpu_count()} CPUs, {gpu}, torch {torch.__version__}"
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help=f"comma-separated, of {', '.join([*DEMOS, *FULL])}")
+    parser.add_argument("--full", action="store_true", help="also the full defaults (hours on a CPU)")
+    parser.add_argument("--workdir", default="runs/demos")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "demos.md"))
+    parser.add_argument("--model", help="another model (a preset or folder): checks the plumbing, not a result")
+    parser.add_argument("--quick", action="store_true", help="tiny data: checks the plumbing, not a result")
+    args = parser.parse_args(argv)
+    chosen = {**DEMOS, **(FULL if args.full else {})}
+    if args.only:
+        names = args.only.split(",")
+        unknown = [n for n in names if n not in {**DEMOS, **FULL}]
+        if unknown:
+            parser.error(f"unknown demonstration(s) {unknown} (allowed: {', '.join([*DEMOS, *FULL])})")
+        chosen = {n: {**DEMOS, **FULL}[n] for n in names}
+    demos = Demos(Path(args.workdir).resolve(), args.model, args.quick)
+    started = datetime.datetime.now()
+    load = os.getloadavg()
+    sections = []
+    for name, run in chosen.items():
+        demos.commands = []
+        begin = datetime.datetime.now()
+        lines = run(demos)
+        minutes = (datetime.datetime.now() - begin).total_seconds() / 60
+        sections += [
+            f"## {name} ({minutes:.1f} min)",
+            "",
+            "```bash",
+            *demos.commands,
+            "```",
+            "",
+            *(f"- {x}" for x in lines),
+            "",
+        ]
+        print("\n".join(lines), flush=True)
+    header = [
+        "# Demonstrations (`make demos`, scripts/demos.py)",
+        "",
+        f"- date: {started:%Y-%m-%d %H:%M}; machine: {machine()}",
+        f"- load average before: {load[0]:.2f}, after: {os.getloadavg()[0]:.2f} (what else ran beside)",
+    ]
+    if args.model or args.quick:
+        header.append("- a plumbing check (--model / --quick), not a result")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join([*header, "", *sections]))
+    print(f"written to {out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
