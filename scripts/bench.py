@@ -96,7 +96,7 @@ def worker_peer_train(args: argparse.Namespace) -> dict:
     train, test = msra(args.train, args.test)
     labels = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     label_id = {label: i for i, label in enumerate(labels)}
-    model_dir = converted_model()
+    model_dir = args.base_model or converted_model()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
 
     def encode(examples: list[dict]) -> Dataset:
@@ -194,6 +194,7 @@ def worker_mlft_train(args: argparse.Namespace) -> dict:
         "trainer.tensorboard=false",
         f"trainer.precision={'bf16' if args.bf16 else 'no'}",
         f"hydra.run.dir={run_dir}",
+        *([f"model={args.base_model}"] if args.base_model else []),
         *json.loads(args.overrides),
     ]
     main(["train", *overrides])
@@ -260,6 +261,8 @@ def run_worker(name: str, args: argparse.Namespace, **options: object) -> dict:
     """Runs one worker in a fresh process; returns its result plus its own peak RSS and wall time."""
     command = [sys.executable, __file__, "--worker", name, "--train", str(args.train), "--test", str(args.test)]
     command += ["--workdir", args.workdir]
+    if args.base_model:
+        command += ["--base-model", args.base_model]
     for key, value in options.items():
         if value is True:
             command.append(f"--{key.replace('_', '-')}")
@@ -317,6 +320,9 @@ def main() -> None:
     parser.add_argument("--workdir", help="where runs and models go (default: runs/bench/<time>)")
     parser.add_argument("--out", help="also write the Markdown report here")
     parser.add_argument("--bf16", action="store_true", help="add bf16 variants (default: only on CPUs with bf16)")
+    parser.add_argument(
+        "--base-model", help="the encoder both sides fine-tune (default: the converted multilingual-e5-small)"
+    )
     parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     parser.add_argument("--group-by-length", action="store_true", help=argparse.SUPPRESS)

@@ -1,6 +1,6 @@
 """Cross-lingual transfer with the real offline default, on a CI-sized budget: ChatterBot topics trained on
-English (`experiment=topic_en_to_all`), zero-shot on every other language, against the same run from random
-initialisation (it prints its numbers with pytest -s). The NER transfer demonstrations (docs/results/
+English (`experiment=topic_en_to_all`), zero-shot on every other language, against each language's majority
+class (it prints its numbers with pytest -s). The NER transfer demonstrations (docs/results/
 cross-lingual.md) run in `make demos`; here only that script's plumbing is checked, with a tiny model.
 """
 
@@ -26,20 +26,21 @@ def _majority(run, lang: str) -> float:
     return max(gold.count(label) for label in set(gold)) / len(gold)
 
 
-def test_topic_zero_shot_from_english_beats_random_init(tmp_path, e5_and_random):
-    e5, random_dir = e5_and_random
-    runs = {name: train_recipe(tmp_path / name, model, *TOPIC) for name, model in (("e5", e5), ("random", random_dir))}
-    results = {name: metrics(run) for name, run in runs.items()}
+def test_topic_zero_shot_from_english_beats_the_majority_class(tmp_path, e5_and_random):
+    e5, _ = e5_and_random
+    run = train_recipe(tmp_path / "e5", e5, *TOPIC)
+    test = metrics(run)["test"]
     # Languages with at least 20 test utterances: on smaller ones one utterance moves accuracy by 5+ points.
-    targets = [lang for lang, m in results["e5"]["test"].items() if lang != "en" and m["n"] >= 20]
-    mean = {name: sum(r["test"][lang]["accuracy"] for lang in targets) / len(targets) for name, r in results.items()}
-    majority = sum(_majority(runs["e5"], lang) for lang in targets) / len(targets)
-    print(f"topic en->{len(targets)} languages: mean target accuracy {mean}, majority class {majority:.4f}")
-    print({lang: round(results["e5"]["test"][lang]["accuracy"], 4) for lang in targets})
+    targets = [lang for lang, m in test.items() if lang != "en" and m["n"] >= 20]
+    mean = sum(test[lang]["accuracy"] for lang in targets) / len(targets)
+    majority = sum(_majority(run, lang) for lang in targets) / len(targets)
+    print(f"topic en->{len(targets)} languages: mean target accuracy {mean:.4f}, majority class {majority:.4f}")
+    print({lang: round(test[lang]["accuracy"], 4) for lang in targets})
     assert len(targets) >= 8
-    # Measured here: e5 0.4005, random init 0.1269, majority class 0.2972 (14 languages).
-    assert mean["e5"] > mean["random"] + 0.2
-    assert mean["e5"] > majority + 0.05
+    # Measured (docs/results/cross-lingual.md): English 0.7234; zero-shot mean 0.4005 against 0.2972 for the
+    # majority class (and 0.1269 for the same run from random initialisation).
+    assert test["en"]["accuracy"] > _majority(run, "en") + 0.2
+    assert mean > majority + 0.05
 
 
 def test_the_demonstrations_script_runs_its_recipes_and_writes_a_report(tmp_path, tiny_models):
