@@ -186,7 +186,21 @@ class TrainingLoop:
         if state.best_step is None:
             self.save_best()
         self.accelerator.wait_for_everyone()
+        self.release()
         return state
+
+    def release(self) -> None:
+        """Drops the prepared (data-parallel) model, optimizer and loader, keeping the plain model.
+
+        The data-parallel wrapper holds the process group. Freed later, after end_training() has
+        unregistered the group, it would destroy the group while holding the GIL and wait for a Gloo
+        worker thread that needs the GIL to free the tensors of the last all-gather: the process hangs at
+        exit (pytorch/pytorch#56297). Freed now, the group's last reference goes with end_training(),
+        which releases the GIL first.
+        """
+        self.model = self.accelerator.unwrap_model(self.model)
+        del self.optimizer, self.loader, self.scheduler
+        self.accelerator.free_memory()
 
     def run_epoch(self) -> None:
         state = self.state
