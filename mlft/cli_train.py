@@ -30,6 +30,9 @@ def quiet_libraries() -> None:
     logging.getLogger("mlft").setLevel(logging.INFO)
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
+    # Every checkpoint of a model with tied weights (a masked-LM decoder) says it saved them once; loading
+    # re-ties them (mlft.engine.selection.load_weights), so the warning is only noise.
+    logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
 
 
 HYDRA_INFO_FLAGS = {

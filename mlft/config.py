@@ -55,7 +55,7 @@ class TaskConfig:
     name: str
     """Preset name (the file in configs/task/)."""
     type: str
-    """Problem type: a key of mlft.tasks.TASKS (token_classification, sequence_classification)."""
+    """Problem type: a key of mlft.tasks.TASKS (token_classification, sequence_classification, masked_lm)."""
     metric: str
     """Metric that selects the best checkpoint and drives early stopping."""
     multi_label: bool = False
@@ -69,6 +69,11 @@ class TaskConfig:
     """Fixed label set; by default the labels seen in the training data."""
     columns: dict[str, str] = field(default_factory=dict)
     """Column names of the task's datasets (tokens, tags, text, text_pair, label), over data.columns."""
+    masking: Literal["token", "whole_word"] = "token"
+    """Masked-LM: the unit masked together, a token or every token of a word (space-separated words; jieba's
+    words for Chinese)."""
+    mlm_probability: float = 0.15
+    """Masked-LM: the share of units a training batch masks (80% mask token, 10% random token, 10% unchanged)."""
     label_map: dict[str, str | None] | None = None
     """Renames labels (NER entity types or classes) so corpora share one label space; null drops a label
     (NER: its entities become O). With a map, a label that is neither a key nor a target is an error."""
@@ -131,6 +136,8 @@ class TrainerConfig:
     precision: Precision = "no"
     """Mixed precision: bf16 works on recent CPUs and GPUs, fp16 on GPUs."""
     eval_strategy: Literal["epoch", "steps", "no"] = "epoch"
+    eval_before: bool = False
+    """Also score dev and test before the first step (metrics.json `before`); masked-LM runs always do."""
     eval_steps: int | None = None
     """Evaluate every N optimizer steps (required with eval_strategy=steps)."""
     save_steps: int | None = None
@@ -205,7 +212,8 @@ class DataConfig:
     """Training data: a file (CoNLL, JSONL, CSV, TSV) or hub:<id>[/<config>]."""
     dev: str | None = None
     test: str | None = None
-    format: Literal["auto", "conll", "jsonl", "csv", "tsv"] = "auto"
+    format: Literal["auto", "conll", "text", "jsonl", "csv", "tsv"] = "auto"
+    """auto: by suffix (.jsonl, .csv, .tsv); other files are CoNLL columns, or one text per line for masked-LM."""
     scheme: Scheme = "IOB2"
     """Label scheme of the input tags; converted to IOB2 on load."""
     repair: bool = False

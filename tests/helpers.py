@@ -77,9 +77,9 @@ def read_examples(
     path: Path, kind: str = "sequence_classification", columns: dict | None = None, label_separator: str | None = None
 ) -> list[dict]:
     """A data file's examples as a task type reads them."""
-    from mlft.config import ColumnsConfig
-    from mlft.data.load import to_examples
-    from mlft.data.readers import read_file
+    from mlft.config import ColumnsConfig, DataConfig
+    from mlft.data.load import read_source, to_examples
 
-    source = read_file(Path(path), "auto", columns or vars(ColumnsConfig()), label_separator=label_separator)
-    return to_examples(source, task_rules(kind, multi_label=label_separator is not None))
+    rules = task_rules(kind, multi_label=label_separator is not None)
+    data = DataConfig(label_separator=label_separator)
+    return to_examples(read_source(str(path), "train", data, rules, columns or vars(ColumnsConfig())), rules)

@@ -33,7 +33,8 @@ class TextRegression:
     model_class = AutoModelForSequenceClassification
     pipeline_tag = "text-classification"
     peft_task_type = "SEQ_CLS"
-    reads_column_files = False
+    plain_files = None
+    evaluate_before = False
     fields = ("text", "label")
 
     def __init__(self, labels: list[str], max_length: int):
@@ -91,7 +92,7 @@ class TextRegression:
             features.append(feature)
         return features
 
-    def collate(self, features: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    def collate(self, features: list[dict], pad_id: int, training: bool = False) -> dict[str, torch.Tensor]:
         rows = [f["input_ids"] for f in features]
         ids = padded(rows, pad_id)
         batch = {"input_ids": ids, "attention_mask": attention_mask(rows, ids.shape[1])}
@@ -99,7 +100,7 @@ class TextRegression:
             batch["labels"] = torch.tensor([f["labels"] for f in features])
         return batch
 
-    def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    def outputs(self, logits: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return {"value": logits.float().squeeze(-1)}
 
     def decode(self, examples: list[dict], features: list[dict], outs: list[dict]) -> list[dict]:

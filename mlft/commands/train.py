@@ -26,7 +26,7 @@ from mlft.engine.selection import final_weights, restore, selection_langs, selec
 from mlft.errors import ConfigError
 from mlft.models.adapters import is_peft, merge
 from mlft.models.compact import expand, record
-from mlft.report.tables import write_reports
+from mlft.report.tables import markdown, write_reports
 from mlft.rundir import Languages, RunDir
 
 log = logging.getLogger("mlft")
@@ -71,7 +71,8 @@ def train(
     loaded, task, model = prepared.loaded, prepared.task, prepared.model
     if accelerator.is_main_process:
         record_inputs(rd, run, prepared, accelerator, resuming)
-    log.info("labels (%d): %s", len(loaded.labels), ", ".join(loaded.labels[:20]))
+    if loaded.labels:
+        log.info("labels (%d): %s", len(loaded.labels), ", ".join(loaded.labels[:20]))
     pad_id = prepared.tokenizer.pad_token_id
     dev_sets = [s for s in prepared.eval_sets if s.split == "dev"]
 
@@ -97,7 +98,7 @@ def train(
         accelerator,
         model,
         prepared.train_features,
-        lambda f: task.collate(f, pad_id),
+        lambda f: task.collate(f, pad_id, training=True),
         run.trainer,
         optim,
         run.seed,
@@ -108,10 +109,29 @@ def train(
         attach_features(run, prepared, accelerator),
     )
     loop.setup(resume_from)
+    if (run.trainer.eval_before or task.evaluate_before) and resume_from is None:
+        loop.state.before = evaluate_before(run, prepared, accelerator)
     state = loop.run()
     metrics = finish(run, rd, prepared, accelerator, model, state, select_langs)
     accelerator.end_training()
     return metrics
+
+
+def evaluate_before(run: RunConfig, prepared: Prepared, accelerator: Any) -> dict[str, Any]:
+    """The untrained model's metrics on every dev and test set."""
+    task = prepared.task
+    before, _ = evaluate_sets(
+        accelerator,
+        prepared.model,
+        task,
+        prepared.tokenizer.pad_token_id,
+        prepared.eval_sets,
+        run.trainer.eval_batch_size,
+    )
+    for split, by_lang in before.items():
+        scores = ", ".join(f"{lang}: {m[run.task.metric]:.4f}" for lang, m in by_lang.items())
+        log.info("before training: %s %s = %s", split, run.task.metric, scores)
+    return before
 
 
 def record_inputs(rd: RunDir, run: RunConfig, prepared: Prepared, accelerator: Any, resuming: bool) -> None:
@@ -183,6 +203,9 @@ def finish(
         title += " · ORACLE selection on target-language dev"
     columns = tuple(task.metrics)
     table = write_reports(rd.path, metrics, columns, extra, title, prepared.loaded.train_langs, run.task.metric)
+    if state.before:
+        table += "\n" + markdown(state.before, columns, f"{title} · before training", None, run.task.metric)
+        rd.report_file.write_text(table)
     print(table)
     return metrics
 
@@ -238,4 +261,6 @@ def summary(
         extra["label_map_dropped"] = prepared.loaded.dropped
     if state.inexact_resumes:
         extra["inexact_resumes"] = state.inexact_resumes
+    if state.before:
+        extra["before"] = state.before
     return extra

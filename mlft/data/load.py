@@ -28,7 +28,7 @@ class ExampleRules(Protocol):
     """What loading needs from a task type (see mlft.tasks.protocol.Task for each member's meaning)."""
 
     name: str
-    reads_column_files: bool
+    plain_files: str | None
     fields: tuple[str, ...]
 
     def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, text_cells: bool) -> Example: ...
@@ -76,9 +76,11 @@ def read_source(source: str, split: str, data: DataConfig, rules: ExampleRules, 
     if source.startswith("hub:"):
         return read_hub(source, split, columns)
     path = Path(source)
-    fmt = detect_format(path) if data.format == "auto" else data.format
-    if fmt == "conll" and not rules.reads_column_files:
-        raise DataError(f"{path}:1: a CoNLL column file holds tokens and tags; {rules.name} reads JSONL, CSV or TSV")
+    fmt = detect_format(path, rules.plain_files or "conll") if data.format == "auto" else data.format
+    if fmt in ("conll", "text") and rules.plain_files is None:
+        kind = "a CoNLL column file" if fmt == "conll" else "a text file (one text per line)"
+        where = f"{path}:1: read as {kind} (by its suffix, or data.format)"
+        raise DataError(f"{where}; {rules.name} reads JSONL, CSV or TSV")
     return read_file(path, fmt, columns, data.token_column, data.tag_column, data.label_separator)
 
 

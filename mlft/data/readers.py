@@ -17,16 +17,20 @@ from typing import Any
 from mlft.errors import DataError
 
 Example = dict[str, Any]
-FORMATS = ("conll", "jsonl", "csv", "tsv")
+FORMATS = ("conll", "text", "jsonl", "csv", "tsv")
+COLUMN_SUFFIXES = ("conll", "conllu", "bio", "iob", "iob2", "bioes", "bmes")
 
 
-def detect_format(path: Path) -> str:
+def detect_format(path: Path, plain: str = "conll") -> str:
+    """The format by suffix; `plain` is what other files hold (the task type says: column files or text lines)."""
     suffix = path.suffix.lower().lstrip(".")
     if suffix in ("jsonl", "json", "ndjson"):
         return "jsonl"
     if suffix in ("csv", "tsv"):
         return suffix
-    return "conll"
+    if suffix in COLUMN_SUFFIXES:
+        return "conll"
+    return plain
 
 
 def read_text(path: Path) -> str:
@@ -214,6 +218,14 @@ def read_table(path: Path, columns: dict[str, Any], delimiter: str, label_separa
     return Source(records, columns, text_cells=True, header=list(header), problems=problems)
 
 
+def read_text_lines(path: Path) -> Source:
+    """One text per line; blank lines are skipped."""
+    records = [
+        Record({"text": line}, f"{path}:{n}") for n, line in enumerate(read_lines(path), start=1) if line.strip()
+    ]
+    return Source(records, {"text": "text"})
+
+
 def read_file(
     path: Path,
     fmt: str,
@@ -226,6 +238,8 @@ def read_file(
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "conll":
         return from_examples(read_conll(path, token_column, tag_column))
+    if fmt == "text":
+        return read_text_lines(path)
     if fmt == "jsonl":
         return read_jsonl(path, columns)
     return read_table(path, columns, "," if fmt == "csv" else "\t", label_separator)

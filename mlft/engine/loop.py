@@ -55,6 +55,8 @@ class TrainState:
     """Non-padding tokens trained on (this process)."""
     inexact_resumes: list[int] = field(default_factory=list)
     """Steps at which the run was resumed without a checkpoint's RNG state (trainer.resume_inexact)."""
+    before: dict[str, Any] | None = None
+    """Metrics of the model before training (trainer.eval_before), kept with the checkpoints for a resumed run."""
 
 
 def make_sampler(

@@ -42,7 +42,7 @@ def predict_features(
     model: torch.nn.Module,
     features: list[dict[str, Any]],
     collate: Callable[[list[dict]], dict[str, torch.Tensor]],
-    outputs: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    outputs: Callable[[torch.Tensor, torch.Tensor | None], dict[str, torch.Tensor]],
     batch_size: int,
     progress: bool = False,
     desc: str = "eval",
@@ -73,13 +73,13 @@ def predict_features(
     with torch.inference_mode():
         for batch in tqdm(loader, desc=desc, disable=not show_progress(accelerator, progress), leave=False):
             index = batch.pop("index")
-            batch.pop("labels", None)
+            labels = batch.pop("labels", None)  # the model's own loss is not needed; a task may score with them
             with accelerator.autocast():
                 logits = model(**batch).logits
             # Per-position outputs have each process's own batch width: equal widths before gathering.
             outs = {
                 k: accelerator.pad_across_processes(v, dim=1, pad_index=0) if v.dim() > 1 else v
-                for k, v in outputs(logits).items()
+                for k, v in outputs(logits, labels).items()
             }
             gathered_index, gathered = accelerator.gather_for_metrics((index, outs))
             for row, i in enumerate(gathered_index.tolist()):

@@ -64,8 +64,22 @@ def final_weights(select: str, checkpoints: Path, average_last: int, best_step: 
 def restore(model: Any, chosen: Chosen) -> None:
     """Loads the chosen weights into `model` (the unwrapped model; a PeftModel's best/ holds only its adapter)."""
     if chosen.source == "average":
-        model.load_state_dict(checkpoint.average_weights(chosen.dirs))
+        load_weights(model, checkpoint.average_weights(chosen.dirs))
     elif chosen.source == "best" and is_peft(model):
         load_adapter_weights(model, chosen.dirs[0])
     elif chosen.source == "best":
-        model.load_state_dict(load_file(chosen.dirs[0] / checkpoint.MODEL_FILE))
+        load_weights(model, load_file(chosen.dirs[0] / checkpoint.MODEL_FILE))
+
+
+def load_weights(model: Any, weights: dict[str, Any]) -> None:
+    """Loads saved weights; a tensor tied to another (a masked-LM decoder is the input embeddings) is saved once
+    by save_pretrained, so its second name may be missing, and nothing else may."""
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    first_name: dict[int, str] = {}
+    tied = set()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if first_name.setdefault(tensor.data_ptr(), name) != name:
+            tied.add(name)
+    untied = [name for name in missing if name not in tied]
+    if untied or unexpected:
+        raise RuntimeError(f"saved weights do not fit the model (missing {untied}, unexpected {list(unexpected)})")

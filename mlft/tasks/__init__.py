@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlft.config import ModelConfig, RunConfig, TaskConfig
+from mlft.tasks.masked_lm import MaskedLM
 from mlft.tasks.protocol import Example, Task
 from mlft.tasks.sequence_classification import SequenceClassification
 from mlft.tasks.token_classification import TokenClassification
@@ -16,6 +17,7 @@ from mlft.tasks.token_classification import TokenClassification
 TASKS: dict[str, Any] = {
     TokenClassification.name: TokenClassification,
     SequenceClassification.name: SequenceClassification,
+    MaskedLM.name: MaskedLM,
 }
 """task.type -> a class with `build(task_config, model_config, labels)`, `config_problems(task_config, model_config)`
 and the members of the Task protocol."""

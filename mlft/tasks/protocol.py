@@ -28,13 +28,16 @@ class Task(Protocol):
     """The Hub pipeline tag of an exported model."""
     peft_task_type: str
     """The `peft` TaskType of the head (TOKEN_CLS, SEQ_CLS, ...)."""
-    reads_column_files: bool
-    """Whether CoNLL column files (one token and tag per line) hold this task's data."""
+    plain_files: str | None
+    """What a data file that is not JSONL, CSV or TSV holds for this task: "conll" (one token and tag per line),
+    "text" (one text per line), or None (no such files)."""
     fields: tuple[str, ...]
     """The standard fields every record must have (data.columns names the column of each)."""
     labels: list[str]
     pad_to_multiple_of: int
     """Batch widths are rounded up to this (8 suits GPU tensor cores; on CPU padding is only waste)."""
+    evaluate_before: bool
+    """Whether a run also scores the model before training (the change is the result: masked-LM adaptation)."""
 
     # Data: records in, checked examples out.
     def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, text_cells: bool) -> Example:
@@ -77,11 +80,13 @@ class Task(Protocol):
     def encode(self, examples: list[Example], tokenizer: Any, lang: str) -> list[dict[str, Any]]:
         """Examples -> model features; each feature's `example` is the index of its example."""
 
-    def collate(self, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
-        """Features -> a padded batch of model inputs (labels included when present)."""
+    def collate(self, features: list[dict[str, Any]], pad_id: int, training: bool = False) -> dict[str, torch.Tensor]:
+        """Features -> a padded batch of model inputs (labels included when present). `training`: a training batch,
+        which may be randomised (masking); evaluation batches must be the same every time."""
 
-    def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Logits -> the per-feature tensors evaluation gathers across processes."""
+    def outputs(self, logits: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Logits (and the batch's labels, when it has them) -> the per-feature tensors evaluation gathers across
+        processes."""
 
     def decode(
         self, examples: list[Example], features: list[dict[str, Any]], outs: list[dict[str, Any]]

@@ -173,7 +173,8 @@ class SequenceClassification:
     metrics = {"accuracy": True, "macro_f1": True, "micro_f1": True}
     pipeline_tag = "text-classification"
     peft_task_type = "SEQ_CLS"
-    reads_column_files = False
+    plain_files = None
+    evaluate_before = False
     fields = ("text", "label")
 
     def __init__(self, labels: list[str], max_length: int, multi_label: bool, pooling: str = "first"):
@@ -258,10 +259,10 @@ class SequenceClassification:
     def encode(self, examples: list[Example], tokenizer: Any, lang: str) -> list[dict[str, Any]]:
         return encode(examples, tokenizer, self.labels, self.max_length, self.multi_label)
 
-    def collate(self, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    def collate(self, features: list[dict[str, Any]], pad_id: int, training: bool = False) -> dict[str, torch.Tensor]:
         return collate(features, pad_id, self.pad_to_multiple_of)
 
-    def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    def outputs(self, logits: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return outputs(logits, self.multi_label)
 
     def decode(

@@ -180,7 +180,8 @@ class TokenClassification:
     model_class: Any = AutoModelForTokenClassification
     pipeline_tag = "token-classification"
     peft_task_type = "TOKEN_CLS"
-    reads_column_files = True
+    plain_files = "conll"
+    evaluate_before = False
     fields = ("tokens", "tags")
 
     def __init__(self, labels: list[str], max_length: int, stride: int, decoding: str = "viterbi"):
@@ -266,10 +267,10 @@ class TokenClassification:
             self._aligner = Aligner(tokenizer)
         return encode(examples, self._aligner, self.labels, lang, self.max_length, self.stride)
 
-    def collate(self, features: list[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    def collate(self, features: list[dict[str, Any]], pad_id: int, training: bool = False) -> dict[str, torch.Tensor]:
         return collate(features, pad_id, self.pad_to_multiple_of)
 
-    def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    def outputs(self, logits: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """What evaluation keeps of the logits: log-probabilities of every label at every position."""
         return {"logprobs": logits.float().log_softmax(-1)}
 

@@ -1,0 +1,135 @@
+"""Masked-LM continued pretraining: masking (the recipe, held-out masks that never change, whole words), text
+read from every format, and a run through the CLI whose model then serves as the encoder of a task run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForMaskedLM
+
+from mlft.cli import main
+from mlft.tasks.masked_lm import IGNORE, collate, encode, held_out_generator, mask, word_ids, words_of
+
+from conftest import FIXTURES
+from helpers import ZH_NER, metrics, read_examples, train
+
+SENTIMENT = FIXTURES / "sentiment"
+
+
+def feature(n: int, units: list[int] | None = None) -> dict:
+    ids = list(range(10, 10 + n))
+    return {"input_ids": ids, "units": units if units is not None else list(range(n)), "mask_id": 4, "vocab": 50}
+
+
+def test_masking_follows_the_recipe_and_never_touches_special_tokens():
+    torch.manual_seed(0)
+    units = [-1] + list(range(1, 3999)) + [-1]  # a special token at each end
+    f = feature(4000, units)
+    ids, labels = mask(f, 0.15, None)
+    chosen = [i for i, label in enumerate(labels) if label != IGNORE]
+    assert 0.13 < len(chosen) / 3998 < 0.17
+    assert labels[0] == labels[-1] == IGNORE and ids[0] == 10 and ids[-1] == 10 + 3999
+    assert all(labels[i] == f["input_ids"][i] for i in chosen)  # the target is the original token
+    replaced = sum(ids[i] == 4 for i in chosen) / len(chosen)
+    kept = sum(ids[i] == f["input_ids"][i] for i in chosen) / len(chosen)
+    assert 0.75 < replaced < 0.85 and 0.05 < kept < 0.16  # 80% mask token; ~10% kept (+ random hits of itself)
+
+
+def test_every_feature_gets_at_least_one_target():
+    short = feature(3, [-1, 1, -1])
+    for seed in range(20):
+        _, labels = mask(short, 0.15, torch.Generator().manual_seed(seed))
+        assert labels[1] == 11
+
+
+def test_held_out_masks_depend_on_the_feature_only_not_on_its_batch():
+    features = [feature(n) for n in (5, 9, 14)]
+    alone = collate(features[2:], 0, 0.15, training=False)
+    together = collate(features, 0, 0.15, training=False)
+    assert torch.equal(alone["labels"][0], together["labels"][2][: alone["labels"].shape[1]])
+    assert torch.equal(collate(features, 0, 0.15, training=False)["input_ids"], together["input_ids"])
+    # Training batches draw new masks every time.
+    draws = {tuple(collate(features, 0, 0.5, training=True)["labels"][2].tolist()) for _ in range(5)}
+    assert len(draws) > 1
+    assert held_out_generator(features[0]).initial_seed() != held_out_generator(features[1]).initial_seed()
+
+
+def test_whole_word_masking_masks_every_piece_of_a_chosen_word(tokenizers):
+    examples = [{"text": "据新华社报道，上海今天下雨。"}, {"text": "the weather in shanghai was unbelievable today"}]
+    for ex, lang in zip(examples, ("zh", "en")):
+        [f] = encode([ex], tokenizers["unigram"], lang, 64, whole_word=True)
+        for seed in range(10):
+            _, labels = mask(f, 0.3, torch.Generator().manual_seed(seed))
+            chosen = {u for u, label in zip(f["units"], labels) if label != IGNORE}
+            assert chosen
+            for position, unit in enumerate(f["units"]):  # all of a word's tokens, or none
+                assert (labels[position] != IGNORE) == (unit in chosen)
+
+
+def test_chinese_words_come_from_the_segmenter():
+    pytest.importorskip("jieba")
+    text = "上海今天下雨"
+    spans = words_of(text, "zh")
+    assert "".join(text[a:b] for a, b in spans) == text and len(spans) < len(text)  # words, not characters
+    assert words_of("hello big world", "en") == [(0, 5), (6, 9), (10, 15)]
+    assert word_ids([(0, 0), (0, 2), (2, 3), (4, 6), (0, 0)], [(0, 3), (4, 6)]) == [-1, 0, 0, 1, -1]
+
+
+def test_text_comes_from_lines_tables_jsonl_and_column_files(tmp_path):
+    lines = tmp_path / "texts.txt"
+    lines.write_text("first text\n\nsecond text\n")
+    table = tmp_path / "texts.csv"
+    table.write_text("body,score\nfrom a table,3\n")
+    assert [ex["text"] for ex in read_examples(lines, "masked_lm")] == ["first text", "second text"]
+    assert [ex["loc"] for ex in read_examples(lines, "masked_lm")] == [f"{lines}:1", f"{lines}:3"]
+    assert read_examples(table, "masked_lm", columns={"text": "body"})[0]["text"] == "from a table"
+    assert read_examples(SENTIMENT / "zh_train.jsonl", "masked_lm")[0]["text"] == "早餐丰富，环境优美。"
+    assert read_examples(FIXTURES / "zh_ner" / "train.conll", "masked_lm", columns={})[0]["tokens"][:2]
+
+
+def test_a_text_file_is_not_classification_data(tmp_path):
+    lines = tmp_path / "texts.txt"
+    lines.write_text("a text\n")
+    with pytest.raises(Exception, match="read as a CoNLL column file .*; sequence_classification reads JSONL"):
+        read_examples(lines, "sequence_classification")
+
+
+def test_masked_lm_run_adapts_the_encoder_and_reports_before_and_after(tiny_models, tmp_path, capsys):
+    texts = tmp_path / "train.txt"
+    lines = [json.loads(line)["text"] for line in (SENTIMENT / "zh_train.jsonl").read_text().splitlines()]
+    texts.write_text("\n".join(lines * 3) + "\n")
+    run = train(
+        tmp_path / "mlm",
+        tiny_models["unigram"],
+        "task=mlm",
+        "lang=zh",
+        f"data.train={texts}",
+        f"data.dev={SENTIMENT / 'zh_dev.jsonl'}",
+        f"data.test={SENTIMENT / 'zh_test.jsonl'}",
+        "trainer.epochs=3",
+    )
+    result = metrics(run)
+    before, after = result["before"]["dev"]["zh"], result["dev"]["zh"]
+    assert after["loss"] < before["loss"] - 0.5  # held-out loss on the same masked positions
+    assert after["perplexity"] == pytest.approx(2.718281828 ** after["loss"], rel=1e-6)
+    assert after["masked_tokens"] == before["masked_tokens"] > 0
+    assert "before training" in capsys.readouterr().out
+    assert type(AutoModelForMaskedLM.from_pretrained(run / "model")).__name__.endswith("ForMaskedLM")
+
+    # `mlft eval` scores the same masked positions as training did.
+    main(["eval", f"run={run}"])
+    again = json.loads(next((run / "evals").iterdir()).joinpath("metrics.json").read_text())
+    assert again["dev"]["zh"]["loss"] == pytest.approx(after["loss"], abs=1e-5)
+
+    # The adapted encoder is the starting point of a task run.
+    ner = train(tmp_path / "ner", run / "model", "task=ner", "lang=zh", "trainer.epochs=1", *ZH_NER)
+    assert metrics(ner)["dev"]["zh"]["n"] > 0
+
+
+def test_masked_lm_settings_are_checked(tiny_models, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", f"model={tiny_models['unigram']}", "task=mlm", "lang=zh", "task.mlm_probability=1.5"])
+    assert exit_info.value.code == 2
+    assert "task.mlm_probability: must be in (0, 1)" in capsys.readouterr().err
