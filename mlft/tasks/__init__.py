@@ -35,6 +35,8 @@ def config_problems(run: RunConfig) -> list[str]:
     if kind is None:
         return [f"task.type: {run.task.type!r} is not a task type (allowed: {', '.join(TASKS)})"]
     problems = list(kind.config_problems(run.task, run.model))
+    if run.peft.method != "none" and not kind.peft_task_type:
+        problems.append(f"peft.method: {run.task.type} runs train full weights (allowed: none)")
     if run.task.metric not in kind.metrics:
         problems.append(f"task.metric: {run.task.metric!r} is not reported (allowed: {', '.join(kind.metrics)})")
     return problems
