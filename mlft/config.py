@@ -99,6 +99,10 @@ class OptimizerConfig:
     lr: float = 1e-4
     head_lr: float | None = None
     """Learning rate of the new task head; null uses lr. A larger one speeds up short runs."""
+    layer_decay: float | None = None
+    """Layer-wise learning-rate decay (ELECTRA, BEiT): the head trains at lr, the top transformer layer at
+    lr × decay, each layer below at one more factor, the embeddings at lr × decay^(layers + 1). Keeps the lower
+    layers' pretrained knowledge; 0.75-0.95 are usual. null: every layer at lr."""
     weight_decay: float = 0.01
     """Applied to weight matrices only, never to biases or LayerNorm."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])

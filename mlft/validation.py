@@ -54,6 +54,8 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
     problems += _peft_problems(run.peft, run.model)
     if run.trainer.early_stopping_patience is not None and run.trainer.eval_strategy == "no":
         problems.append("trainer.early_stopping_patience: needs evaluation (trainer.eval_strategy is 'no')")
+    if opt.layer_decay is not None and not 0.0 < opt.layer_decay <= 1.0:
+        problems.append(f"optimizer.layer_decay: must be in (0, 1], got {opt.layer_decay}")
     if not 0.0 < run.task.mlm_probability < 1.0:
         problems.append(f"task.mlm_probability: must be in (0, 1), got {run.task.mlm_probability}")
     if not 0.0 <= run.data.keep_entityless <= 1.0:

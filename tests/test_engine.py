@@ -35,6 +35,34 @@ def test_head_learning_rate_and_frozen_layers(tiny_models):
     assert len(encoder_layers(model, "model.freeze_layers")) == 2
 
 
+def test_layer_decay_gives_each_layer_its_learning_rate(tiny_models):
+    model = AutoModelForTokenClassification.from_pretrained(tiny_models["wordpiece"], num_labels=3)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = param_groups(model, 0.01, 1e-3, layer_decay=0.5)
+    lr = {names[id(p)]: g["lr"] for g in groups for p in g["params"]}
+    assert len(lr) == len(names)  # every parameter in exactly one group
+    # Two layers: the head at lr, layer 1 at lr/2, layer 0 at lr/4, the embeddings (and their LayerNorm) at lr/8.
+    assert lr["classifier.weight"] == lr["classifier.bias"] == pytest.approx(1e-3)
+    assert lr["bert.encoder.layer.1.attention.self.query.weight"] == pytest.approx(5e-4)
+    assert lr["bert.encoder.layer.1.output.LayerNorm.bias"] == pytest.approx(5e-4)
+    assert lr["bert.encoder.layer.0.output.dense.weight"] == pytest.approx(2.5e-4)
+    assert (
+        lr["bert.embeddings.word_embeddings.weight"]
+        == lr["bert.embeddings.LayerNorm.weight"]
+        == pytest.approx(1.25e-4)
+    )
+    # head_lr still sets the head's rate; decay and no-decay groups stay apart.
+    groups = param_groups(model, 0.01, 1e-3, head_lr=1e-2, layer_decay=0.5)
+    lr = {names[id(p)]: (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+    assert lr["classifier.weight"] == (1e-2, 0.01) and lr["classifier.bias"] == (1e-2, 0.0)
+    assert lr["bert.encoder.layer.0.output.dense.bias"] == (pytest.approx(2.5e-4), 0.0)
+
+
+def test_layer_decay_trains_through_the_cli(tiny_models, tmp_path):
+    run = train(tmp_path / "run", tiny_models["unigram"], "task=ner", "lang=zh", "optimizer.layer_decay=0.8", *ZH_NER)
+    assert metrics(run)["dev"]["zh"]["n"] > 0
+
+
 def test_freezing_more_layers_than_the_model_has_is_a_config_error(tiny_models):
     model = AutoModelForTokenClassification.from_pretrained(tiny_models["wordpiece"], num_labels=3)
     with pytest.raises(ConfigError, match="model.freeze_layers: the model has 2 layers, got 5"):

@@ -13,7 +13,7 @@ from transformers import (
 )
 
 from mlft.config import OptimizerConfig
-from mlft.models.freeze import is_head
+from mlft.models.freeze import encoder_layers, is_head
 
 _SCHEDULES: dict[str, Callable[..., torch.optim.lr_scheduler.LambdaLR]] = {
     "linear": get_linear_schedule_with_warmup,
@@ -21,28 +21,57 @@ _SCHEDULES: dict[str, Callable[..., torch.optim.lr_scheduler.LambdaLR]] = {
 }
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float, lr: float, head_lr: float | None = None) -> list[dict]:
+def param_groups(
+    model: torch.nn.Module,
+    weight_decay: float,
+    lr: float,
+    head_lr: float | None = None,
+    layer_decay: float | None = None,
+) -> list[dict]:
     """Decay only weight matrices: biases and normalization weights (1-D tensors) are excluded.
-    The task head gets its own learning rate when head_lr is set."""
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    The task head gets its own learning rate when head_lr is set; with layer_decay, each encoder layer's rate
+    is lr × layer_decay^(distance from the top), see layer_depths."""
     # A PeftModel prefixes every name: the transformers model inside has the names is_head knows.
     model = getattr(model, "get_base_model", lambda: model)()
+    depths = layer_depths(model) if layer_decay is not None else {}
+    top = max(depths.values(), default=0)
+    groups: dict[tuple[bool, bool, int], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         decays = not (param.ndim < 2 or "norm" in name.lower())
         head = head_lr is not None and is_head(name, model)
-        groups.setdefault((decays, head), []).append(param)
-    order = [(True, False), (True, True), (False, False), (False, True)]  # stable, so optimizer state resumes
+        groups.setdefault((decays, head, depths.get(name, top)), []).append(param)
+
+    def rate(head: bool, depth: int) -> float:
+        return head_lr if head and head_lr is not None else lr * (layer_decay or 1.0) ** (top - depth)
+
+    # Sorted: a stable order of groups, so a resumed optimizer state lands in the same groups.
     return [
-        {"params": groups[key], "weight_decay": weight_decay if key[0] else 0.0, "lr": head_lr if key[1] else lr}
-        for key in order
-        if key in groups
+        {"params": groups[key], "weight_decay": weight_decay if key[0] else 0.0, "lr": rate(key[1], key[2])}
+        for key in sorted(groups, key=lambda k: (not k[0], k[1], -k[2]))
     ]
 
 
+def layer_depths(model: torch.nn.Module) -> dict[str, int]:
+    """Depth of every parameter for layer-wise decay (ELECTRA, BEiT): the embeddings 0, transformer block i
+    i + 1, everything above the blocks (pooler, task head) L + 1, which trains at the full rate."""
+    stack = encoder_layers(model, "optimizer.layer_decay")
+    prefix = next(name for name, module in model.named_modules() if module is stack)
+    top = len(stack) + 1
+    depths = {}
+    for name, _ in model.named_parameters():
+        if name.startswith(prefix + "."):
+            depths[name] = int(name[len(prefix) + 1 :].split(".", 1)[0]) + 1
+        elif "embeddings" in name and not is_head(name, model):
+            depths[name] = 0
+        else:
+            depths[name] = top
+    return depths
+
+
 def build_optimizer(model: torch.nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay, cfg.lr, cfg.head_lr)
+    groups = param_groups(model, cfg.weight_decay, cfg.lr, cfg.head_lr, cfg.layer_decay)
     # The fused kernel updates all tensors in one pass instead of looping over ~200 of them (scripts/bench_optimizer.py
     # times both); same update rule. Other devices keep the default implementation.
     devices = {p.device.type for group in groups for p in group["params"]}
