@@ -184,14 +184,19 @@ class TrainerConfig:
 class PeftConfig:
     name: str
     """Preset name (the file in configs/peft/)."""
-    method: Literal["none", "lora", "ia3"] = "none"
-    """none: every parameter trains; lora, ia3: an adapter and the head train, merged into the model at the end."""
+    method: Literal["none", "lora", "ia3", "loha", "lokr"] = "none"
+    """none: every parameter trains; lora, ia3, loha (Hadamard product), lokr (Kronecker product): an adapter and
+    the head train, merged into the model at the end."""
     r: int = 8
-    """LoRA rank."""
+    """Rank of LoRA, LoHa and LoKr."""
     alpha: int = 16
-    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    """Scaling numerator of LoRA, LoHa and LoKr (the update is scaled by alpha / r)."""
     dropout: float = 0.1
-    """LoRA dropout on the adapter's input."""
+    """LoRA dropout on the adapter's input; LoHa and LoKr drop whole ranks with it."""
+    use_dora: bool = False
+    """LoRA: weight-decomposed LoRA (DoRA, Liu et al. 2024), a learned magnitude per output beside the update."""
+    use_rslora: bool = False
+    """LoRA: rank-stabilised scaling alpha / sqrt(r) (Kalajdzievski 2023), for larger ranks."""
     target_modules: list[str] | None = None
     """Linear layers that get an adapter, by name (e.g. [query, value]); null: peft's default for the architecture."""
     feedforward_modules: list[str] | None = None

@@ -139,6 +139,9 @@ def _peft_problems(peft: PeftConfig, model: ModelConfig) -> list[str]:
         problems.append(f"peft.lr: must be > 0, got {peft.lr}")
     if model.freeze_layers:
         problems.append(f"model.freeze_layers: conflicts with peft={peft.name} (the adapter decides what trains)")
+    for key in ("use_dora", "use_rslora"):
+        if getattr(peft, key) and peft.method != "lora":
+            problems.append(f"peft.{key}: a LoRA option, but peft.method is {peft.method} (allowed with: lora)")
     return problems
 
 

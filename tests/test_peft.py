@@ -14,6 +14,7 @@ from mlft.config import PeftConfig
 from mlft.engine.optim import param_groups
 from mlft.models.adapters import add_adapter
 
+from conftest import FIXTURES
 from helpers import ZH_NER, metrics, train
 
 
@@ -114,3 +115,59 @@ def test_bad_peft_settings_are_config_errors(override, message, tmp_path, tiny_m
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+SENTIMENT = [f"data.{split}={FIXTURES / 'sentiment' / f'zh_{split}.jsonl'}" for split in ("train", "dev", "test")]
+
+
+@pytest.mark.parametrize(
+    "method,extra,marker",
+    [
+        ("loha", [], "hada_w1"),
+        ("lokr", [], "lokr_w1"),
+        ("lora", ["peft.use_dora=true"], "lora_magnitude_vector"),
+        ("lora", ["peft.use_rslora=true", "peft.r=4"], "lora_A"),
+    ],
+)
+@pytest.mark.parametrize("task,data", [("ner", ZH_NER), ("sentiment", SENTIMENT)])
+def test_each_adapter_method_trains_saves_only_itself_and_merges(
+    method, extra, marker, task, data, tmp_path, tiny_models
+):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    run = train(
+        tmp_path / "run",
+        tiny_models["wordpiece"],
+        f"task={task}",
+        "lang=zh",
+        "trainer.epochs=2",
+        f"peft={method}",
+        "peft.lr=1e-2",
+        *extra,
+        *data,
+    )
+    adapter = load_file(run / "checkpoints" / "best" / "adapter_model.safetensors")
+    assert any(marker in name for name in adapter)  # the method's own weights, and only adapter and head
+    assert all(marker.split("_")[0] in name or "classifier" in name for name in adapter), sorted(adapter)
+    assert not any(marker in name for name in load_file(run / "model" / "model.safetensors"))  # merged
+    summary = json.loads((run / "env.json").read_text())["model"]
+    assert 0 < summary["trainable_parameters"] < summary["parameters"] / 2
+    # The unmerged adapter, loaded anew, computes what the merged model does.
+    kind = AutoModelForTokenClassification if task == "ner" else AutoModelForSequenceClassification
+    merged = kind.from_pretrained(run / "model").eval()
+    base = kind.from_pretrained(tiny_models["wordpiece"], num_labels=merged.config.num_labels)
+    unmerged = PeftModel.from_pretrained(base, run / "adapter").eval()
+    ids = torch.tensor([[2, 40, 41, 42, 43, 3]])
+    with torch.no_grad():
+        torch.testing.assert_close(merged(input_ids=ids).logits, unmerged(input_ids=ids).logits, rtol=1e-4, atol=1e-5)
+    main(["eval", f"run={run}", "split=[test]"])
+    evaluated = json.loads(next((run / "evals").iterdir()).joinpath("metrics.json").read_text())
+    assert evaluated["test"]["zh"] == metrics(run)["test"]["zh"]
+
+
+def test_lora_options_need_lora(tmp_path, tiny_models, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train(tmp_path / "bad", tiny_models["wordpiece"], "task=ner", "lang=zh", "peft=loha", "peft.use_dora=true")
+    assert exit_info.value.code == 2
+    assert "peft.use_dora: a LoRA option, but peft.method is loha (allowed with: lora)" in capsys.readouterr().err

@@ -147,6 +147,7 @@ def record_inputs(rd: RunDir, run: RunConfig, prepared: Prepared, accelerator: A
             "name_or_path": run.model.name_or_path,
             "revision": run.model.revision,
             "parameters": sum(p.numel() for p in prepared.model.parameters()),
+            "trainable_parameters": sum(p.numel() for p in prepared.model.parameters() if p.requires_grad),
         }
         rd.write_env(devices, run.seed, prepared.loaded.sources, model_info)
     if not rd.languages_file.is_file():

@@ -29,7 +29,7 @@ def is_peft(model: Any) -> bool:
 def add_adapter(model: Any, cfg: PeftConfig, task_type: str) -> Any:
     """Wraps `model` in a PeftModel: only the adapter and the task head train. `task_type`: peft's name of the
     head (TOKEN_CLS, SEQ_CLS, ...)."""
-    from peft import IA3Config, LoraConfig, get_peft_model
+    from peft import IA3Config, LoHaConfig, LoKrConfig, LoraConfig, get_peft_model
 
     targets = list(cfg.target_modules) if cfg.target_modules else None
     if cfg.method == "lora":
@@ -39,7 +39,12 @@ def add_adapter(model: Any, cfg: PeftConfig, task_type: str) -> Any:
             lora_alpha=cfg.alpha,
             lora_dropout=cfg.dropout,
             target_modules=targets,
+            use_dora=cfg.use_dora,
+            use_rslora=cfg.use_rslora,
         )
+    elif cfg.method in ("loha", "lokr"):
+        kind = LoHaConfig if cfg.method == "loha" else LoKrConfig
+        config = kind(task_type=task_type, r=cfg.r, alpha=cfg.alpha, rank_dropout=cfg.dropout, target_modules=targets)
     else:
         config = IA3Config(
             task_type=task_type,

@@ -12,8 +12,10 @@ def fine_tuning(config: RunConfig) -> str:
         how = "full" + (" (word embeddings frozen)" if config.model.freeze_embeddings else "")
     else:
         targets = ", ".join(peft.target_modules) if peft.target_modules else "peft's default layers"
-        shape = f"r={peft.r}, alpha={peft.alpha}, " if peft.method == "lora" else ""
-        how = f"{peft.method} ({shape}on {targets}), merged into these weights; plain transformers loads them"
+        shape = f"r={peft.r}, alpha={peft.alpha}, " if peft.method in ("lora", "loha", "lokr") else ""
+        variant = "+".join(name for name, on in (("dora", peft.use_dora), ("rslora", peft.use_rslora)) if on)
+        method = f"{peft.method} ({variant})" if variant and peft.method == "lora" else peft.method
+        how = f"{method} ({shape}on {targets}), merged into these weights; plain transformers loads them"
     if layers is not None:
         how += f"; {layers} of the base model's layers, evenly spaced"
     if distill.teacher is not None:
