@@ -184,11 +184,13 @@ class TrainerConfig:
 class PeftConfig:
     name: str
     """Preset name (the file in configs/peft/)."""
-    method: Literal["none", "lora", "ia3", "loha", "lokr"] = "none"
-    """none: every parameter trains; lora, ia3, loha (Hadamard product), lokr (Kronecker product): an adapter and
-    the head train, merged into the model at the end."""
+    method: Literal["none", "lora", "ia3", "loha", "lokr", "adalora"] = "none"
+    """none: every parameter trains; lora, ia3, loha (Hadamard product), lokr (Kronecker product), adalora (LoRA
+    whose ranks are pruned to a budget while training): an adapter and the head train, merged at the end."""
     r: int = 8
-    """Rank of LoRA, LoHa and LoKr."""
+    """Rank of LoRA, LoHa and LoKr; AdaLoRA: the average rank its budget ends with."""
+    init_r: int = 12
+    """AdaLoRA: the rank every adapted layer starts with, before the budget prunes it."""
     alpha: int = 16
     """Scaling numerator of LoRA, LoHa and LoKr (the update is scaled by alpha / r)."""
     dropout: float = 0.1

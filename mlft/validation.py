@@ -52,6 +52,9 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
         problems.append("trainer.eval_steps: only used with trainer.eval_strategy=steps")
     problems += _trainer_problems(run.trainer)
     problems += _peft_problems(run.peft, run.model)
+    if run.resume is not None and run.peft.method == "adalora":
+        # Its rank-importance averages live in peft's allocator, outside the checkpointed state.
+        problems.append("resume: an AdaLoRA run cannot continue exactly from a checkpoint; train it again")
     if run.trainer.early_stopping_patience is not None and run.trainer.eval_strategy == "no":
         problems.append("trainer.early_stopping_patience: needs evaluation (trainer.eval_strategy is 'no')")
     if opt.layer_decay is not None and not 0.0 < opt.layer_decay <= 1.0:
@@ -139,6 +142,10 @@ def _peft_problems(peft: PeftConfig, model: ModelConfig) -> list[str]:
         problems.append(f"peft.lr: must be > 0, got {peft.lr}")
     if model.freeze_layers:
         problems.append(f"model.freeze_layers: conflicts with peft={peft.name} (the adapter decides what trains)")
+    if peft.method == "adalora" and peft.init_r < peft.r:
+        problems.append(
+            f"peft.init_r: AdaLoRA prunes from init_r down to r, so it must be >= r ({peft.r}), got {peft.init_r}"
+        )
     for key in ("use_dora", "use_rslora"):
         if getattr(peft, key) and peft.method != "lora":
             problems.append(f"peft.{key}: a LoRA option, but peft.method is {peft.method} (allowed with: lora)")

@@ -127,6 +127,7 @@ SENTIMENT = [f"data.{split}={FIXTURES / 'sentiment' / f'zh_{split}.jsonl'}" for 
         ("lokr", [], "lokr_w1"),
         ("lora", ["peft.use_dora=true"], "lora_magnitude_vector"),
         ("lora", ["peft.use_rslora=true", "peft.r=4"], "lora_A"),
+        ("adalora", ["peft.r=2", "peft.init_r=6"], "lora_E"),
     ],
 )
 @pytest.mark.parametrize("task,data", [("ner", ZH_NER), ("sentiment", SENTIMENT)])
@@ -171,3 +172,31 @@ def test_lora_options_need_lora(tmp_path, tiny_models, capsys):
         train(tmp_path / "bad", tiny_models["wordpiece"], "task=ner", "lang=zh", "peft=loha", "peft.use_dora=true")
     assert exit_info.value.code == 2
     assert "peft.use_dora: a LoRA option, but peft.method is loha (allowed with: lora)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        train(tmp_path / "bad", tiny_models["wordpiece"], "task=ner", "lang=zh", "peft=adalora", "peft.init_r=4")
+    assert exit_info.value.code == 2
+    assert "peft.init_r: AdaLoRA prunes from init_r down to r, so it must be >= r (8), got 4" in capsys.readouterr().err
+
+
+def test_adalora_prunes_ranks_while_training(tmp_path, tiny_models, capsys):
+    run = train(
+        tmp_path / "run",
+        tiny_models["wordpiece"],
+        "task=ner",
+        "lang=zh",
+        "trainer.epochs=3",
+        "trainer.batch_size=4",
+        "peft=adalora",
+        "peft.r=2",
+        "peft.init_r=6",
+        "trainer.select=last",
+        *ZH_NER,
+    )
+    config = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    ranks = config["rank_pattern"]  # the ranks each adapted layer kept (written once pruning started)
+    assert ranks and all(len(kept) == 6 for kept in ranks.values())
+    assert sum(sum(kept) for kept in ranks.values()) == 2 * len(ranks)  # the last step's budget: r=2 on average
+    with pytest.raises(SystemExit) as exit_info:  # its importance statistics are not in the checkpoints
+        main(["train", f"resume={run}"])
+    assert exit_info.value.code == 2
+    assert "resume: an AdaLoRA run cannot continue exactly" in capsys.readouterr().err

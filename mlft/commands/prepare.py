@@ -4,6 +4,7 @@ embedding matrix, the teacher, the adapter, and the optional techniques attached
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,16 +13,16 @@ from typing import Any
 from accelerate.utils import set_seed
 
 from mlft.commands.saved import load_run
-from mlft.config import RunConfig
+from mlft.config import RunConfig, TrainerConfig
 from mlft.data.feature_cache import Encoder, feature_cache_dir
 from mlft.data.load import LoadedData, load_data
 from mlft.engine.adversarial import attach_fgm
-from mlft.engine.devices import use_cpu
+from mlft.engine.devices import use_cpu, world_size
 from mlft.engine.distill import Distiller, attach_distillation
 from mlft.engine.evaluate import EvalSet, encode_sets
 from mlft.engine.hooks import Hooks, attach_save_steps
 from mlft.engine.sampling import attach_language_mix
-from mlft.models.adapters import add_adapter, trainable_summary
+from mlft.models.adapters import add_adapter, rank_budget, trainable_summary
 from mlft.models.compact import CompactVocab, compact, kept_ids, remap
 from mlft.models.compact import supports as compact_supported
 from mlft.models.depth import keep_layers
@@ -115,7 +116,7 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
         d = run.distill
         log.info("distillation: teacher %s (alpha %g, temperature %g)", d.teacher, d.alpha, d.temperature)
     if run.peft.method != "none":
-        model = add_adapter(model, run.peft, task.peft_task_type)
+        model = add_adapter(model, run.peft, task.peft_task_type, planned_steps(len(train_features), run.trainer))
     log.info("%s", trainable_summary(model))
     return Prepared(
         loaded, task, tokenizer, model, train_features, feature_langs, eval_sets, vocab, distiller, timings
@@ -133,4 +134,13 @@ def attach_features(run: RunConfig, prepared: Prepared, accelerator: Any) -> Hoo
         attach_fgm(hooks, prepared.model, run.trainer.adv_epsilon, accelerator.backward)
     if run.trainer.save_steps:
         attach_save_steps(hooks, run.trainer.save_steps)
+    if run.peft.method == "adalora":
+        hooks.optimizer_step.append(rank_budget(prepared.model))
     return hooks
+
+
+def planned_steps(features: int, trainer: TrainerConfig) -> int:
+    """The optimizer steps a run will take (before the loader exists: language sampling may differ slightly)."""
+    batches = math.ceil(features / (trainer.batch_size * max(world_size(), 1)))
+    steps = math.ceil(batches / trainer.grad_accum) * trainer.epochs
+    return min(steps, trainer.max_steps) if trainer.max_steps is not None else steps

@@ -7,6 +7,7 @@ them at fixed points of every epoch, batch and optimizer step:
     batch_start(batch)            once per batch, before its passes (a teacher's soft targets)
     loss(batch, outputs, loss)    -> the loss a pass trains on (distillation mixes in the teacher)
     extra_passes(compute_loss)    more backward passes on the same batch, summed into one step (FGM)
+    optimizer_step(step)          right after the optimizer updated the weights, gradients still there (AdaLoRA)
     step_end(loop)                after each optimizer step (checkpoints every N steps)
     close()                       when training ends (remove model hooks)
 """
@@ -28,6 +29,7 @@ class Hooks:
     batch_start: list[Callable[[dict[str, torch.Tensor]], None]] = field(default_factory=list)
     loss: list[LossHook] = field(default_factory=list)
     extra_passes: list[Callable[[Callable[[], torch.Tensor]], None]] = field(default_factory=list)
+    optimizer_step: list[Callable[[int], None]] = field(default_factory=list)
     step_end: list[Callable[[Any], None]] = field(default_factory=list)
     close: list[Callable[[], None]] = field(default_factory=list)
 

@@ -252,6 +252,9 @@ class TrainingLoop:
             if accelerator.sync_gradients and self.optim.max_grad_norm is not None:
                 accelerator.clip_grad_norm_(self.model.parameters(), self.optim.max_grad_norm)
             self.optimizer.step()
+            if accelerator.sync_gradients:
+                for on_step in self.hooks.optimizer_step:
+                    on_step(state.global_step)
             self.optimizer.zero_grad()
         state.batches_done += 1
         self.running, self.seen = self.running + loss.item(), self.seen + 1

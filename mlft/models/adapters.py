@@ -7,7 +7,9 @@ export and serve load like any other. The unmerged adapter is kept in `adapter/`
 
 from __future__ import annotations
 
+import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +28,10 @@ def is_peft(model: Any) -> bool:
     return isinstance(model, PeftModel)
 
 
-def add_adapter(model: Any, cfg: PeftConfig, task_type: str) -> Any:
+def add_adapter(model: Any, cfg: PeftConfig, task_type: str, total_steps: int = 0) -> Any:
     """Wraps `model` in a PeftModel: only the adapter and the task head train. `task_type`: peft's name of the
-    head (TOKEN_CLS, SEQ_CLS, ...)."""
-    from peft import IA3Config, LoHaConfig, LoKrConfig, LoraConfig, get_peft_model
+    head (TOKEN_CLS, SEQ_CLS, ...); `total_steps`: the optimizer steps planned (AdaLoRA's budget schedule)."""
+    from peft import AdaLoraConfig, IA3Config, LoHaConfig, LoKrConfig, LoraConfig, get_peft_model
 
     targets = list(cfg.target_modules) if cfg.target_modules else None
     if cfg.method == "lora":
@@ -41,6 +43,21 @@ def add_adapter(model: Any, cfg: PeftConfig, task_type: str) -> Any:
             target_modules=targets,
             use_dora=cfg.use_dora,
             use_rslora=cfg.use_rslora,
+        )
+    elif cfg.method == "adalora":
+        # Ranks stay at init_r for the first 10% of the steps, are pruned towards r until the last 20%, then fixed.
+        warm, final = (total_steps // 10, total_steps // 5) if total_steps >= 10 else (0, 0)
+        config = AdaLoraConfig(
+            task_type=task_type,
+            init_r=cfg.init_r,
+            target_r=cfg.r,
+            lora_alpha=cfg.alpha,
+            lora_dropout=cfg.dropout,
+            target_modules=targets,
+            total_step=max(total_steps, 1),
+            tinit=warm,
+            tfinal=final,
+            deltaT=max(1, total_steps // 50),
         )
     elif cfg.method in ("loha", "lokr"):
         kind = LoHaConfig if cfg.method == "loha" else LoKrConfig
@@ -63,6 +80,16 @@ def add_adapter(model: Any, cfg: PeftConfig, task_type: str) -> Any:
         ) from None
 
 
+def rank_budget(model: Any) -> Callable[[int], None]:
+    """AdaLoRA's update after each optimizer step, while the gradients are still there: it scores every rank's
+    importance and prunes the least important ones to the budget."""
+
+    def update(step: int) -> None:
+        model.base_model.update_and_allocate(step)
+
+    return update
+
+
 def trainable_summary(model: torch.nn.Module) -> str:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -74,6 +101,11 @@ def load_adapter_weights(model: Any, directory: Path) -> None:
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
+    config = model.peft_config[model.active_adapter]
+    if config.peft_type == "ADALORA":
+        # AdaLoRA saves each layer's adapter cut to the ranks kept at that moment: load with those ranks.
+        saved = json.loads((directory / "adapter_config.json").read_text())
+        config.rank_pattern = saved.get("rank_pattern")
     set_peft_model_state_dict(model, load_file(directory / ADAPTER_FILE))
 
 
