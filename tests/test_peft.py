@@ -175,7 +175,9 @@ def test_lora_options_need_lora(tmp_path, tiny_models, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train(tmp_path / "bad", tiny_models["wordpiece"], "task=ner", "lang=zh", "peft=adalora", "peft.init_r=4")
     assert exit_info.value.code == 2
-    assert "peft.init_r: AdaLoRA prunes from init_r down to r, so it must be >= r (8), got 4" in capsys.readouterr().err
+    assert "peft.init_r: AdaLoRA prunes from init_r down to r, so it must be >= r (8), got 4" in (
+        capsys.readouterr().err
+    )
 
 
 def test_adalora_prunes_ranks_while_training(tmp_path, tiny_models, capsys):
