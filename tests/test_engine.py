@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForTokenClassification
 
 from mlft.config import OptimizerConfig
-from mlft.engine.optim import build_scheduler, param_groups, warmup_steps
+from mlft.engine.optim import build_optimizer, build_scheduler, param_groups, warmup_steps
 from mlft.errors import ConfigError
 from mlft.models.freeze import encoder_layers, freeze
 
@@ -56,6 +56,19 @@ def test_layer_decay_gives_each_layer_its_learning_rate(tiny_models):
     lr = {names[id(p)]: (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
     assert lr["classifier.weight"] == (1e-2, 0.01) and lr["classifier.bias"] == (1e-2, 0.0)
     assert lr["bert.encoder.layer.0.output.dense.bias"] == (pytest.approx(2.5e-4), 0.0)
+
+
+def test_the_optimizer_takes_layer_decay_from_the_config(tiny_models):
+    model = AutoModelForTokenClassification.from_pretrained(tiny_models["wordpiece"], num_labels=3)
+    optimizer = build_optimizer(model, OptimizerConfig(name="adamw", lr=1e-3, layer_decay=0.5))
+    assert sorted({g["lr"] for g in optimizer.param_groups}) == pytest.approx([1.25e-4, 2.5e-4, 5e-4, 1e-3])
+
+
+def test_eval_before_scores_the_untrained_model_of_any_task(tiny_models, tmp_path):
+    run = train(tmp_path / "run", tiny_models["unigram"], "task=ner", "lang=zh", "trainer.eval_before=true", *ZH_NER)
+    m = metrics(run)
+    assert m["before"]["dev"]["zh"]["n"] == m["dev"]["zh"]["n"] and "f1" in m["before"]["test"]["zh"]
+    assert "before training" in (run / "report.md").read_text()
 
 
 def test_layer_decay_trains_through_the_cli(tiny_models, tmp_path):

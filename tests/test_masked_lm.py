@@ -123,6 +123,14 @@ def test_masked_lm_run_adapts_the_encoder_and_reports_before_and_after(tiny_mode
     again = json.loads(next((run / "evals").iterdir()).joinpath("metrics.json").read_text())
     assert again["dev"]["zh"]["loss"] == pytest.approx(after["loss"], abs=1e-5)
 
+    # `mlft predict` scores each line on its held-out masks; `mlft export` writes a masked-LM folder.
+    main(["predict", f"run={run}", f"input={FIXTURES / 'zh_texts.txt'}", f"output={tmp_path / 'scores.jsonl'}"])
+    scores = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
+    scored = [s for s in scores if s["text"].strip()]
+    assert scored and all(s["loss"] > 0 and s["masked"] >= 1 for s in scored)
+    main(["export", f"run={run}", "format=hf", f"out={tmp_path / 'export'}"])
+    assert type(AutoModelForMaskedLM.from_pretrained(tmp_path / "export")).__name__.endswith("ForMaskedLM")
+
     # The adapted encoder is the starting point of a task run.
     ner = train(tmp_path / "ner", run / "model", "task=ner", "lang=zh", "trainer.epochs=1", *ZH_NER)
     assert metrics(ner)["dev"]["zh"]["n"] > 0

@@ -54,19 +54,26 @@ def test_lora_trains_only_the_adapter_and_the_head_and_saves_a_merged_model(lora
     assert metrics(lora_run)["test"]["zh"]["f1"] > 0.2  # it learns (untrained: ~0.03)
 
 
-def test_the_merged_model_reproduces_the_reported_metrics_and_the_unmerged_adapter(lora_run, tiny_models, tmp_path):
-    main(["eval", f"run={lora_run}", "split=[test]"])
-    evaluated = json.loads(next((lora_run / "evals").iterdir()).joinpath("metrics.json").read_text())
-    assert evaluated["test"]["zh"] == metrics(lora_run)["test"]["zh"]
+def assert_eval_and_adapter_reproduce(run, kind, base_model):
+    """`mlft eval` reports the run's test metrics again, and adapter/ loaded on the base model in a fresh
+    PeftModel computes what the merged model/ does."""
     from peft import PeftModel
-    from transformers import AutoModelForTokenClassification
 
-    merged = AutoModelForTokenClassification.from_pretrained(lora_run / "model").eval()
-    base = AutoModelForTokenClassification.from_pretrained(tiny_models["unigram"], num_labels=merged.config.num_labels)
-    unmerged = PeftModel.from_pretrained(base, lora_run / "adapter").eval()
+    main(["eval", f"run={run}", "split=[test]"])
+    evaluated = json.loads(next((run / "evals").iterdir()).joinpath("metrics.json").read_text())
+    assert evaluated["test"]["zh"] == metrics(run)["test"]["zh"]
+    merged = kind.from_pretrained(run / "model").eval()
+    base = kind.from_pretrained(base_model, num_labels=merged.config.num_labels)
+    unmerged = PeftModel.from_pretrained(base, run / "adapter").eval()
     ids = torch.tensor([[2, 40, 41, 42, 43, 3]])
     with torch.no_grad():
         torch.testing.assert_close(merged(input_ids=ids).logits, unmerged(input_ids=ids).logits, rtol=1e-4, atol=1e-5)
+
+
+def test_the_merged_model_reproduces_the_reported_metrics_and_the_unmerged_adapter(lora_run, tiny_models, tmp_path):
+    from transformers import AutoModelForTokenClassification
+
+    assert_eval_and_adapter_reproduce(lora_run, AutoModelForTokenClassification, tiny_models["unigram"])
 
 
 def test_hf_export_of_a_lora_run_is_a_plain_model_with_the_method_in_its_card(lora_run, tmp_path):
@@ -134,7 +141,6 @@ SENTIMENT = [f"data.{split}={FIXTURES / 'sentiment' / f'zh_{split}.jsonl'}" for 
 def test_each_adapter_method_trains_saves_only_itself_and_merges(
     method, extra, marker, task, data, tmp_path, tiny_models
 ):
-    from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     run = train(
@@ -154,17 +160,8 @@ def test_each_adapter_method_trains_saves_only_itself_and_merges(
     assert not any(marker in name for name in load_file(run / "model" / "model.safetensors"))  # merged
     summary = json.loads((run / "env.json").read_text())["model"]
     assert 0 < summary["trainable_parameters"] < summary["parameters"] / 2
-    # The unmerged adapter, loaded anew, computes what the merged model does.
     kind = AutoModelForTokenClassification if task == "ner" else AutoModelForSequenceClassification
-    merged = kind.from_pretrained(run / "model").eval()
-    base = kind.from_pretrained(tiny_models["wordpiece"], num_labels=merged.config.num_labels)
-    unmerged = PeftModel.from_pretrained(base, run / "adapter").eval()
-    ids = torch.tensor([[2, 40, 41, 42, 43, 3]])
-    with torch.no_grad():
-        torch.testing.assert_close(merged(input_ids=ids).logits, unmerged(input_ids=ids).logits, rtol=1e-4, atol=1e-5)
-    main(["eval", f"run={run}", "split=[test]"])
-    evaluated = json.loads(next((run / "evals").iterdir()).joinpath("metrics.json").read_text())
-    assert evaluated["test"]["zh"] == metrics(run)["test"]["zh"]
+    assert_eval_and_adapter_reproduce(run, kind, tiny_models["wordpiece"])
 
 
 def test_lora_options_need_lora(tmp_path, tiny_models, capsys):

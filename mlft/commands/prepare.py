@@ -21,6 +21,7 @@ from mlft.engine.devices import use_cpu, world_size
 from mlft.engine.distill import Distiller, attach_distillation
 from mlft.engine.evaluate import EvalSet, encode_sets
 from mlft.engine.hooks import Hooks, attach_save_steps
+from mlft.engine.loop import optimizer_steps
 from mlft.engine.sampling import attach_language_mix
 from mlft.models.adapters import add_adapter, rank_budget, trainable_summary
 from mlft.models.compact import CompactVocab, compact, kept_ids, remap
@@ -141,6 +142,4 @@ def attach_features(run: RunConfig, prepared: Prepared, accelerator: Any) -> Hoo
 
 def planned_steps(features: int, trainer: TrainerConfig) -> int:
     """The optimizer steps a run will take (before the loader exists: language sampling may differ slightly)."""
-    batches = math.ceil(features / (trainer.batch_size * max(world_size(), 1)))
-    steps = math.ceil(batches / trainer.grad_accum) * trainer.epochs
-    return min(steps, trainer.max_steps) if trainer.max_steps is not None else steps
+    return optimizer_steps(math.ceil(features / (trainer.batch_size * max(world_size(), 1))), trainer)

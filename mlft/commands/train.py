@@ -26,7 +26,7 @@ from mlft.engine.selection import final_weights, restore, selection_langs, selec
 from mlft.errors import ConfigError
 from mlft.models.adapters import is_peft, merge
 from mlft.models.compact import expand, record
-from mlft.report.tables import markdown, write_reports
+from mlft.report.tables import write_reports
 from mlft.rundir import Languages, RunDir
 
 log = logging.getLogger("mlft")
@@ -203,10 +203,8 @@ def finish(
     if run.trainer.select == "target_dev":
         title += " · ORACLE selection on target-language dev"
     columns = tuple(task.metrics)
-    table = write_reports(rd.path, metrics, columns, extra, title, prepared.loaded.train_langs, run.task.metric)
-    if state.before:
-        table += "\n" + markdown(state.before, columns, f"{title} · before training", None, run.task.metric)
-        rd.report_file.write_text(table)
+    train_langs = prepared.loaded.train_langs
+    table = write_reports(rd.path, metrics, columns, extra, title, train_langs, run.task.metric, state.before)
     print(table)
     return metrics
 

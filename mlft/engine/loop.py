@@ -59,6 +59,12 @@ class TrainState:
     """Metrics of the model before training (trainer.eval_before), kept with the checkpoints for a resumed run."""
 
 
+def optimizer_steps(batches_per_epoch: int, trainer: TrainerConfig) -> int:
+    """The optimizer steps of a run: one per grad_accum batches (a last partial group counts), capped by max_steps."""
+    total = math.ceil(batches_per_epoch / trainer.grad_accum) * trainer.epochs
+    return min(total, trainer.max_steps) if trainer.max_steps is not None else total
+
+
 def make_sampler(
     features: list[dict[str, Any]], langs: list[str] | None, trainer: TrainerConfig, seed: int
 ) -> Sampler:
@@ -140,9 +146,7 @@ class TrainingLoop:
         optimizer = build_optimizer(self.model, self.optim)
         self.model, self.optimizer, self.loader = self.accelerator.prepare(self.model, optimizer, loader)
         steps_per_epoch = math.ceil(len(self.loader) / self.trainer.grad_accum)
-        self.total = steps_per_epoch * self.trainer.epochs
-        if self.trainer.max_steps is not None:
-            self.total = min(self.total, self.trainer.max_steps)
+        self.total = optimizer_steps(len(self.loader), self.trainer)
         self.scheduler = build_scheduler(self.optimizer, self.optim, self.total)
         if resume_from is not None:
             self.resume(resume_from)

@@ -108,9 +108,11 @@ def write_reports(
     title: str,
     train_langs: list[str] | None = None,
     metric: str | None = None,
+    before: Metrics | None = None,
 ) -> str:
     """Writes metrics.json/.csv, report.md, confusion matrices and a bar chart per split into `folder` (a run,
-    or an evaluation's folder); `columns`: the task's metrics in table order. Returns the table."""
+    or an evaluation's folder); `columns`: the task's metrics in table order; `before`: the untrained model's
+    metrics, a second table. Returns the report."""
     metric = metric or columns[0]
     gaps = transfer(metrics, train_langs or [], metric)
     summary = {"mean": means(metrics, columns), "transfer": gaps, "languages": {"train": train_langs or []}}
@@ -130,5 +132,7 @@ def write_reports(
             chart = folder / PLOTS_DIR / f"{split}-{metric}.png"
             bar_chart(chart, scores, train_langs or [], f"{title} — {split} {metric}")
     table = markdown(metrics, columns, title, train_langs, metric)
+    if before:
+        table += "\n" + markdown(before, columns, f"{title} · before training", None, metric)
     (folder / REPORT_FILE).write_text(table)
     return table

@@ -65,19 +65,20 @@ def word_ids(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> li
 def encode(
     examples: list[Example], tokenizer: Any, lang: str, max_length: int, whole_word: bool
 ) -> list[dict[str, Any]]:
-    """One feature per example (longer texts truncated): input ids and the masking unit of each token."""
+    """One feature per example (longer texts truncated): input ids and the masking unit of each token (-1: never
+    masked). Collation has no tokenizer (features may come from the cache), so each feature also carries the
+    mask token's id and the vocabulary size that masking needs."""
     features: list[dict[str, Any]] = []
     vocab, mask_id = len(tokenizer), tokenizer.mask_token_id
     for index, ex in enumerate(examples):
         if "tokens" in ex:
             enc = tokenizer(ex["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
-            words = [-1 if w is None else w for w in enc.word_ids()]
+            words = enc.word_ids()
         else:
-            enc = tokenizer(ex["text"], truncation=True, max_length=max_length, return_offsets_mapping=True)
-            spans = words_of(ex["text"], lang) if whole_word else []
-            words = word_ids(enc["offset_mapping"], spans) if whole_word else [0] * len(enc["input_ids"])
+            enc = tokenizer(ex["text"], truncation=True, max_length=max_length, return_offsets_mapping=whole_word)
+            words = word_ids(enc["offset_mapping"], words_of(ex["text"], lang)) if whole_word else None
         special = tokenizer.get_special_tokens_mask(enc["input_ids"], already_has_special_tokens=True)
-        units = [-1 if s else (w if whole_word else position) for position, (w, s) in enumerate(zip(words, special))]
+        units = [-1 if s else (words[i] if whole_word else i) for i, s in enumerate(special)]
         features.append(
             {"input_ids": enc["input_ids"], "units": units, "example": index, "mask_id": mask_id, "vocab": vocab}
         )
