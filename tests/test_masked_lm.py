@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForMaskedLM
 
 from mlft.cli import main
+from mlft.models.masked_positions import MaskedPositionsLM
 from mlft.tasks.masked_lm import IGNORE, collate, encode, held_out_generator, mask, word_ids, words_of
 
 from conftest import FIXTURES
@@ -54,6 +55,41 @@ def test_held_out_masks_depend_on_the_feature_only_not_on_its_batch():
     draws = {tuple(collate(features, 0, 0.5, training=True)["labels"][2].tolist()) for _ in range(5)}
     assert len(draws) > 1
     assert held_out_generator(features[0]).initial_seed() != held_out_generator(features[1]).initial_seed()
+
+
+@pytest.mark.parametrize("kind", ["bert", "xlm-roberta", "distilbert"])
+def test_training_scores_masked_positions_only_with_the_models_own_loss_and_gradients(kind):
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(kind, vocab_size=300, max_position_embeddings=40, **TINY[kind])
+    torch.manual_seed(0)
+    hooked = MaskedPositionsLM.from_config(config).eval()  # eval: no dropout, so both passes see the same net
+    plain = AutoModelForMaskedLM.from_config(config).eval()
+    plain.load_state_dict(hooked.state_dict())
+    features = [dict(feature(n), vocab=300) for n in (7, 12, 16)]
+    batch = collate(features, 0, 0.3, training=False)
+    scored = int((batch["labels"] != IGNORE).sum())
+
+    out, reference = hooked(**batch), plain(**batch)
+    assert out.logits.shape == (scored, 300) and reference.logits.shape == (3, 16, 300)
+    assert out.loss.item() == pytest.approx(reference.loss.item(), rel=1e-5)
+    assert torch.allclose(out.logits, reference.logits[batch["labels"] != IGNORE], atol=1e-5)
+    out.loss.backward()
+    reference.loss.backward()
+    for (name, a), b in zip(hooked.named_parameters(), plain.parameters()):
+        assert (a.grad is None) == (b.grad is None), name
+        if a.grad is not None:
+            assert torch.allclose(a.grad, b.grad, atol=1e-6), name
+    # Without labels (prediction, export) every position is scored as before.
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    assert torch.allclose(hooked(**inputs).logits, plain(**inputs).logits, atol=1e-6)
+
+
+TINY = {
+    "bert": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
+    "xlm-roberta": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
+    "distilbert": {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64},
+}
 
 
 def test_whole_word_masking_masks_every_piece_of_a_chosen_word(tokenizers):

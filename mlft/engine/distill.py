@@ -48,9 +48,9 @@ def soft_loss(
     """
     t = temperature
     student, teacher = student.float() / t, teacher.float() / t
-    if student.dim() == 3:
-        keep = labels != -100
-        student, teacher = student[keep], teacher[keep]
+    keep = labels != -100
+    # A masked-LM student's training logits are already those of the labelled positions only.
+    student, teacher = (x[keep] if x.dim() == 3 else x for x in (student, teacher))
     if student.numel() == 0:
         return student.sum()  # no labelled token in the batch: nothing to match, and no NaN from an empty mean
     if multi_label:

@@ -9,7 +9,8 @@ words of the `jieba` segmenter (as Chinese-BERT-wwm does).
 Held-out sets are masked the same way but from a seed derived from each feature's own tokens, so the held-out
 loss is the same for every batch size, process count and run, and "before" and "after" are scored on the same
 masked positions. transformers' DataCollatorForLanguageModeling masks a whole batch from one generator, which
-would tie the held-out masks to how the set happens to be batched; the recipe itself is its.
+would tie the held-out masks to how the set happens to be batched; the recipe itself is its. Training runs the
+output layer on the masked positions only (mlft.models.masked_positions): most of a step's cost otherwise.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from collections import Counter
 from typing import Any
 
 import torch
-from transformers import AutoModelForMaskedLM
 
 from mlft.errors import ConfigError, DataError
+from mlft.models.masked_positions import MaskedPositionsLM
 from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
 from mlft.tasks.protocol import Example
@@ -176,7 +177,7 @@ class MaskedLM:
 
     name = "masked_lm"
     metrics = {"loss": False, "perplexity": False, "accuracy": True}
-    model_class: Any = AutoModelForMaskedLM
+    model_class: Any = MaskedPositionsLM  # AutoModelForMaskedLM; training scores the masked tokens only
     pipeline_tag = "fill-mask"
     peft_task_type = ""
     plain_files = "text"
