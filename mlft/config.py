@@ -205,6 +205,10 @@ class PeftConfig:
     """(IA)³: which of target_modules are feed-forward layers (scaled on their input); null: peft's default."""
     lr: float | None = None
     """Learning rate of the adapter weights (they want a larger step than full fine-tuning); null: optimizer.lr."""
+    lang_adapters: dict[str, str] | None = None
+    """Language adapters under the task adapter (MAD-X; peft.method=lora): {lang: run directory of a
+    task=mlm peft=lang_adapter run, or an adapter folder}. Each language trains, is evaluated and predicts with
+    its own; languages without one use the task adapter alone."""
 
 
 @dataclass(frozen=True)

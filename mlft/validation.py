@@ -149,6 +149,9 @@ def _peft_problems(peft: PeftConfig, model: ModelConfig) -> list[str]:
     for key in ("use_dora", "use_rslora"):
         if getattr(peft, key) and peft.method != "lora":
             problems.append(f"peft.{key}: a LoRA option, but peft.method is {peft.method} (allowed with: lora)")
+    if peft.lang_adapters and peft.method != "lora":
+        # (Their folders are checked when a run starts: a finished run keeps copies, and must load without them.)
+        problems.append(f"peft.lang_adapters: stack under a LoRA task adapter, but peft.method is {peft.method}")
     return problems
 
 

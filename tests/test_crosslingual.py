@@ -20,10 +20,9 @@ from mlft.errors import ConfigError, DataError
 from mlft.report.tables import markdown, transfer
 
 from conftest import FIXTURES
-from helpers import assert_final_weights_are, metrics, task_rules, train
+from helpers import NER_DATASETS, assert_final_weights_are, metrics, task_rules, train
 
 # Per-language datasets from the fixtures: `{split}` becomes train, dev and test.
-NER_DATASETS = f"task.datasets={{zh: '{FIXTURES}/zh_ner/{{split}}.conll', en: '{FIXTURES}/en_ner/{{split}}.conll'}}"
 SENT_DATASETS = (
     f"task.datasets={{zh: '{FIXTURES}/sentiment/zh_{{split}}.jsonl', en: '{FIXTURES}/sentiment/en_{{split}}.jsonl'}}"
 )

@@ -177,7 +177,3 @@ def test_masked_lm_settings_are_checked(tiny_models, tmp_path, capsys):
         main(["train", f"model={tiny_models['unigram']}", "task=mlm", "lang=zh", "task.mlm_probability=1.5"])
     assert exit_info.value.code == 2
     assert "task.mlm_probability: must be in (0, 1)" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:
-        main(["train", f"model={tiny_models['unigram']}", "task=mlm", "lang=zh", "peft=lora"])
-    assert exit_info.value.code == 2
-    assert "peft.method: masked_lm runs train full weights (allowed: none)" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from mlft.data.feature_cache import Encoder
 from mlft.destinations import check_writable, share
 from mlft.engine.evaluate import encode_sets
 from mlft.errors import ConfigError, UserError
+from mlft.models.lang_adapters import languages, merge_language
 from mlft.models.onnx import FUSABLE
 from mlft.models.pooling import MeanPoolingClassifier
 from mlft.report.model_card import model_card
@@ -63,6 +64,9 @@ class ExportArgs:
     """Replace an existing output folder."""
     batch_size: int = 64
     """Texts per model call of the parity check."""
+    lang: str | None = None
+    """A run with language adapters (peft.lang_adapters): the language whose adapter is merged into the export,
+    which is then a plain model for that language (export each language you serve)."""
 
 
 def export(args: ExportArgs) -> Path:
@@ -75,6 +79,8 @@ def export(args: ExportArgs) -> Path:
     if args.out is not None:  # before the model is loaded: the default folder is inside the run
         check_writable(Path(args.out).parent if Path(args.out).exists() else Path(args.out), "out")
     saved = load_run(Path(args.run))
+    if languages(saved.model) or args.lang is not None:
+        saved = for_language(saved, args.lang)
     if args.fuse and saved.model.config.model_type not in FUSABLE:
         raise ConfigError(
             f"fuse: onnxruntime fuses {', '.join(FUSABLE)} encoders; this model is {saved.model.config.model_type}"
@@ -120,6 +126,23 @@ def export(args: ExportArgs) -> Path:
     tmp.replace(out)
     print(f"exported {artifact} to {out}", file=sys.stderr)
     return out
+
+
+def for_language(saved: SavedRun, lang: str | None) -> SavedRun:
+    """The run as a plain model for `lang`: its language adapter merged (none: the task adapter alone); scored
+    and checked on that language only."""
+    adapters = languages(saved.model)
+    known = list(dict.fromkeys(saved.languages.train + saved.languages.eval))
+    if not adapters:
+        raise ConfigError("lang: only for runs with language adapters (peft.lang_adapters); this run has none")
+    if lang is None or lang not in known:
+        raise ConfigError(
+            f"lang: this run switches language adapters ({', '.join(adapters)}): export one model per language "
+            f"with lang=<code> (allowed: {', '.join(known)})"
+        )
+    model = merge_language(saved.model, lang)
+    config = replace(saved.config, lang=replace(saved.config.lang, eval=[lang]))
+    return replace(saved, model=model, config=config, languages=replace(saved.languages, eval=[lang]))
 
 
 def trimmed(saved: SavedRun, train_only: bool, extra: list[str]) -> SavedRun:

@@ -18,6 +18,7 @@ from mlft.destinations import check_writable
 from mlft.engine.devices import make_accelerator
 from mlft.engine.predict import predict_features
 from mlft.errors import ConfigError
+from mlft.models.lang_adapters import language
 
 
 @dataclass(frozen=True)
@@ -69,16 +70,17 @@ class Predictor:
         read = [task.from_text(lines[i], lang) for i in keep]
         examples = [example for example, _ in read]
         features = task.encode(examples, tokenizer, lang)
-        outs = predict_features(
-            self.accelerator,
-            self.model,
-            features,
-            lambda f: task.collate(f, tokenizer.pad_token_id),
-            task.outputs,
-            batch_size,
-            progress=self.progress,
-            desc="predict",
-        )
+        with language(self.accelerator.unwrap_model(self.model), lang):  # its language adapter, if the run has them
+            outs = predict_features(
+                self.accelerator,
+                self.model,
+                features,
+                lambda f: task.collate(f, tokenizer.pad_token_id),
+                task.outputs,
+                batch_size,
+                progress=self.progress,
+                desc="predict",
+            )
         predictions = dict(zip(keep, task.decode(examples, features, outs)))
         contexts = dict(zip(keep, (context for _, context in read)))
         return [task.to_record(line, contexts.get(i), predictions.get(i)) for i, line in enumerate(lines)]

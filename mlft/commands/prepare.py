@@ -23,6 +23,8 @@ from mlft.engine.evaluate import EvalSet, encode_sets
 from mlft.engine.hooks import Hooks, attach_save_steps
 from mlft.engine.loop import optimizer_steps
 from mlft.engine.sampling import attach_language_mix
+from mlft.errors import ConfigError
+from mlft.models import lang_adapters
 from mlft.models.adapters import add_adapter, rank_budget, trainable_summary
 from mlft.models.compact import CompactVocab, compact, kept_ids, remap
 from mlft.models.compact import supports as compact_supported
@@ -118,6 +120,8 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
         log.info("distillation: teacher %s (alpha %g, temperature %g)", d.teacher, d.alpha, d.temperature)
     if run.peft.method != "none":
         model = add_adapter(model, run.peft, task.peft_task_type, planned_steps(len(train_features), run.trainer))
+    if run.peft.lang_adapters:
+        model = stack_language_adapters(model, run.peft.lang_adapters, loaded.train_langs, loaded.eval_langs)
     log.info("%s", trainable_summary(model))
     return Prepared(
         loaded, task, tokenizer, model, train_features, feature_langs, eval_sets, vocab, distiller, timings
@@ -138,6 +142,33 @@ def attach_features(run: RunConfig, prepared: Prepared, accelerator: Any) -> Hoo
     if run.peft.method == "adalora":
         hooks.optimizer_step.append(rank_budget(prepared.model))
     return hooks
+
+
+def stack_language_adapters(model: Any, given: dict[str, str], train: list[str], evaluated: list[str]) -> Any:
+    """The task adapter with the language adapters under it; training runs with its language's adapter."""
+    unknown = sorted(set(given) - set(train) - set(evaluated))
+    if unknown:
+        raise ConfigError(
+            f"{lang_adapters.KEY}: {', '.join(unknown)} is not a language of this run "
+            f"(training: {', '.join(train)}; evaluated: {', '.join(evaluated)})"
+        )
+    routed = [lang for lang in train if lang in given]
+    if len(train) > 1 and routed:
+        # A training batch mixes its languages, and a step runs one set of adapters.
+        raise ConfigError(
+            f"{lang_adapters.KEY}: language adapters train a task adapter on one language; this run trains on "
+            f"{', '.join(train)}"
+        )
+    folders = {lang: lang_adapters.adapter_folder(path) for lang, path in given.items()}
+    model = lang_adapters.attach(model, folders)
+    lang_adapters.use(model, lang_adapters.task_adapters(model) + [lang_adapters.PREFIX + lang for lang in routed])
+    missing = [lang for lang in dict.fromkeys(train + evaluated) if lang not in given]
+    log.info(
+        "language adapters: %s%s",
+        ", ".join(f"{lang} ({folders[lang]})" for lang in given),
+        f"; without one (task adapter alone): {', '.join(missing)}" if missing else "",
+    )
+    return model
 
 
 def planned_steps(features: int, trainer: TrainerConfig) -> int:

@@ -19,6 +19,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from mlft.config import RunConfig
 from mlft.errors import ConfigError, RunDirError
+from mlft.models.lang_adapters import attach, saved_languages
 from mlft.models.load import load_tokenizer
 from mlft.rundir import Languages, RunDir
 from mlft.tasks import Task, build_task, config_problems
@@ -75,7 +76,11 @@ def load_run(path: Path) -> SavedRun:
     if not run.is_finished():
         raise RunDirError(f"run={path}: the run has no final model (model/config.json); did training finish?")
     config = read_config(run.config_file)
-    return _load(path, config, run.languages(config), run.model_dir)
+    saved = _load(path, config, run.languages(config), run.model_dir)
+    langs = saved_languages(run.adapter_dir)
+    if not langs:
+        return saved
+    return replace(saved, model=attach(saved.model, langs, key=f"run={path}"))
 
 
 def load_exported(path: Path) -> SavedRun:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from mlft.engine.selection import final_weights, restore, selection_langs, selec
 from mlft.errors import ConfigError
 from mlft.models.adapters import is_peft, merge
 from mlft.models.compact import expand, record
+from mlft.models.lang_adapters import adapter_folder, attach
 from mlft.report.tables import write_reports
 from mlft.rundir import Languages, RunDir
 
@@ -169,14 +171,19 @@ def finish(
     unwrapped = accelerator.unwrap_model(model)
     restore(unwrapped, chosen)
     adapter = is_peft(unwrapped)
+    scored = model
     if adapter:
         if accelerator.is_main_process:
-            unwrapped.save_pretrained(rd.adapter_dir)
-        # Evaluated after merging, so the reported metrics are those of the saved model/.
+            unwrapped.save_pretrained(rd.adapter_dir)  # language adapters too, in adapter/lang_<code>/
+        # Evaluated after merging, so the reported metrics are those of the saved model/ (with the language
+        # adapters put back on top, on a copy: model/ itself stays plain).
         unwrapped = merge(unwrapped)
+        if run.peft.lang_adapters:
+            folders = {lang: adapter_folder(path) for lang, path in run.peft.lang_adapters.items()}
+            scored = attach(copy.deepcopy(unwrapped), folders)
     metrics, predictions = evaluate_sets(
         accelerator,
-        model,
+        scored,
         task,
         tokenizer.pad_token_id,
         prepared.eval_sets,

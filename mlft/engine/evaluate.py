@@ -7,6 +7,7 @@ from typing import Any
 
 from mlft.data.feature_cache import Encoder
 from mlft.engine.predict import predict_features
+from mlft.models.lang_adapters import language
 from mlft.tasks import Task
 
 
@@ -36,16 +37,17 @@ def evaluate_sets(
     metrics: dict[str, dict[str, dict[str, Any]]] = {}
     predictions = {}
     for s in sets:
-        outs = predict_features(
-            accelerator,
-            model,
-            s.features,
-            lambda f: task.collate(f, pad_id),
-            task.outputs,
-            batch_size,
-            progress=progress,
-            desc=f"eval {s.split}/{s.lang}",
-        )
+        with language(accelerator.unwrap_model(model), s.lang):
+            outs = predict_features(
+                accelerator,
+                model,
+                s.features,
+                lambda f: task.collate(f, pad_id),
+                task.outputs,
+                batch_size,
+                progress=progress,
+                desc=f"eval {s.split}/{s.lang}",
+            )
         preds = task.decode(s.examples, s.features, outs)
         metrics.setdefault(s.split, {})[s.lang] = {"n": len(s.examples), **task.score(s.examples, preds)}
         predictions[(s.split, s.lang)] = preds

@@ -73,7 +73,8 @@ def predict_features(
     with torch.inference_mode():
         for batch in tqdm(loader, desc=desc, disable=not show_progress(accelerator, progress), leave=False):
             index = batch.pop("index")
-            labels = batch.pop("labels", None)  # the model's own loss is not needed; a task may score with them
+            # Labels go in too: a masked-LM model then scores only the masked positions (its loss is unused).
+            labels = batch.get("labels")
             with accelerator.autocast():
                 logits = model(**batch).logits
             # Per-position outputs have each process's own batch width: equal widths before gathering.

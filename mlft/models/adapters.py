@@ -20,6 +20,12 @@ from mlft.errors import ConfigError
 
 ADAPTER_FILE = "adapter_model.safetensors"
 """The adapter weights PeftModel.save_pretrained writes (with adapter_config.json)."""
+LANG_PREFIX = "lang_"
+"""Names of language adapters inside a model (mlft.models.lang_adapters); the others are the task's."""
+MASKED_LM = "MASKED_LM"
+"""The task type of masked-LM heads, which peft has none for: the model is wrapped as it is, and the head's
+transform (dense + LayerNorm before the output layer, new in models shipped without one) trains beside the
+adapter. The output layer is the word embeddings (tied) and stays frozen."""
 
 
 def is_peft(model: Any) -> bool:
@@ -34,6 +40,9 @@ def add_adapter(model: Any, cfg: PeftConfig, task_type: str, total_steps: int = 
     from peft import AdaLoraConfig, IA3Config, LoHaConfig, LoKrConfig, LoraConfig, get_peft_model
 
     targets = list(cfg.target_modules) if cfg.target_modules else None
+    head: dict[str, Any] = {}
+    if task_type == MASKED_LM:
+        task_type, head = None, {"modules_to_save": head_transform(model)}  # type: ignore[assignment]
     if cfg.method == "lora":
         config: Any = LoraConfig(
             task_type=task_type,
@@ -43,6 +52,7 @@ def add_adapter(model: Any, cfg: PeftConfig, task_type: str, total_steps: int = 
             target_modules=targets,
             use_dora=cfg.use_dora,
             use_rslora=cfg.use_rslora,
+            **head,
         )
     elif cfg.method == "adalora":
         # Ranks stay at init_r for the first 10% of the steps, are pruned towards r until the last 20%, then fixed.
@@ -58,15 +68,19 @@ def add_adapter(model: Any, cfg: PeftConfig, task_type: str, total_steps: int = 
             tinit=warm,
             tfinal=final,
             deltaT=max(1, total_steps // 50),
+            **head,
         )
     elif cfg.method in ("loha", "lokr"):
         kind = LoHaConfig if cfg.method == "loha" else LoKrConfig
-        config = kind(task_type=task_type, r=cfg.r, alpha=cfg.alpha, rank_dropout=cfg.dropout, target_modules=targets)
+        config = kind(
+            task_type=task_type, r=cfg.r, alpha=cfg.alpha, rank_dropout=cfg.dropout, target_modules=targets, **head
+        )
     else:
         config = IA3Config(
             task_type=task_type,
             target_modules=targets,
             feedforward_modules=list(cfg.feedforward_modules) if cfg.feedforward_modules else None,
+            **head,
         )
     try:
         with warnings.catch_warnings():  # peft asks transformers about gradient checkpointing by a deprecated name
@@ -78,6 +92,19 @@ def add_adapter(model: Any, cfg: PeftConfig, task_type: str, total_steps: int = 
         raise ConfigError(
             f"peft.target_modules: {str(err).splitlines()[0][:200]} (linear layers of this model: {', '.join(names)})"
         ) from None
+
+
+def head_transform(model: torch.nn.Module) -> list[str]:
+    """The layers of a masked-LM head outside the encoder, except the output layer (the tied word embeddings)."""
+    prefix = getattr(model, "base_model_prefix", "")
+    output = model.get_output_embeddings()  # type: ignore[operator]
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, (torch.nn.Linear, torch.nn.LayerNorm))
+        and module is not output
+        and not (prefix and name.startswith(prefix + "."))
+    ]
 
 
 def rank_budget(model: Any) -> Callable[[int], None]:
@@ -110,6 +137,6 @@ def load_adapter_weights(model: Any, directory: Path) -> None:
 
 
 def merge(model: Any) -> Any:
-    """The plain transformers model with the adapter folded into its weights (changes `model` in place:
-    the PeftModel keeps working, its layers are plain ones now)."""
-    return model.merge_and_unload()
+    """The plain transformers model with the task adapter folded into its weights (changes `model` in place:
+    the PeftModel keeps working, its layers are plain ones now). Language adapters are left out."""
+    return model.merge_and_unload(adapter_names=[n for n in model.peft_config if not n.startswith(LANG_PREFIX)])

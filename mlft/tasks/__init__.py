@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlft.config import ModelConfig, RunConfig, TaskConfig
+from mlft.models.adapters import MASKED_LM
 from mlft.tasks.masked_lm import MaskedLM
 from mlft.tasks.protocol import Example, Task
 from mlft.tasks.sequence_classification import SequenceClassification
@@ -37,6 +38,8 @@ def config_problems(run: RunConfig) -> list[str]:
     problems = list(kind.config_problems(run.task, run.model))
     if run.peft.method != "none" and not kind.peft_task_type:
         problems.append(f"peft.method: {run.task.type} runs train full weights (allowed: none)")
+    if run.peft.lang_adapters and kind.peft_task_type == MASKED_LM:
+        problems.append("peft.lang_adapters: a masked-LM run trains one language adapter (peft=lang_adapter)")
     if run.task.metric not in kind.metrics:
         problems.append(f"task.metric: {run.task.metric!r} is not reported (allowed: {', '.join(kind.metrics)})")
     return problems

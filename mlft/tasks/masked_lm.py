@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from mlft.errors import ConfigError, DataError
+from mlft.models.adapters import MASKED_LM
 from mlft.models.masked_positions import MaskedPositionsLM
 from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
@@ -131,16 +132,21 @@ def collate(
 
 def outputs(logits: torch.Tensor, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """Per feature: the summed negative log-likelihood of its masked tokens, their count and how many the
-    model ranks first (small tensors to gather, not the vocabulary-wide logits)."""
+    model ranks first (small tensors to gather, not the vocabulary-wide logits). `logits` are those of the
+    masked positions only, in batch order (mlft.models.masked_positions), or of every position (an ONNX model)."""
     if labels is None:
         raise ValueError("masked-LM outputs need the batch's labels")
-    logits = logits.float()
-    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
     scored = labels != IGNORE
+    logits = logits.float() if logits.dim() == 2 else logits.float()[scored]
+    targets = labels[scored]
+    row = scored.nonzero()[:, 0]  # the feature of each masked position
+    nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+    correct = (logits.argmax(-1) == targets).long()
+    zeros = torch.zeros(labels.shape[0], device=labels.device)
     return {
-        "nll": nll.sum(1),
+        "nll": zeros.index_add(0, row, nll),
         "count": scored.sum(1),
-        "correct": ((logits.argmax(-1) == labels) & scored).sum(1),
+        "correct": zeros.long().index_add(0, row, correct),
     }
 
 
@@ -179,7 +185,7 @@ class MaskedLM:
     metrics = {"loss": False, "perplexity": False, "accuracy": True}
     model_class: Any = MaskedPositionsLM  # AutoModelForMaskedLM; training scores the masked tokens only
     pipeline_tag = "fill-mask"
-    peft_task_type = ""
+    peft_task_type = MASKED_LM  # an adapter trained this way is a language adapter
     plain_files = "text"
     fields = ("text",)
     evaluate_before = True  # the change of held-out loss is what the run is for

@@ -27,7 +27,8 @@ class Task(Protocol):
     pipeline_tag: str
     """The Hub pipeline tag of an exported model."""
     peft_task_type: str
-    """The `peft` TaskType of the head (TOKEN_CLS, SEQ_CLS, ...)."""
+    """The `peft` TaskType of the head (TOKEN_CLS, SEQ_CLS, ...; mlft.models.adapters.MASKED_LM for a masked-LM
+    head, which peft has no type for); empty: the task type trains full weights only."""
     plain_files: str | None
     """What a data file that is not JSONL, CSV or TSV holds for this task: "conll" (one token and tag per line),
     "text" (one text per line), or None (no such files)."""

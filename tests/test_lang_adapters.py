@@ -1,0 +1,166 @@
+"""Language adapters (MAD-X with LoRA): trained by masked-LM on a frozen encoder, stacked under a task adapter,
+switched with the language in training, evaluation, prediction and export, and kept in the run directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mlft.cli import main
+from mlft.commands.predict import Predictor
+from mlft.commands.saved import load_exported, load_run
+
+from conftest import FIXTURES
+from helpers import NER_DATASETS, ZH_NER, metrics, train
+
+SENTIMENT = FIXTURES / "sentiment"
+TEXTS = [
+    "这家酒店的服务很好，房间也干净。",
+    "the room was clean and the staff were friendly",
+    "早餐一般，但是位置很方便。",
+]
+
+
+@pytest.fixture(scope="module")
+def lang_adapter_runs(tiny_models, tmp_path_factory) -> dict[str, Path]:
+    """A language adapter per language, from the sentiment fixtures' text (labels unused)."""
+    root = tmp_path_factory.mktemp("lang-adapters")
+    runs = {}
+    for lang in ("zh", "en"):
+        runs[lang] = train(
+            root / lang,
+            tiny_models["unigram"],
+            "task=mlm",
+            f"lang={lang}",
+            "peft=lang_adapter",
+            f"data.train={SENTIMENT / f'{lang}_train.jsonl'}",
+            f"data.dev={SENTIMENT / f'{lang}_dev.jsonl'}",
+            f"data.test={SENTIMENT / f'{lang}_test.jsonl'}",
+            "trainer.epochs=3",
+        )
+    return runs
+
+
+@pytest.fixture(scope="module")
+def madx_run(tiny_models, lang_adapter_runs, tmp_path_factory) -> Path:
+    """A NER task adapter trained on English with the English adapter, evaluated on English and Chinese."""
+    adapters = ", ".join(f"{lang}: '{run}'" for lang, run in lang_adapter_runs.items())
+    return train(
+        tmp_path_factory.mktemp("madx") / "run",
+        tiny_models["unigram"],
+        "task=ner",
+        NER_DATASETS,
+        "lang.train=[en]",
+        "lang.eval=[en,zh]",
+        "peft=lora",
+        f"peft.lang_adapters={{{adapters}}}",
+        "trainer.epochs=2",
+    )
+
+
+def test_a_language_adapter_trains_on_a_frozen_encoder(lang_adapter_runs):
+    run = lang_adapter_runs["zh"]
+    result = metrics(run)
+    assert result["dev"]["zh"]["loss"] < result["before"]["dev"]["zh"]["loss"]
+    env = json.loads((run / "env.json").read_text())
+    assert env["model"]["trainable_parameters"] < 0.5 * env["model"]["parameters"]
+    weights = load_file(run / "adapter" / "adapter_model.safetensors")
+    adapted = {name.split(".lora_")[0].rsplit(".", 1)[-1] for name in weights if ".lora_" in name}
+    assert adapted == {"query", "value", "dense"}  # attention, and the feed-forward's intermediate and output
+    assert any("intermediate.dense.lora_A" in name for name in weights)
+    assert any("cls.predictions.transform" in name for name in weights)  # the head's transform trains beside it
+    assert not any("word_embeddings" in name for name in weights)
+
+
+def test_the_task_adapter_trains_over_frozen_language_adapters_kept_in_the_run(madx_run, lang_adapter_runs):
+    for lang, source in lang_adapter_runs.items():
+        saved = load_file(madx_run / "adapter" / f"lang_{lang}" / "adapter_model.safetensors")
+        kept = {k: v for k, v in saved.items() if ".lora_" in k}
+        trained = load_file(source / "adapter" / "adapter_model.safetensors")
+        lora = {k: v for k, v in trained.items() if ".lora_" in k}
+        assert kept.keys() == lora.keys()
+        assert all(torch.equal(kept[k], lora[k]) for k in lora)  # frozen while the task adapter trained
+    assert (madx_run / "adapter" / "adapter_model.safetensors").is_file()  # the task adapter
+    assert set(metrics(madx_run)["test"]) == {"en", "zh"}
+
+
+def test_each_language_runs_with_its_own_adapter_in_eval_predict_and_export(madx_run, tmp_path):
+    saved = load_run(madx_run)
+    # Loading the run puts the language adapters back on top of model/ (the task adapter merged into it):
+    # `mlft eval` reproduces what training reported, for each language.
+    main(["eval", f"run={madx_run}", f"out={tmp_path / 'eval'}"])
+    again = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    for lang in ("en", "zh"):
+        assert again["test"][lang]["f1"] == pytest.approx(metrics(madx_run)["test"][lang]["f1"], abs=1e-9)
+
+    predict = Predictor(saved, cpu=True, progress=False)
+    for lang in ("en", "zh"):
+        main(["export", f"run={madx_run}", f"lang={lang}", f"out={tmp_path / lang}", "check=false"])
+        exported = Predictor(load_exported(tmp_path / lang), cpu=True, progress=False)
+        # The export is a plain model with that language's adapter merged: the same predictions.
+        assert exported(TEXTS, lang) == predict(TEXTS, lang)
+    # The adapters really differ: the same text scored through each language's adapter.
+    model = saved.model
+    inputs = saved.tokenizer(TEXTS[1], return_tensors="pt")
+    outputs = {}
+    for lang in ("en", "zh"):
+        from mlft.models.lang_adapters import language
+
+        with language(model, lang), torch.no_grad():
+            outputs[lang] = model(**inputs).logits
+    assert not torch.allclose(outputs["en"], outputs["zh"])
+    with torch.no_grad():
+        plain = load_exported(tmp_path / "en").model(**inputs).logits
+    assert torch.allclose(plain, outputs["en"], atol=1e-5)
+
+
+def test_exporting_a_routed_run_needs_a_language(madx_run, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", f"run={madx_run}", f"out={tmp_path / 'x'}"])
+    assert exit_info.value.code == 2
+    assert "lang: this run switches language adapters (en, zh)" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_language_adapter_settings_are_checked(tiny_models, lang_adapter_runs, tmp_path, capsys):
+    zh = lang_adapter_runs["zh"]
+    cases = {
+        "peft.lang_adapters: stack under a LoRA task adapter, but peft.method is ia3": [
+            "task=ner",
+            "lang=zh",
+            "peft=ia3",
+            f"peft.lang_adapters={{zh: '{zh}'}}",
+            *ZH_NER,
+        ],
+        "peft.lang_adapters: de is not a language of this run": [
+            "task=ner",
+            "lang=zh",
+            "peft=lora",
+            f"peft.lang_adapters={{de: '{zh}'}}",
+            *ZH_NER,
+        ],
+        "holds no adapter": ["task=ner", "lang=zh", "peft=lora", f"peft.lang_adapters={{zh: '{tmp_path}'}}", *ZH_NER],
+        "a masked-LM run trains one language adapter": [
+            "task=mlm",
+            "lang=zh",
+            "peft=lang_adapter",
+            f"peft.lang_adapters={{zh: '{zh}'}}",
+        ],
+        "language adapters train a task adapter on one language": [
+            "task=ner",
+            NER_DATASETS,
+            "lang.train=[en,zh]",
+            "peft=lora",
+            f"peft.lang_adapters={{zh: '{zh}'}}",
+        ],
+    }
+    for message, overrides in cases.items():
+        with pytest.raises(SystemExit) as exit_info:
+            train(tmp_path / "run", tiny_models["unigram"], *overrides)
+        assert exit_info.value.code == 2, message
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "run").exists()
