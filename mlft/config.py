@@ -152,6 +152,10 @@ class TrainerConfig:
     keep_last: int = 1
     """Checkpoints kept besides the best one."""
     log_every: int = 10
+    """Training loss and learning rate go to TensorBoard every N optimizer steps."""
+    log_seconds: float = 30.0
+    """Without progress bars (stderr not a terminal, or progress=false): a log line with step, loss, learning rate,
+    samples/s and time left at most this often (0: none)."""
     num_processes: int = 1
     """Data-parallel processes; >1 relaunches through `accelerate launch`."""
     cpu: bool = False

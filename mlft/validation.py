@@ -103,6 +103,7 @@ def _bound_problems(run: RunConfig) -> list[str]:
         ("trainer.eval_steps", trainer.eval_steps, 1, True),
         ("trainer.early_stopping_patience", trainer.early_stopping_patience, 1, True),
         ("trainer.keep_last", trainer.keep_last, 0, True),
+        ("trainer.log_seconds", trainer.log_seconds, 0, True),
         ("data.max_train_samples", data.max_train_samples, 1, True),
         ("data.max_dev_samples", data.max_dev_samples, 1, True),
         ("data.max_test_samples", data.max_test_samples, 1, True),

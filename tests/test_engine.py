@@ -115,3 +115,28 @@ def test_accumulation_bf16_step_evaluation_and_early_stopping(tmp_path, tiny_mod
     # nothing, the first evaluation is the best and training stops two evaluations later.
     assert [h["step"] for h in history] == [2, 4, 6]
     assert metrics(run)["selection"]["best_step"] == 2
+
+
+def test_without_progress_bars_the_log_says_how_far_training_and_evaluation_are(
+    tiny_models, tmp_path, caplog, monkeypatch
+):
+    """Output to a file (CI, nohup): a line per trainer.log_seconds with step, loss, lr, speed and time left."""
+    import re
+
+    from mlft.engine import predict
+
+    monkeypatch.setattr(predict, "EVAL_LOG_SECONDS", 1e-9)
+    caplog.set_level("INFO", logger="mlft")
+    train(tmp_path / "lines", tiny_models["unigram"], "trainer.epochs=2", "trainer.log_seconds=1e-9", *ZH_NER)
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    line = re.compile(
+        r"step (\d+)/(\d+) \(\d+%\) · loss \d+\.\d{4} · lr \d\.\d\de[-+]\d\d · [\d.]+ samples/s · \d+m\d\ds left"
+    )
+    assert steps and all(line.fullmatch(s) for s in steps), steps[:3]
+    numbers = [int(line.fullmatch(s).group(1)) for s in steps]  # type: ignore[union-attr]
+    assert numbers == list(range(1, numbers[-1] + 1)) and numbers[-1] == int(line.fullmatch(steps[-1]).group(2))  # type: ignore[union-attr]
+    assert any(re.fullmatch(r"eval (dev|test)/zh: \d+ of \d+ features", r.getMessage()) for r in caplog.records)
+
+    caplog.clear()
+    train(tmp_path / "quiet", tiny_models["unigram"], "trainer.epochs=1", "trainer.log_seconds=0", *ZH_NER)
+    assert not [r for r in caplog.records if r.getMessage().startswith("step ")]

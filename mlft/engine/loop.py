@@ -27,6 +27,7 @@ from mlft.engine import checkpoint
 from mlft.engine.hooks import Hooks
 from mlft.engine.optim import build_optimizer, build_scheduler
 from mlft.engine.predict import IndexedFeatures, collate_with_index, show_progress
+from mlft.engine.progress_log import StepLog
 from mlft.engine.sampling import EpochSampler, LanguageSampler
 from mlft.errors import DivergedError, RunDirError, StorageError
 
@@ -180,6 +181,8 @@ class TrainingLoop:
             desc="train",
             disable=not show_progress(self.accelerator, self.trainer.progress),
         )
+        quiet = self.accelerator.is_main_process and self.bar.disable
+        self.lines = StepLog(quiet, self.trainer.log_seconds, self.total, state.global_step, state.train_seconds)
         while not self.stop and state.epoch < self.trainer.epochs:
             self.run_epoch()
         evaluated = bool(state.history) and state.history[-1]["step"] == state.global_step
@@ -262,6 +265,7 @@ class TrainingLoop:
             self.optimizer.zero_grad()
         state.batches_done += 1
         self.running, self.seen = self.running + loss.item(), self.seen + 1
+        self.lines.batch(loss.item(), batch["input_ids"].shape[0])
 
     def after_step(self) -> None:
         """After an optimizer step: schedule, logging, evaluation and checkpoints when due, then the hooks."""
@@ -270,6 +274,7 @@ class TrainingLoop:
         self.scheduler.step()
         state.global_step += 1
         self.bar.update(1)
+        self.lines.step(state.global_step, float(self.scheduler.get_last_lr()[0]), state.train_seconds)
         if state.global_step % self.trainer.log_every == 0:
             loss = self.running / self.seen
             self.accelerator.log({"train/loss": loss, "train/lr": self.scheduler.get_last_lr()[0]}, state.global_step)

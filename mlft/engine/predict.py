@@ -12,6 +12,8 @@ from accelerate.data_loader import prepare_data_loader
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from mlft.engine.progress_log import CountLog
+
 
 class IndexedFeatures(torch.utils.data.Dataset):
     def __init__(self, features: list[dict[str, Any]]):
@@ -31,6 +33,10 @@ def collate_with_index(collate: Callable[[list[dict]], dict[str, torch.Tensor]])
         return batch
 
     return wrapped
+
+
+EVAL_LOG_SECONDS = 30.0
+"""Without a progress bar, a line at most this often while a set is scored."""
 
 
 def show_progress(accelerator: Accelerator, enabled: bool) -> bool:
@@ -69,9 +75,11 @@ def predict_features(
         loader, accelerator.device, accelerator.num_processes, accelerator.process_index, put_on_device=True
     )
     results: list[dict[str, Any] | None] = [None] * len(features)
+    shown = show_progress(accelerator, progress)
+    lines = CountLog(accelerator.is_main_process and not shown, desc, len(features), EVAL_LOG_SECONDS)
     model.eval()
     with torch.inference_mode():
-        for batch in tqdm(loader, desc=desc, disable=not show_progress(accelerator, progress), leave=False):
+        for batch in tqdm(loader, desc=desc, disable=not shown, leave=False):
             index = batch.pop("index")
             # Labels go in too: a masked-LM model then scores only the masked positions (its loss is unused).
             labels = batch.get("labels")
@@ -85,5 +93,6 @@ def predict_features(
             gathered_index, gathered = accelerator.gather_for_metrics((index, outs))
             for row, i in enumerate(gathered_index.tolist()):
                 results[i] = {k: v[row].cpu() for k, v in gathered.items()}
+            lines.update(len(gathered_index))
     assert all(r is not None for r in results)
     return results  # type: ignore[return-value]
