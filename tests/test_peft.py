@@ -199,3 +199,22 @@ def test_adalora_prunes_ranks_while_training(tmp_path, tiny_models, capsys):
         main(["train", f"resume={run}"])
     assert exit_info.value.code == 2
     assert "resume: an AdaLoRA run cannot continue exactly" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_comparison_script_writes_one_row_per_method(tmp_path, tiny_models):
+    """scripts/peft_table.py (hours with the real model) checked for plumbing on a tiny model and tiny data."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    out = tmp_path / "peft.md"
+    command = [sys.executable, str(ROOT / "scripts" / "peft_table.py"), "--only", "msra", "--methods", "none,lora"]
+    command += ["--model", str(tiny_models["unigram"]), "--quick", "--workdir", str(tmp_path / "w"), "--out", str(out)]
+    subprocess.run(command, check=True, cwd=ROOT)
+    rows = [line for line in out.read_text().splitlines() if line.startswith(("| none", "| lora"))]
+    assert len(rows) == 2 and "a plumbing check" in out.read_text()
+    lora = rows[1].split("|")
+    trainable = int(lora[4].split("(")[0].replace(",", ""))
+    assert 0 < trainable and float(lora[7]) > 0.1  # the trainable count and a peak RSS in GB

@@ -1,0 +1,136 @@
+"""The PEFT comparison behind docs/results/peft.md: full fine-tuning against each adapter method, one table.
+
+    python scripts/peft_table.py                      # MSRA demo recipe and ChatterBot English -> all (hours on a CPU)
+    python scripts/peft_table.py --only msra --methods none,lora
+    python scripts/peft_table.py --model <dir> --quick  # plumbing check with a small model: not a result
+
+Every cell comes from a run of `mlft train` in its own process: the task metric (MSRA: test F1; ChatterBot:
+mean zero-shot test accuracy over the languages with at least 20 test utterances), trainable and total
+parameters (env.json), training seconds (metrics.json), the size of what the run must keep to be reloaded (the
+adapter folder for an adapter method, model/ for full fine-tuning) and the process's peak RSS (wait4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK = ["data.max_train_samples=32", "data.max_dev_samples=8", "data.max_test_samples=16", "trainer.epochs=1"]
+METHODS = {
+    "none": [],
+    "lora": ["peft=lora"],
+    "dora": ["peft=lora", "peft.use_dora=true"],
+    "rslora": ["peft=lora", "peft.use_rslora=true", "peft.r=16"],
+    "adalora": ["peft=adalora"],
+    "ia3": ["peft=ia3"],
+    "loha": ["peft=loha"],
+    "lokr": ["peft=lokr"],
+}
+# The demo recipe freezes the lowest 2 layers for full fine-tuning; an adapter decides what trains itself.
+SETTINGS = {
+    "msra": (["experiment=demo"], ["model.freeze_layers=0"]),
+    "chatterbot": (["experiment=topic_en_to_all"], []),
+}
+
+
+def run(workdir: Path, setting: str, method: str, extra: list[str]) -> dict:
+    base, adapter_only = SETTINGS[setting]
+    out = workdir / f"{setting}-{method}"
+    args = [*base, *METHODS[method], *(adapter_only if method != "none" else []), *extra]
+    args += ["trainer.progress=false", f"hydra.run.dir={out}", "overwrite=true"]
+    command = "mlft train " + " ".join(shlex.quote(a) for a in args)
+    print("$", command, flush=True)
+    process = subprocess.Popen([sys.executable, "-m", "mlft", "train", *args], cwd=ROOT)
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {command}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    env = json.loads((out / "env.json").read_text())
+    kept = out / ("adapter" if method != "none" else "model")
+    return {
+        "command": command,
+        "metric": score(setting, metrics),
+        "trainable": env["model"]["trainable_parameters"],
+        "total": env["model"]["parameters"],
+        "seconds": metrics["throughput"]["train_seconds"],
+        "kept_mb": sum(f.stat().st_size for f in kept.rglob("*") if f.is_file()) / 1e6,
+        "peak_rss_gb": usage.ru_maxrss / 1e6,  # kilobytes on Linux
+    }
+
+
+def score(setting: str, metrics: dict) -> float:
+    if setting == "msra":
+        return metrics["test"]["zh"]["f1"]
+    targets = [v["accuracy"] for lang, v in metrics["test"].items() if lang != "en" and v["n"] >= 20]
+    return sum(targets) / max(len(targets), 1)
+
+
+def table(setting: str, rows: dict[str, dict]) -> list[str]:
+    metric = "test F1" if setting == "msra" else "zero-shot accuracy"
+    full = rows.get("none", {}).get("metric")
+    lines = [
+        f"| method | {metric} | of full | trainable | kept (MB) | training (min) | peak RSS (GB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for method, r in rows.items():
+        share = f"{r['metric'] / full:.0%}" if full else "-"
+        lines.append(
+            f"| {method} | {r['metric']:.4f} | {share} | {r['trainable']:,} ({r['trainable'] / r['total']:.2%}) | "
+            f"{r['kept_mb']:.1f} | {r['seconds'] / 60:.1f} | {r['peak_rss_gb']:.2f} |"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=",".join(SETTINGS), help=f"comma-separated, of {', '.join(SETTINGS)}")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
+    parser.add_argument("--workdir", default="runs/peft-table")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "peft.md"))
+    parser.add_argument("--model", help="another model (a preset or folder): checks the plumbing, not a result")
+    parser.add_argument("--quick", action="store_true", help="tiny data: checks the plumbing, not a result")
+    args = parser.parse_args(argv)
+    settings, methods = args.only.split(","), args.methods.split(",")
+    unknown = [s for s in settings if s not in SETTINGS] + [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown {unknown} (settings: {', '.join(SETTINGS)}; methods: {', '.join(METHODS)})")
+    extra = [f"model={args.model}"] if args.model else []
+    workdir = Path(args.workdir).resolve()
+    started, load = datetime.datetime.now(), os.getloadavg()
+    sections = []
+    for setting in settings:
+        # Every ChatterBot topic must be in the training data: a quick check keeps all of its (small) training set.
+        quick = [q for q in QUICK if setting == "msra" or "train_samples" not in q] if args.quick else []
+        rows = {method: run(workdir, setting, method, extra + quick) for method in methods}
+        sections += [f"## {setting}", "", *table(setting, rows), "", "```bash", *(r["command"] for r in rows.values())]
+        sections += ["```", ""]
+        print("\n".join(table(setting, rows)), flush=True)
+    import torch
+
+    header = [
+        "# PEFT methods against full fine-tuning (scripts/peft_table.py)",
+        "",
+        f"- date: {started:%Y-%m-%d %H:%M}; machine: {platform.platform()}, {os.cpu_count()} CPUs, torch "
+        f"{torch.__version__}",
+        f"- load average before: {load[0]:.2f}, after: {os.getloadavg()[0]:.2f} (what else ran beside)",
+        "- kept: what the run must keep to be reloaded (adapter/ for an adapter method, model/ for full)",
+    ]
+    if args.model or args.quick:
+        header.append("- a plumbing check (--model / --quick), not a result")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join([*header, "", *sections]))
+    print(f"written to {out}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
