@@ -217,4 +217,4 @@ def test_the_comparison_script_writes_one_row_per_method(tmp_path, tiny_models):
     assert len(rows) == 2 and "a plumbing check" in out.read_text()
     lora = rows[1].split("|")
     trainable = int(lora[4].split("(")[0].replace(",", ""))
-    assert 0 < trainable and float(lora[7]) > 0.1  # the trainable count and a peak RSS in GB
+    assert trainable > 0 and float(lora[7]) > 0.1  # the trainable count and a peak RSS in GB
