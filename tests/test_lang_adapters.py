@@ -164,3 +164,16 @@ def test_language_adapter_settings_are_checked(tiny_models, lang_adapter_runs, t
         assert exit_info.value.code == 2, message
         assert message in capsys.readouterr().err
         assert not (tmp_path / "run").exists()
+
+
+def test_a_tampered_language_adapter_is_refused_before_anything_is_allocated(madx_run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(madx_run, copy)
+    settings = copy / "adapter" / "lang_zh" / "adapter_config.json"
+    settings.write_text(json.dumps({**json.loads(settings.read_text()), "r": 10**9}))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", f"run={copy}", f"out={tmp_path / 'eval'}"])
+    assert exit_info.value.code == 2
+    assert f"{settings} is not a LoRA adapter config mlft wrote" in capsys.readouterr().err

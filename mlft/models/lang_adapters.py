@@ -57,12 +57,7 @@ def attach(model: Any, adapters: dict[str, Path], key: str = KEY) -> Any:
     from peft import LoraConfig, get_peft_model
 
     for lang, folder in adapters.items():
-        saved = json.loads((folder / "adapter_config.json").read_text())
-        if saved.get("peft_type") != "LORA":
-            raise ConfigError(
-                f"{key}: {folder} is a {saved.get('peft_type')} adapter; language adapters are LoRA "
-                "(task=mlm peft=lang_adapter)"
-            )
+        saved = read_settings(folder, key)
         config = LoraConfig(
             r=saved["r"],
             lora_alpha=saved["lora_alpha"],
@@ -83,6 +78,26 @@ def attach(model: Any, adapters: dict[str, Path], key: str = KEY) -> Any:
     freeze(model)
     use(model, [n for n in model.peft_config if not n.startswith(PREFIX)])
     return model
+
+
+def read_settings(folder: Path, key: str) -> dict[str, Any]:
+    """A LoRA adapter's settings, checked before anything is allocated from them (a run directory is data)."""
+    file = folder / "adapter_config.json"
+    try:
+        saved = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{key}: cannot read {file} ({err})") from None
+    if not isinstance(saved, dict) or saved.get("peft_type") != "LORA":
+        kind = saved.get("peft_type") if isinstance(saved, dict) else None
+        raise ConfigError(
+            f"{key}: {folder} is a {kind} adapter; language adapters are LoRA (task=mlm peft=lang_adapter)"
+        )
+    targets = saved.get("target_modules")
+    valid_targets = isinstance(targets, list) and all(isinstance(t, str) for t in targets)
+    r, alpha = saved.get("r"), saved.get("lora_alpha")
+    if not (isinstance(r, int) and 1 <= r <= 1024 and isinstance(alpha, (int, float)) and valid_targets):
+        raise ConfigError(f"{key}: {file} is not a LoRA adapter config mlft wrote (r, lora_alpha, target_modules)")
+    return saved
 
 
 def load_lora(model: Any, name: str, file: Path, what: str) -> None:
