@@ -177,3 +177,22 @@ def test_a_tampered_language_adapter_is_refused_before_anything_is_allocated(mad
         main(["eval", f"run={copy}", f"out={tmp_path / 'eval'}"])
     assert exit_info.value.code == 2
     assert f"{settings} is not a LoRA adapter config mlft wrote" in capsys.readouterr().err
+
+
+def test_predict_reads_each_lines_language_from_jsonl(madx_run, tmp_path, capsys):
+    """Mixed languages in one file: each line is predicted with its own language's adapter, in input order."""
+    lines = [{"text": TEXTS[0], "lang": "zh"}, {"text": TEXTS[1], "lang": "en"}, {"text": TEXTS[2], "lang": "zh"}]
+    source = tmp_path / "mixed.jsonl"
+    source.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    main(["predict", f"run={madx_run}", f"input={source}", f"output={tmp_path / 'out.jsonl'}"])
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    predict = Predictor(load_run(madx_run), cpu=True, progress=False)
+    expected = [{**predict([x["text"]], x["lang"])[0], "lang": x["lang"]} for x in lines]
+    assert records == expected
+
+    source.write_text('{"text": "ok", "lang": "zh"}\n{"text": 3}\n')
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", f"run={madx_run}", f"input={source}", f"output={tmp_path / 'bad.jsonl'}"])
+    assert exit_info.value.code == 2
+    assert f"{source}:2: expected" in capsys.readouterr().err
+    assert not (tmp_path / "bad.jsonl").exists()

@@ -1,34 +1,41 @@
 """`mlft predict run=<run-dir> input=texts.txt` (or model=<exported folder>): text lines in, JSONL predictions out.
 
 The task type reads a line of raw text (NER needs no pre-tokenization: characters for zh/ja/th, words and
-punctuation otherwise; a tab separates the two texts of a sentence pair) and writes its record.
+punctuation otherwise; a tab separates the two texts of a sentence pair) and writes its record. A .jsonl input
+gives each line its own language ({"text": ..., "lang": ...}): lines are predicted language by language.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from mlft.commands.saved import SavedRun, load_exported, load_run
-from mlft.data.readers import read_lines
+from mlft.data.readers import lone_surrogate, read_lines
 from mlft.destinations import check_writable
 from mlft.engine.devices import make_accelerator
 from mlft.engine.predict import predict_features
-from mlft.errors import ConfigError
+from mlft.errors import ConfigError, DataError
 from mlft.models.lang_adapters import language
+
+LANG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+"""A language code as requests give it: zh, en, pt-BR, hi-Latn."""
 
 
 @dataclass(frozen=True)
 class PredictArgs:
     input: str
-    """A UTF-8 text file, one text per line (empty lines give empty predictions; pairs: text<TAB>text)."""
+    """A UTF-8 text file, one text per line (empty lines give empty predictions; pairs: text<TAB>text), or a
+    .jsonl file of {"text": ..., "lang": ...} objects (each line in its own language; "text_pair" for pairs)."""
     output: str | None = None
     """JSONL output file (default: standard output)."""
     lang: str | None = None
-    """Language of the input (default: the run's first training language); decides NER word splitting."""
+    """Language of the input (default: the run's first training language); decides NER word splitting and, for
+    a run with language adapters, the adapter."""
     batch_size: int = 64
     """Texts per model call."""
     overwrite: bool = False
@@ -93,6 +100,35 @@ def load_for_prediction(run: str | None, model: str | None) -> SavedRun:
     return load_run(Path(run)) if run else load_exported(Path(model or ""))
 
 
+def read_requests(path: Path) -> list[tuple[str, str | None]]:
+    """(text, language or None) per line: a text file's lines, or a JSONL file's objects with "text", optionally
+    "text_pair" (sentence pairs) and "lang" (that line's language; otherwise lang= or the run's own)."""
+    lines = read_lines(path)
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    if path.suffix != ".jsonl":
+        return [(line, None) for line in lines]
+    requests: list[tuple[str, str | None]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            requests.append(("", None))
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as err:
+            raise DataError(f"{path}:{number}: not JSON ({err})") from None
+        text, pair, lang = (record.get(k) if isinstance(record, dict) else None for k in ("text", "text_pair", "lang"))
+        if not isinstance(text, str) or not (pair is None or isinstance(pair, str)):
+            raise DataError(f'{path}:{number}: expected {{"text": "...", "lang": "zh"}} ("text_pair" for pairs)')
+        if lang is not None and not (isinstance(lang, str) and LANG.match(lang)):
+            raise DataError(f"{path}:{number}: lang: {lang!r} is not a language code (e.g. zh, en, pt-BR)")
+        problem = lone_surrogate(text) or (lone_surrogate(pair) if pair else None)
+        if problem:
+            raise DataError(f"{path}:{number}: {problem}")
+        requests.append((text if pair is None else f"{text}\t{pair}", lang))
+    return requests
+
+
 def predict(args: PredictArgs) -> None:
     source = Path(args.input)
     if source.is_dir():
@@ -105,11 +141,16 @@ def predict(args: PredictArgs) -> None:
         if Path(args.output).is_dir():
             raise ConfigError(f"output: {args.output} is a folder; give a file name (predictions are JSONL)")
         check_writable(Path(args.output), "output")
+    requests = read_requests(source)
     saved = load_for_prediction(args.run, args.model)
-    lines = read_lines(source)
-    if lines and lines[-1] == "":
-        lines = lines[:-1]
-    records = Predictor(saved, args.cpu, precision=args.precision)(lines, args.lang, args.batch_size)
+    predictor = Predictor(saved, args.cpu, precision=args.precision)
+    records: list[dict[str, Any]] = [{} for _ in requests]
+    # One call per language: NER splits words by language, and a run with language adapters switches them.
+    for lang in dict.fromkeys(lang for _, lang in requests):
+        chosen = [i for i, (_, given) in enumerate(requests) if given == lang]
+        answers = predictor([requests[i][0] for i in chosen], lang or args.lang, args.batch_size)
+        for i, record in zip(chosen, answers):
+            records[i] = {**record, "lang": lang} if lang else record
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     if args.output:
         output = Path(args.output)

@@ -11,17 +11,14 @@ work: too many texts or too long a text is a 413, a malformed body a 422, each w
 # No `from __future__ import annotations`: FastAPI reads the request model from the handler's real annotation.
 import asyncio
 import json
-import re
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mlft.commands.predict import Predictor, load_for_prediction
+from mlft.commands.predict import LANG, Predictor, load_for_prediction
 from mlft.errors import ConfigError
-
-LANG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 
 
 @dataclass(frozen=True)
