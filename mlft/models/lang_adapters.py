@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,12 +69,17 @@ def attach(model: Any, adapters: dict[str, Path], key: str = KEY) -> Any:
             inference_mode=True,
         )
         name = PREFIX + lang
-        with warnings.catch_warnings():  # peft asks transformers about gradient checkpointing by a deprecated name
-            warnings.simplefilter("ignore", FutureWarning)
-            if is_peft(model):
-                model.add_adapter(name, config)
-            else:
-                model = get_peft_model(model, config, adapter_name=name)
+        if not re.fullmatch(r"[A-Za-z0-9-]+", lang):  # it names the adapter's folder when the run saves it
+            raise ConfigError(f"{key}: {lang!r} is not a language code (letters, digits and '-')")
+        try:
+            with warnings.catch_warnings():  # peft asks transformers about gradient checkpointing by a deprecated name
+                warnings.simplefilter("ignore", FutureWarning)
+                if is_peft(model):
+                    model.add_adapter(name, config)
+                else:
+                    model = get_peft_model(model, config, adapter_name=name)
+        except ValueError as err:  # its target layers are not in this model
+            raise ConfigError(f"{key}: the {lang} adapter in {folder} does not fit this model ({err})") from None
         load_lora(model, name, folder / ADAPTER_FILE, f"{key}: the {lang} adapter in {folder}")
     freeze(model)
     use(model, [n for n in model.peft_config if not n.startswith(PREFIX)])
