@@ -223,15 +223,29 @@ def main(argv: list[str] | None = None) -> Path:
             "",
         ]
         print("\n".join(lines), flush=True)
+    title = "Demonstrations (`make demos`, scripts/demos.py)"
+    return write_report(Path(args.out), title, started, load, bool(args.model or args.quick), [], sections)
+
+
+def write_report(
+    out: Path,
+    title: str,
+    started: datetime.datetime,
+    load: tuple[float, float, float],
+    plumbing: bool,
+    notes: list[str],
+    sections: list[str],
+) -> Path:
+    """A results file: title, date, machine, load average before and after (what else ran beside), sections."""
     header = [
-        "# Demonstrations (`make demos`, scripts/demos.py)",
+        f"# {title}",
         "",
         f"- date: {started:%Y-%m-%d %H:%M}; machine: {machine()}",
         f"- load average before: {load[0]:.2f}, after: {os.getloadavg()[0]:.2f} (what else ran beside)",
+        *(f"- {note}" for note in notes),
     ]
-    if args.model or args.quick:
+    if plumbing:
         header.append("- a plumbing check (--model / --quick), not a result")
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join([*header, "", *sections]))
     print(f"written to {out}")

@@ -16,11 +16,12 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+from demos import write_report  # the same results-file header (date, machine, load) as `make demos`
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = ["data.max_train_samples=32", "data.max_dev_samples=8", "data.max_test_samples=16", "trainer.epochs=1"]
@@ -113,23 +114,10 @@ def main(argv: list[str] | None = None) -> Path:
         sections += [f"## {setting}", "", *table(setting, rows), "", "```bash", *(r["command"] for r in rows.values())]
         sections += ["```", ""]
         print("\n".join(table(setting, rows)), flush=True)
-    import torch
-
-    header = [
-        "# PEFT methods against full fine-tuning (scripts/peft_table.py)",
-        "",
-        f"- date: {started:%Y-%m-%d %H:%M}; machine: {platform.platform()}, {os.cpu_count()} CPUs, torch "
-        f"{torch.__version__}",
-        f"- load average before: {load[0]:.2f}, after: {os.getloadavg()[0]:.2f} (what else ran beside)",
-        "- kept: what the run must keep to be reloaded (adapter/ for an adapter method, model/ for full)",
-    ]
-    if args.model or args.quick:
-        header.append("- a plumbing check (--model / --quick), not a result")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join([*header, "", *sections]))
-    print(f"written to {out}")
-    return out
+    title = "PEFT methods against full fine-tuning (scripts/peft_table.py)"
+    kept = "kept: what the run must keep to be reloaded (adapter/ for an adapter method, model/ for full)"
+    plumbing = bool(args.model or args.quick)
+    return write_report(Path(args.out), title, started, load, plumbing, [kept], sections)
 
 
 if __name__ == "__main__":
