@@ -8,6 +8,7 @@ import difflib
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +97,20 @@ def _overrides(entry: dict) -> bool:
     return any(k.startswith("override") for k in entry)
 
 
-def precheck(directory: Path, config_name: str, overrides: list[str], multirun: bool) -> None:
+@dataclass(frozen=True)
+class Checked:
+    """What the sweep needs to know from the checked jobs."""
+
+    sweep_dir: Path | None
+    """hydra.sweep.dir as Hydra will resolve it (None for a single run)."""
+    maximize: bool
+    """Whether the task metric is better higher (an Optuna search's direction)."""
+    seed: int
+
+
+def precheck(directory: Path, config_name: str, overrides: list[str], multirun: bool) -> Checked:
     """Composes and validates every job before Hydra creates any directory; raises ConfigError."""
     from hydra import compose, initialize_config_dir
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -108,13 +119,16 @@ def precheck(directory: Path, config_name: str, overrides: list[str], multirun: 
     from mlft.destinations import check_writable
     from mlft.engine.devices import device_problems
     from mlft.errors import ConfigError
+    from mlft.sweeps import OPTUNA, jobs_to_check
+    from mlft.tasks import TASKS
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
-        jobs = BasicSweeper.split_arguments(parsed, None)[0] if multirun else [overrides]
+        jobs = list(jobs_to_check(parsed, OPTUNA in overrides)) if multirun else [overrides]
     except HydraException as err:
         raise ConfigError(f"overrides: {err}") from None
     problems: list[str] = []
+    runs = []
     with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
         for job in jobs:
             job, bad_groups = _check_group_options(list(job), directory)
@@ -126,6 +140,7 @@ def precheck(directory: Path, config_name: str, overrides: list[str], multirun: 
                 with open_dict(composed):
                     del composed["hydra"]  # its per-job keys are unset until Hydra launches the job
                 run = run_config(composed)
+                runs.append(run)
                 problems += [p for p in device_problems(run.trainer) if p not in problems]
                 check_writable(destination, key)
             except ConfigError as err:
@@ -133,8 +148,15 @@ def precheck(directory: Path, config_name: str, overrides: list[str], multirun: 
             except (HydraException, OmegaConfBaseException) as err:
                 message = " ".join(str(err).split("Config search path")[0].split())
                 problems.append(f"overrides: {message}")
-    if problems:
-        raise ConfigError(problems)
+        if problems:
+            raise ConfigError(problems)
+        # Hydra names the sweep's folder from the overrides that are not swept ($now is cached per process).
+        fixed, _ = _check_group_options([str(o.input_line) for o in parsed if not o.is_sweep_override()], directory)
+        sweep_dir = OmegaConf.select(compose(config_name, fixed, return_hydra_config=True), "hydra.sweep.dir")
+    directions = {TASKS[r.task.type].metrics[r.task.metric] for r in runs}
+    if len(directions) > 1:
+        raise ConfigError("task.metric: a sweep ranks its jobs one way; these metrics are not all better higher")
+    return Checked(Path(sweep_dir) if multirun else None, directions.pop(), runs[0].seed)
 
 
 def _check_group_options(overrides: list[str], directory: Path) -> tuple[list[str], list[str]]:
@@ -147,17 +169,41 @@ def _check_group_options(overrides: list[str], directory: Path) -> tuple[list[st
         key, sep, value = item.partition("=")
         group = key.lstrip("+~")
         options = presets(group, directory) if group in GROUPS else []
-        if sep and options and value not in options:
+        if sep and key.startswith("hydra/") and (missing := missing_plugin(key, value)):
+            problems.append(missing)
+        elif sep and options and value not in options:
             problems.append(
                 f"{group}: {value!r} is not a {group} preset{did_you_mean(value, options)} "
                 f"(allowed: {', '.join(options)}; see configs/{group}/)"
             )
-        elif sep and group not in GROUPS and not key.startswith(("+", "~")) and not key.startswith("hydra."):
+        elif sep and group not in GROUPS and not key.startswith(("+", "~", "hydra.", "hydra/")):
             # Force-add, so that Hydra does not stop at the first unknown key: the schema reports them all.
             kept.append("++" + item)
         else:
             kept.append(item)
     return kept, problems
+
+
+PLUGINS = {
+    "hydra/sweeper": {"optuna": "hydra_optuna_sweeper"},
+    "hydra/launcher": {
+        "joblib": "hydra_joblib_launcher",
+        "submitit_local": "hydra_submitit_launcher",
+        "submitit_slurm": "hydra_submitit_launcher",
+    },
+}
+"""Sweepers and launchers mlft documents -> the module of the plugin that provides them."""
+
+
+def missing_plugin(group: str, option: str) -> str | None:
+    """A Hydra plugin that the chosen sweeper or launcher needs and this environment lacks."""
+    import importlib.util
+
+    module = PLUGINS.get(group, {}).get(option)
+    if module is None or importlib.util.find_spec(f"hydra_plugins.{module}") is not None:
+        return None
+    package = module.replace("_", "-")
+    return f"{group}: {option!r} needs the {package} plugin (pip install 'mlft[sweep]')"
 
 
 def did_you_mean(value: str, options: list[str]) -> str:
@@ -206,15 +252,35 @@ def _relaunch(run_dir: Path, processes: int, cpu: bool, trust_remote_code: bool)
         raise SystemExit(result.returncode)
 
 
-def _train_job(cfg: DictConfig) -> None:
+def _train_job(cfg: DictConfig) -> float | None:
+    """One run; in a sweep, a job whose failure is recorded and does not stop the sweep, returning the dev
+    objective an Optuna search minimises or maximises (NaN: the trial failed)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from mlft import sweeps
+
+    quiet_libraries()  # again: a parallel launcher runs jobs in fresh processes
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        return sweeps.run_job(
+            lambda: _train_job_unchecked(cfg),
+            Path(hc.sweep.dir),
+            hc.job.num,
+            list(hc.overrides.task),
+            cfg.task.metric,
+            Path(hc.runtime.output_dir),
+        )
     try:
         _train_job_unchecked(cfg)
     except UserError as err:  # Hydra would print these with a traceback and exit 1
         print(format_error(err), file=sys.stderr)
         raise SystemExit(err.exit_code) from None
+    return None
 
 
-def _train_job_unchecked(cfg: DictConfig) -> None:
+def _train_job_unchecked(cfg: DictConfig) -> Path:
+    """Trains the job; returns its run directory."""
     from hydra.core.hydra_config import HydraConfig
 
     from mlft.commands.saved import run_config
@@ -236,8 +302,8 @@ def _train_job_unchecked(cfg: DictConfig) -> None:
             claimed_dir.save_config(run, overrides, settings)
             run_dir = claimed_dir.path
         _relaunch(run_dir, run.trainer.num_processes, run.trainer.cpu, run.model.trust_remote_code)
-        return
-    train(run, run_dir, overrides, settings, claimed=claimed, unique_dir=unique)
+        return run_dir
+    return train(run, run_dir, overrides, settings, claimed=claimed, unique_dir=unique)
 
 
 def sweep_dirname_override(overrides: list[str], directory: Path, config_name: str) -> list[str]:
@@ -327,16 +393,43 @@ def train_cli(args: list[str]) -> None:
             saved_config.stage(directory, config_name, Path(staged), hydra_settings(), overrides)
             directory, config_name = Path(staged), PRIMARY_CONFIG
         overrides = _rewrite_model(overrides, directory)
+        checked = None
         if not any(f.split("=")[0] in HYDRA_INFO_FLAGS for f in flags):
-            precheck(directory, config_name, overrides, multirun)
+            checked = precheck(directory, config_name, overrides, multirun)
             # The schema has checked every key, so Hydra may add keys inside free-form maps (task.datasets.de=...),
             # which its struct mode would refuse with a traceback.
             overrides = ["++" + o if o.startswith(FREE_MAPS) else o for o in overrides]
         if multirun:
             overrides += sweep_dirname_override(overrides, directory, config_name)
+        sweep_dir, code = None, 0
+        if multirun and checked is not None and checked.sweep_dir is not None:
+            overrides, sweep_dir = claim_sweep(overrides, checked)
         quiet_libraries()
         sys.argv = ["mlft train", *flags, *(["-m"] if multirun else []), *overrides]
-        hydra.main(config_path=str(directory), config_name=config_name, version_base="1.3")(_train_job)()
+        try:
+            hydra.main(config_path=str(directory), config_name=config_name, version_base="1.3")(_train_job)()
+        finally:
+            if sweep_dir is not None and checked is not None:
+                from mlft.sweeps import summary
+
+                text, code = summary(sweep_dir, checked.maximize)
+                print(text, flush=True)
+        if code:
+            raise SystemExit(code)
+
+
+def claim_sweep(overrides: list[str], checked: Checked) -> tuple[list[str], Path]:
+    """Takes the sweep's folder (another sweep of the same second gets `-2`) and adds the search's settings."""
+    from mlft import sweeps
+
+    assert checked.sweep_dir is not None
+    # A folder named by the clock (the default, or the user's ${now:...}) may be taken by a sweep of the same second.
+    named = any(o.startswith("hydra.sweep.dir=") and "${now:" not in o for o in overrides)
+    sweep_dir = sweeps.claim(checked.sweep_dir, unique=not named)
+    overrides = [o for o in overrides if not o.startswith("hydra.sweep.dir=")] + [f"hydra.sweep.dir={sweep_dir}"]
+    if sweeps.OPTUNA in overrides:
+        overrides += sweeps.search_defaults(overrides, checked.maximize, checked.seed)
+    return overrides, sweep_dir
 
 
 def train_help(args: list[str]) -> str:

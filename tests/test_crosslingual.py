@@ -273,7 +273,7 @@ def test_report_over_seeds_and_training_languages(tmp_path, tiny_models, capsys)
     assert len(groups) == 2
     en_group = next(g for g in groups.values() if g["train_langs"] == ["en"])
     scores = [metrics(sweep / r)["test"]["zh"]["accuracy"] for r in ("a", "b")]
-    mean, std, n = en_group["langs"]["zh"]
+    mean, std, n = en_group["test"]["langs"]["zh"]
     assert n == 2 and mean == pytest.approx(sum(scores) / 2)
     assert std == pytest.approx(abs(scores[0] - scores[1]) / math.sqrt(2))
     assert (tmp_path / "rep" / "heatmap-test-accuracy.png").is_file()

@@ -1,4 +1,5 @@
-"""`mlft report sweep=<dir>` (or runs=[...]): mean ± std per language over runs that differ only in the seed."""
+"""`mlft report sweep=<dir>` (or runs=[...]): configurations ranked by their dev metric, failed jobs, plots, and
+mean ± std per language over runs that differ only in the seed."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 
 from mlft.commands.saved import read_config
 from mlft.errors import ConfigError, RunDirError
-from mlft.report.sweep import Run, group_runs, summarise, write_report
+from mlft.report.sweep import Ranking, Run, group_runs, write_report
 from mlft.rundir import METRICS_FILE, RunDir
+from mlft.sweeps import read_jobs
+from mlft.tasks import TASKS
 
 
 @dataclass(frozen=True)
@@ -19,8 +22,8 @@ class ReportArgs:
     """A folder holding finished runs (e.g. a `mlft train -m` sweep directory); searched recursively."""
     runs: list[str] | None = None
     """Run directories, instead of (or besides) sweep."""
-    split: str = "test"
-    """The split whose metrics are summarised."""
+    split: str = "dev"
+    """The split that ranks the configurations (dev; the other split is shown beside it)."""
     metric: str | None = None
     """The metric (default: the runs' task.metric)."""
     out: str | None = None
@@ -52,15 +55,19 @@ def report(args: ReportArgs) -> Path:
     runs = find_runs(sweep, [Path(r) for r in args.runs or []])
     if not runs:
         raise RunDirError(f"sweep={sweep}: no finished runs (folders with metrics.json and config.yaml) inside")
-    metric = args.metric or runs[0].config["task"]["metric"]
-    with_split = [r for r in runs if r.metrics.get(args.split)]
-    if not with_split:
+    config = runs[0].config["task"]
+    metric = args.metric or config["metric"]
+    if args.split not in ("dev", "test"):
+        raise ConfigError(f"split: {args.split!r} is not a split (allowed: dev, test)")
+    if not any(r.metrics.get(args.split) for r in runs):
         raise ConfigError(f"split: no run has {args.split!r} metrics (splits: dev, test)")
-    summaries = {name: summarise(group, args.split, metric) for name, group in group_runs(with_split).items()}
+    maximize = TASKS[config["type"]].metrics.get(metric, True) if config["type"] in TASKS else True
+    jobs = read_jobs(sweep) if sweep else []
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     out = Path(args.out) if args.out else (sweep or Path(".")) / "reports" / stamp
     if out.exists() and any(out.iterdir()):
         raise RunDirError(f"out={out}: exists and is not empty; choose another folder")
-    print(write_report(out, summaries, args.split, metric))
+    title = f"Sweep {sweep}" if sweep else "Runs"
+    print(write_report(out, group_runs(runs), jobs, Ranking(args.split, metric, maximize), title))
     print(f"written to {out}")
     return out

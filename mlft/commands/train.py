@@ -41,8 +41,8 @@ def train(
     hydra_settings: dict[str, Any] | None = None,
     claimed: bool = False,
     unique_dir: bool = False,
-) -> dict:
-    """Trains one run into `run_dir`; returns the final metrics (split -> lang -> metrics).
+) -> Path:
+    """Trains one run into `run_dir`; returns the run directory (see unique_dir).
 
     `claimed` means a launching process already checked the directory and saved the config.
     `unique_dir` (a directory named by the clock, not by the user) takes `<run_dir>-2`, ... when
@@ -114,9 +114,9 @@ def train(
     if (run.trainer.eval_before or task.evaluate_before) and resume_from is None:
         loop.state.before = evaluate_before(run, prepared, accelerator)
     state = loop.run()
-    metrics = finish(run, rd, prepared, accelerator, model, state, select_langs)
+    finish(run, rd, prepared, accelerator, model, state, select_langs)
     accelerator.end_training()
-    return metrics
+    return rd.path
 
 
 def evaluate_before(run: RunConfig, prepared: Prepared, accelerator: Any) -> dict[str, Any]:
@@ -164,7 +164,7 @@ def finish(
     model: Any,
     state: TrainState,
     select_langs: list[str],
-) -> dict:
+) -> None:
     """The chosen weights evaluated on every dev and test set, saved as model/ with predictions and reports."""
     task, tokenizer = prepared.task, prepared.tokenizer
     chosen = final_weights(run.trainer.select, rd.checkpoints, run.trainer.average_last, state.best_step)
@@ -191,7 +191,7 @@ def finish(
         run.trainer.progress,
     )
     if not accelerator.is_main_process:
-        return metrics
+        return
     if prepared.vocab is not None:
         expand(unwrapped, prepared.vocab)
         unwrapped.save_pretrained(rd.model_dir)
@@ -206,6 +206,8 @@ def finish(
         share(rd.adapter_dir)
     write_predictions(rd, prepared.eval_sets, predictions)
     extra = summary(run, prepared, state, chosen.steps, select_langs)
+    # The final weights' dev score: what a sweep ranks runs by (the best step's score may be of other weights).
+    extra["selection"]["final_score"] = selection_score(metrics.get("dev", {}), run.task.metric, select_langs)
     title = f"{run.task.name} · {run.lang.name} · {rd.path.name}"
     if run.trainer.select == "target_dev":
         title += " · ORACLE selection on target-language dev"
@@ -213,7 +215,6 @@ def finish(
     train_langs = prepared.loaded.train_langs
     table = write_reports(rd.path, metrics, columns, extra, title, train_langs, run.task.metric, state.before)
     print(table)
-    return metrics
 
 
 # What an example holds besides its gold fields.

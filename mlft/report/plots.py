@@ -1,4 +1,4 @@
-"""PNG charts of per-language results: a bar per language, and a train × eval language heatmap."""
+"""PNG charts: a bar per language, a train × eval language heatmap, a metric against a swept key."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers, and no GUI backend import
 
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 SOURCE_COLOR, TARGET_COLOR = "#1f5fa8", "#9bbbe0"
 
@@ -48,6 +49,29 @@ def heatmap(path: Path, rows: list[str], columns: list[str], values: dict[tuple[
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white")
     fig.colorbar(image, ax=ax, fraction=0.04)
     ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def scatter(path: Path, points: list[tuple[object, float]], key: str, label: str) -> None:
+    """A metric against one swept key: numbers on their axis (logarithmic when they span 10x or more),
+    anything else as categories in first-seen order."""
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    xs = [x for x, _ in points]
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+    if numeric:
+        values = [float(x) for x in xs]  # type: ignore[arg-type]
+        ax.scatter(values, [y for _, y in points], color=SOURCE_COLOR)
+        if min(values) > 0 and max(values) >= 10 * min(values):
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks overlap on a short range
+    else:
+        categories = list(dict.fromkeys(str(x) for x in xs))
+        ax.scatter([categories.index(str(x)) for x in xs], [y for _, y in points], color=SOURCE_COLOR)
+        ax.set_xticks(range(len(categories)), categories, fontsize=8, rotation=90 if len(categories) > 6 else 0)
+    ax.set_xlabel(key, fontsize=9)
+    ax.set_ylabel(label, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
