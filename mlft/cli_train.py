@@ -190,6 +190,7 @@ PLUGINS = {
         "joblib": "hydra_joblib_launcher",
         "submitit_local": "hydra_submitit_launcher",
         "submitit_slurm": "hydra_submitit_launcher",
+        "slurm": "hydra_submitit_launcher",
     },
 }
 """Sweepers and launchers mlft documents -> the module of the plugin that provides them."""

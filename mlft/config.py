@@ -161,6 +161,7 @@ class TrainerConfig:
     cpu: bool = False
     """Force CPU even when a GPU is present."""
     tensorboard: bool = True
+    """false: no TensorBoard curves (the older spelling of tracker=none)."""
     progress: bool = True
     """Progress bars (off when stderr is not a terminal)."""
     group_by_length: bool = True
@@ -289,6 +290,9 @@ class RunConfig:
     """Reuse a run directory that already holds a run."""
     resume: str | None = None
     """Continue the run in this directory from its newest checkpoint."""
+    tracker: str = "tensorboard"
+    """Where training curves, the config and the report go: tensorboard (<run>/tensorboard/), wandb, mlflow
+    (their own settings: WANDB_MODE, WANDB_PROJECT, MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME) or none."""
 
 
 def to_container(cfg: DictConfig | dict) -> dict[str, Any]:

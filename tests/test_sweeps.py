@@ -144,3 +144,36 @@ def test_parallel_jobs_and_two_sweeps_of_the_same_second(tmp_path, tiny_models):
     assert len(set(run_dirs)) == 3 and all(j.status == "done" for js in jobs.values() for j in js)
     seeds = sorted(yaml.safe_load(Path(f"{d}/config.yaml").read_text())["seed"] for d in run_dirs)
     assert seeds == [1, 2, 3]
+
+
+def test_the_slurm_launcher_preset_composes():
+    from hydra import compose, initialize_config_dir
+
+    from mlft.config import config_dir, register_schema_defaults
+
+    register_schema_defaults()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", ["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", 1, 1)
+
+
+@pytest.mark.slow
+def test_submitit_local_executor_runs_the_jobs(tmp_path, tiny_models):
+    # What hydra/launcher=slurm does on a cluster, with submitit's local executor (no Slurm here).
+    result = run_cli(
+        "train",
+        "-m",
+        "hydra/launcher=submitit_local",
+        f"model={tiny_models['unigram']}",
+        *FAST,
+        "trainer.epochs=1",
+        *ZH_NER[:2],
+        "seed=1,2",
+        f"hydra.sweep.dir={tmp_path}",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = read_jobs(tmp_path)
+    assert [j.status for j in jobs] == ["done", "done"]
+    assert all((Path(j.run_dir) / "model" / "model.safetensors").is_file() for j in jobs)

@@ -48,7 +48,7 @@ def load_eval_data(saved: SavedRun, data: DataConfig, langs: list[str]) -> dict[
 def score_model(saved: SavedRun, sets: list[EvalSet], batch_size: int, cpu: bool) -> dict:
     """Metrics[split][lang] of the saved model on encoded sets, in one process."""
     trainer = replace(saved.config.trainer, cpu=cpu, tensorboard=False, num_processes=1)
-    accelerator = make_accelerator(trainer, None)
+    accelerator = make_accelerator(trainer)
     model = accelerator.prepare(saved.model)
     metrics, _ = evaluate_sets(accelerator, model, saved.task, saved.tokenizer.pad_token_id, sets, batch_size)
     return metrics

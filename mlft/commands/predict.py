@@ -65,7 +65,7 @@ class Predictor:
         if precision != "run":
             trainer = replace(trainer, precision=precision)
         self.saved, self.progress = saved, progress
-        self.accelerator = make_accelerator(trainer, None)
+        self.accelerator = make_accelerator(trainer)
         self.model = self.accelerator.prepare(saved.model)
         self.default_lang = saved.languages.train[0] if saved.languages.train else "und"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -13,7 +14,7 @@ from typing import Any
 from mlft.commands.prepare import Prepared, attach_features, prepare
 from mlft.config import RunConfig
 from mlft.destinations import share
-from mlft.engine import checkpoint
+from mlft.engine import checkpoint, tracking
 from mlft.engine.devices import (
     device_problems,
     is_main_process,
@@ -56,13 +57,17 @@ def train(
     if fresh:
         rd = rd.claim(run.overwrite, unique=unique_dir and world_size() == 1)
         rd.save_config(run, overrides or [], hydra_settings or {})
-    accelerator = make_accelerator(run.trainer, rd.tensorboard_dir)
+    # trainer.tensorboard=false (an older spelling of tracker=none) turns the default tracker off.
+    tracker = "none" if run.tracker == "tensorboard" and not run.trainer.tensorboard else run.tracker
+    accelerator = make_accelerator(run.trainer, tracker, rd.path)
     log_on_main_process_only(accelerator)
     log.info("run directory: %s", rd.path)
     try:
         prepared = prepare(run, accelerator)
         dev_langs = [s.lang for s in prepared.eval_sets if s.split == "dev"]
         select_langs = selection_langs(run.trainer.select, prepared.loaded.train_langs, dev_langs)
+        if tracker != "none":  # a tracker that cannot start (server, credentials) stops the run before training
+            tracking.start(accelerator, tracker, rd.path, dataclasses.asdict(run))
     except BaseException:
         # Nothing was trained: leave the directory as it was, so the same command works once the input is fixed
         # (also after a bug or Ctrl-C: a half-made directory would only block the next command).
@@ -114,7 +119,10 @@ def train(
     if (run.trainer.eval_before or task.evaluate_before) and resume_from is None:
         loop.state.before = evaluate_before(run, prepared, accelerator)
     state = loop.run()
-    finish(run, rd, prepared, accelerator, model, state, select_langs)
+    metrics = finish(run, rd, prepared, accelerator, model, state, select_langs)
+    if tracker != "none":
+        tracking.log_final(accelerator, metrics, state.global_step)
+        tracking.log_report(accelerator, tracker, [rd.report_file, rd.metrics_file, rd.config_file])
     accelerator.end_training()
     return rd.path
 
@@ -164,8 +172,9 @@ def finish(
     model: Any,
     state: TrainState,
     select_langs: list[str],
-) -> None:
-    """The chosen weights evaluated on every dev and test set, saved as model/ with predictions and reports."""
+) -> dict[str, Any]:
+    """The chosen weights evaluated on every dev and test set, saved as model/ with predictions and reports;
+    returns the metrics (split -> lang -> metrics)."""
     task, tokenizer = prepared.task, prepared.tokenizer
     chosen = final_weights(run.trainer.select, rd.checkpoints, run.trainer.average_last, state.best_step)
     unwrapped = accelerator.unwrap_model(model)
@@ -191,7 +200,7 @@ def finish(
         run.trainer.progress,
     )
     if not accelerator.is_main_process:
-        return
+        return metrics
     if prepared.vocab is not None:
         expand(unwrapped, prepared.vocab)
         unwrapped.save_pretrained(rd.model_dir)
@@ -215,6 +224,7 @@ def finish(
     train_langs = prepared.loaded.train_langs
     table = write_reports(rd.path, metrics, columns, extra, title, train_langs, run.task.metric, state.before)
     print(table)
+    return metrics
 
 
 # What an example holds besides its gold fields.

@@ -50,9 +50,10 @@ def shared_run_dir(own: Path, cpu: bool) -> Path:
     return chosen
 
 
-def make_accelerator(trainer: TrainerConfig, tensorboard_dir: Path | None) -> Accelerator:
-    """An Accelerator for the run; with a folder, TensorBoard curves go there."""
-    log_with = "tensorboard" if trainer.tensorboard and tensorboard_dir is not None else None
+def make_accelerator(trainer: TrainerConfig, tracker: str = "none", run_dir: Path | None = None) -> Accelerator:
+    """An Accelerator for the run, built to log to `tracker` (mlft.engine.tracking starts it); TensorBoard
+    writes under `run_dir`, W&B and MLflow where their own settings say."""
+    log_with = None if tracker == "none" else tracker
     # One process may run several jobs (a Hydra sweep, tests) with different precisions; the
     # process group (PartialState) is kept, the per-run Accelerator settings are not.
     AcceleratorState._reset_state(reset_partial_state=False)
@@ -61,10 +62,9 @@ def make_accelerator(trainer: TrainerConfig, tensorboard_dir: Path | None) -> Ac
         mixed_precision=trainer.precision,
         gradient_accumulation_steps=trainer.grad_accum,
         log_with=log_with,
-        project_dir=str(tensorboard_dir.parent) if tensorboard_dir is not None else None,
+        # MLflow would make a run folder its experiment's artifact store: only TensorBoard gets one.
+        project_dir=str(run_dir) if tracker == "tensorboard" and run_dir is not None else None,
     )
-    if log_with:
-        accelerator.init_trackers(tensorboard_dir.name if tensorboard_dir is not None else "tensorboard")
     return accelerator
 
 

@@ -277,7 +277,10 @@ class TrainingLoop:
         self.lines.step(state.global_step, float(self.scheduler.get_last_lr()[0]), state.train_seconds)
         if state.global_step % self.trainer.log_every == 0:
             loss = self.running / self.seen
-            self.accelerator.log({"train/loss": loss, "train/lr": self.scheduler.get_last_lr()[0]}, state.global_step)
+            scalars = {"train/loss": loss, "train/lr": self.scheduler.get_last_lr()[0]}
+            if state.train_seconds > 0:
+                scalars["train/samples_per_second"] = state.train_samples / state.train_seconds
+            self.accelerator.log(scalars, state.global_step)
             self.bar.set_postfix(loss=f"{loss:.4f}")
             self.running, self.seen = 0.0, 0
         if self.trainer.eval_strategy == "steps" and state.global_step % (self.trainer.eval_steps or 1) == 0:
