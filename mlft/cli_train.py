@@ -118,6 +118,7 @@ def precheck(directory: Path, config_name: str, overrides: list[str], multirun: 
     from mlft.commands.saved import run_config
     from mlft.destinations import check_writable
     from mlft.engine.devices import device_problems
+    from mlft.engine.tracking import tracker_problems
     from mlft.errors import ConfigError
     from mlft.sweeps import OPTUNA, jobs_to_check
     from mlft.tasks import TASKS
@@ -141,7 +142,9 @@ def precheck(directory: Path, config_name: str, overrides: list[str], multirun: 
                     del composed["hydra"]  # its per-job keys are unset until Hydra launches the job
                 run = run_config(composed)
                 runs.append(run)
-                problems += [p for p in device_problems(run.trainer) if p not in problems]
+                problems += [
+                    p for p in device_problems(run.trainer) + tracker_problems(run.tracker) if p not in problems
+                ]
                 check_writable(destination, key)
             except ConfigError as err:
                 problems += [p for p in err.problems if p not in problems]

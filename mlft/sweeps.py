@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlft.errors import ConfigError, RunDirError, UserError, format_error
+from mlft.rundir import METRICS_FILE
 
 JOBS_FILE = "jobs.jsonl"
 OPTUNA = "hydra/sweeper=optuna"
@@ -137,7 +138,7 @@ def _seconds(start: float) -> float:
 
 def final_score(run_dir: Path) -> float | None:
     """The dev score of the run's final weights (metrics.json's selection.final_score)."""
-    path = run_dir / "metrics.json"
+    path = run_dir / METRICS_FILE
     if not path.is_file():
         return None
     value = json.loads(path.read_text()).get("selection", {}).get("final_score")

@@ -26,7 +26,6 @@ from mlft.config import (
     resolve_langs,
     to_container,
 )
-from mlft.engine.tracking import tracker_problems
 from mlft.errors import ConfigError
 from mlft.schema import build, check_fields
 
@@ -52,7 +51,6 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
     if run.trainer.eval_strategy != "steps" and run.trainer.eval_steps is not None:
         problems.append("trainer.eval_steps: only used with trainer.eval_strategy=steps")
     problems += _trainer_problems(run.trainer)
-    problems += tracker_problems(run.tracker)
     problems += _peft_problems(run.peft, run.model)
     if run.resume is not None and run.peft.method == "adalora":
         # Its rank-importance averages live in peft's allocator, outside the checkpointed state.

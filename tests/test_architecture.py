@@ -25,6 +25,7 @@ RANKS = {
     "tasks": 2,
     "engine": 2,
     "report": 2,
+    "sweeps": 2,
     "commands": 3,
     "cli_train": 4,
     "cli": 4,

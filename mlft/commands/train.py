@@ -49,8 +49,8 @@ def train(
     `unique_dir` (a directory named by the clock, not by the user) takes `<run_dir>-2`, ... when
     another run got there first in the same second.
     """
-    if device_problems(run.trainer):
-        raise ConfigError(device_problems(run.trainer))
+    if device_problems(run.trainer) or tracking.tracker_problems(run.tracker):
+        raise ConfigError(device_problems(run.trainer) + tracking.tracker_problems(run.tracker))
     resuming = run.resume is not None
     fresh = not resuming and not claimed and is_main_process(run.trainer.cpu)
     rd = RunDir(run_dir)
