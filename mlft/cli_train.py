@@ -121,7 +121,7 @@ def precheck(directory: Path, config_name: str, overrides: list[str], multirun: 
     from mlft.engine.tracking import tracker_problems
     from mlft.errors import ConfigError
     from mlft.sweeps import OPTUNA, jobs_to_check
-    from mlft.tasks import TASKS
+    from mlft.tasks import higher_is_better
 
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -156,7 +156,7 @@ def precheck(directory: Path, config_name: str, overrides: list[str], multirun: 
         # Hydra names the sweep's folder from the overrides that are not swept ($now is cached per process).
         fixed, _ = _check_group_options([str(o.input_line) for o in parsed if not o.is_sweep_override()], directory)
         sweep_dir = OmegaConf.select(compose(config_name, fixed, return_hydra_config=True), "hydra.sweep.dir")
-    directions = {TASKS[r.task.type].metrics[r.task.metric] for r in runs}
+    directions = {higher_is_better(r.task) for r in runs}
     if len(directions) > 1:
         raise ConfigError("task.metric: a sweep ranks its jobs one way; these metrics are not all better higher")
     return Checked(Path(sweep_dir) if multirun else None, directions.pop(), runs[0].seed)

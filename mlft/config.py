@@ -57,7 +57,14 @@ class TaskConfig:
     type: str
     """Problem type: a key of mlft.tasks.TASKS (token_classification, sequence_classification, masked_lm)."""
     metric: str
-    """Metric that selects the best checkpoint and drives early stopping."""
+    """Metric that selects the best checkpoint and drives early stopping; `evaluate:<module>[:<key>]` sets
+    task.evaluate and selects by the module's number."""
+    evaluate: str | None = None
+    """An `evaluate` module (hub name, or path of a local script or folder) whose numbers are reported beside the
+    built-in metrics, named `<module>` or `<module>.<key>`."""
+    higher_is_better: bool | None = None
+    """Whether task.metric is better higher: only for a metric of task.evaluate (default true); built-in metrics
+    know their direction."""
     multi_label: bool = False
     """Sequence classification with several labels per text (label is a list)."""
     decoding: Literal["viterbi", "argmax"] = "viterbi"

@@ -27,6 +27,7 @@ from mlft.config import (
     to_container,
 )
 from mlft.errors import ConfigError
+from mlft.metric_spec import expand_shorthand
 from mlft.schema import build, check_fields
 
 
@@ -253,7 +254,8 @@ Check = Callable[["RunConfig"], list[str]]
 def validate(cfg: DictConfig | dict, base_dir: Path | None = None, checks: Sequence[Check] = ()) -> RunConfig:
     """Checks a composed config and returns it typed; raises ConfigError with every problem at once."""
     data = to_container(cfg)
-    problems = check_fields(data, RunConfig)
+    problems = expand_shorthand(data["task"], base_dir or Path.cwd()) if isinstance(data.get("task"), dict) else []
+    problems += check_fields(data, RunConfig)
     clean = _without_bad_values(data, RunConfig, problems) if problems else data
     if clean is not None and not check_fields(clean, RunConfig):
         run = build(RunConfig, clean)

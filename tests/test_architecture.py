@@ -16,6 +16,7 @@ RANKS = {
     "schema": 1,
     "config": 1,
     "validation": 1,
+    "metric_spec": 1,
     "destinations": 1,
     "helptext": 1,
     "rundir": 2,

@@ -69,8 +69,10 @@ def test_a_failed_job_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_models, c
     assert "## Failed jobs (2)" in text and f"data.dev={bad}" in text
     rows = (out / "report.csv").read_text().splitlines()
     assert rows[0].startswith("rank,optimizer.lr,runs,dev_mean") and len(rows) == 3
-    image = imread(out / "dev-accuracy-vs-optimizer.lr.png")
-    assert image.shape[0] > 100 and image.std() > 0  # a drawn chart, not an empty canvas
+    for chart in ("dev-accuracy-vs-optimizer.lr.png", "learning-curves.png"):
+        image = imread(out / chart)
+        assert image.shape[0] > 100 and image.std() > 0  # a drawn chart, not an empty canvas
+        assert f"![{chart}]({chart})" in text
 
 
 def test_an_optuna_search_maximises_the_dev_metric_and_its_best_run_reproduces(tmp_path, tiny_models):

@@ -32,7 +32,7 @@ RUN_FILES = {
 def test_run_directory_holds_the_reproducible_record(ner_run):
     assert {p.name for p in ner_run.iterdir()} == RUN_FILES
     assert {p.name for p in (ner_run / ".hydra").iterdir()} == {"config.yaml", "overrides.yaml"}
-    assert {p.name for p in (ner_run / "plots").iterdir()} == {"dev-f1.png", "test-f1.png"}
+    assert {"dev-f1.png", "test-f1.png"} <= {p.name for p in (ner_run / "plots").iterdir()}
     assert {p.name for p in (ner_run / "predictions").iterdir()} == {"dev-zh.jsonl", "test-zh.jsonl"}
     checkpoints = {p.name for p in (ner_run / "checkpoints").iterdir()}
     assert checkpoints == {"best", "step-48", "embedding_rows.json"}

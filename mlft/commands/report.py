@@ -61,7 +61,9 @@ def report(args: ReportArgs) -> Path:
         raise ConfigError(f"split: {args.split!r} is not a split (allowed: dev, test)")
     if not any(r.metrics.get(args.split) for r in runs):
         raise ConfigError(f"split: no run has {args.split!r} metrics (splits: dev, test)")
-    maximize = TASKS[config["type"]].metrics.get(metric, True) if config["type"] in TASKS else True
+    builtin = TASKS[config["type"]].metrics if config["type"] in TASKS else {}
+    given = config.get("higher_is_better")  # a metric of task.evaluate
+    maximize = builtin.get(metric, True if given is None else given)
     jobs = read_jobs(sweep) if sweep else []
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     out = Path(args.out) if args.out else (sweep or Path(".")) / "reports" / stamp

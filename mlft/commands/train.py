@@ -29,8 +29,10 @@ from mlft.errors import ConfigError
 from mlft.models.adapters import is_peft, merge
 from mlft.models.compact import expand, record
 from mlft.models.lang_adapters import adapter_folder, attach
-from mlft.report.tables import write_reports
+from mlft.report.tables import learning_curves, write_reports
 from mlft.rundir import Languages, RunDir
+from mlft.tasks import higher_is_better
+from mlft.tasks.evaluate_metric import check_metric
 
 log = logging.getLogger("mlft")
 
@@ -82,6 +84,8 @@ def train(
         log.info("labels (%d): %s", len(loaded.labels), ", ".join(loaded.labels[:20]))
     pad_id = prepared.tokenizer.pad_token_id
     dev_sets = [s for s in prepared.eval_sets if s.split == "dev"]
+    if run.task.evaluate:
+        check_metric(task, (dev_sets or prepared.eval_sets)[0].examples if prepared.eval_sets else [], run.task.metric)
 
     def evaluate_dev() -> tuple[float | None, dict[str, float]]:
         metrics, _ = evaluate_sets(accelerator, model, task, pad_id, dev_sets, run.trainer.eval_batch_size)
@@ -111,7 +115,7 @@ def train(
         run.seed,
         rd.checkpoints,
         evaluate_dev if dev_sets else lambda: (None, {}),
-        task.metrics[run.task.metric],
+        higher_is_better(run.task),
         prepared.feature_langs,
         attach_features(run, prepared, accelerator),
     )
@@ -222,6 +226,7 @@ def finish(
         title += " · ORACLE selection on target-language dev"
     columns = tuple(task.metrics)
     train_langs = prepared.loaded.train_langs
+    learning_curves(rd.path, state.losses, state.history, run.task.metric, title)
     table = write_reports(rd.path, metrics, columns, extra, title, train_langs, run.task.metric, state.before)
     print(table)
     return metrics
@@ -258,6 +263,7 @@ def summary(
             "steps": steps,
         },
         "history": state.history,
+        "losses": state.losses,
         "preprocessing": prepared.timings,
         "throughput": {
             "train_seconds": round(seconds, 3),

@@ -47,6 +47,8 @@ class TrainState:
     best_step: int | None = None
     bad_evals: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    losses: list[dict[str, float]] = field(default_factory=list)
+    """The mean training loss and the learning rate every `trainer.log_every` steps (the learning curve)."""
     lang_mix: list[dict[str, int]] = field(default_factory=list)
     """Training examples per language in each epoch (with language sampling)."""
     train_seconds: float = 0.0
@@ -277,7 +279,9 @@ class TrainingLoop:
         self.lines.step(state.global_step, float(self.scheduler.get_last_lr()[0]), state.train_seconds)
         if state.global_step % self.trainer.log_every == 0:
             loss = self.running / self.seen
-            scalars = {"train/loss": loss, "train/lr": self.scheduler.get_last_lr()[0]}
+            lr = float(self.scheduler.get_last_lr()[0])
+            state.losses.append({"step": state.global_step, "loss": loss, "lr": lr})
+            scalars = {"train/loss": loss, "train/lr": lr}
             if state.train_seconds > 0:
                 scalars["train/samples_per_second"] = state.train_samples / state.train_seconds
             self.accelerator.log(scalars, state.global_step)

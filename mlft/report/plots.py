@@ -1,4 +1,5 @@
-"""PNG charts: a bar per language, a train × eval language heatmap, a metric against a swept key."""
+"""PNG charts: a bar per language, a train × eval language heatmap, a metric against a swept key, learning curves,
+a confusion matrix and precision/recall/F1 per entity type or class."""
 
 from __future__ import annotations
 
@@ -72,6 +73,70 @@ def scatter(path: Path, points: list[tuple[object, float]], key: str, label: str
         ax.set_xticks(range(len(categories)), categories, fontsize=8, rotation=90 if len(categories) > 6 else 0)
     ax.set_xlabel(key, fontsize=9)
     ax.set_ylabel(label, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+Series = dict[str, list[tuple[float, float]]]
+"""label -> (x, y) points of one line."""
+
+
+def curves(path: Path, panels: list[tuple[str, Series]], title: str) -> None:
+    """Side-by-side panels of lines against the optimizer step: each panel is (y label, lines by label); a legend
+    when a panel has several lines (at most 12 labelled)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.2), squeeze=False)
+    for ax, (ylabel, series) in zip(axes[0], panels):
+        for i, (label, points) in enumerate(series.items()):
+            xs, ys = zip(*points) if points else ((), ())
+            marker = "o" if len(points) <= 30 else None
+            ax.plot(xs, ys, marker=marker, markersize=3, linewidth=1.2, label=label if i < 12 else None)
+        ax.set_xlabel("optimizer step", fontsize=9)
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.tick_params(labelsize=8)
+        if len(series) > 1:
+            ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def confusion(path: Path, labels: list[str], matrix: list[list[int]], title: str) -> None:
+    """Rows: gold, columns: predicted; colours are each gold row's share (so rare classes show), cells say counts."""
+    fig, ax = plt.subplots(figsize=(max(3.5, 0.5 * len(labels) + 2), max(3.0, 0.45 * len(labels) + 1.5)))
+    shares = [[count / max(sum(row), 1) for count in row] for row in matrix]
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    ticks = range(len(labels))
+    ax.set_xticks(ticks, labels, fontsize=8, rotation=90 if len(labels) > 6 else 0)
+    ax.set_yticks(ticks, labels, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    if len(labels) <= 20:
+        for i, row in enumerate(matrix):
+            for j, count in enumerate(row):
+                color = "white" if shares[i][j] > 0.5 else "black"
+                ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color=color)
+    fig.colorbar(image, ax=ax, fraction=0.04, label="share of the gold row")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def class_scores(path: Path, scores: dict[str, dict[str, float]], title: str) -> None:
+    """Precision, recall and F1 per entity type or class, grouped bars; the support under each name."""
+    names = list(scores)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(names) + 1.5), 3.2))
+    width = 0.27
+    for k, (key, color) in enumerate((("precision", "#9bbbe0"), ("recall", "#5b8fc9"), ("f1", SOURCE_COLOR))):
+        xs = [i + (k - 1) * width for i in range(len(names))]
+        ax.bar(xs, [scores[n][key] for n in names], width, label=key, color=color)
+    support = [f"{n}\n({scores[n]['support']})" if "support" in scores[n] else n for n in names]
+    ax.set_xticks(range(len(names)), support, fontsize=8, rotation=90 if len(names) > 12 else 0)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7, ncols=3, loc="lower right")
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

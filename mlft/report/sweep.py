@@ -20,7 +20,7 @@ from typing import Any
 
 from mlft.engine.selection import selection_score
 from mlft.errors import ConfigError
-from mlft.report.plots import bar_chart, heatmap, scatter
+from mlft.report.plots import Series, bar_chart, curves, heatmap, scatter
 from mlft.rundir import REPORT_FILE
 from mlft.sweeps import Job
 
@@ -316,6 +316,8 @@ def draw(out: Path, rows: list[Row], groups: list[Group], ranking: Ranking) -> l
             name = f"{ranking.split}-{ranking.metric}-vs-{key}.png"
             scatter(out / name, points, key, label)
             names.append(name)
+    if learning_curves(out / "learning-curves.png", rows):
+        names.append("learning-curves.png")
     for i, group in enumerate(groups):
         summary = per_language(group.runs, "test", ranking.metric)
         scores = {lang: s[0] for lang, s in summary["langs"].items()}
@@ -335,6 +337,28 @@ def draw(out: Path, rows: list[Row], groups: list[Group], ranking: Ranking) -> l
         heatmap(out / name, sorted(train_sets), columns, values, f"test {ranking.metric}")
         names.append(name)
     return names
+
+
+CURVES = 8
+"""Configurations drawn in the sweep's learning curves (the best ones)."""
+
+
+def learning_curves(path: Path, rows: list[Row]) -> bool:
+    """The training loss and the dev selection score against the step, of the best run of each of the top
+    configurations (labelled by rank); False when no run recorded either."""
+    loss: Series = {}
+    dev: Series = {}
+    for i, row in enumerate(rows[:CURVES], 1):
+        run = next(r for r in row.group.runs if r.path == row.best_run)
+        if run.metrics.get("losses"):
+            loss[f"#{i}"] = [(x["step"], x["loss"]) for x in run.metrics["losses"]]
+        scores = [(h["step"], h["score"]) for h in run.metrics.get("history", []) if h.get("score") is not None]
+        if scores:
+            dev[f"#{i}"] = scores
+    panels = [(label, series) for label, series in (("training loss", loss), ("dev score", dev)) if series]
+    if panels:
+        curves(path, panels, f"best run of the top {min(len(rows), CURVES)} configurations, by rank")
+    return bool(panels)
 
 
 def _is_nan(value: float) -> bool:

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlft.report.plots import bar_chart
+from mlft.report.plots import Series, bar_chart, class_scores, confusion, curves
 from mlft.rundir import METRICS_CSV, METRICS_FILE, PLOTS_DIR, REPORT_FILE
 
 Metrics = dict[str, dict[str, dict[str, Any]]]  # split -> lang -> metrics
@@ -131,8 +131,52 @@ def write_reports(
             (folder / PLOTS_DIR).mkdir(exist_ok=True)
             chart = folder / PLOTS_DIR / f"{split}-{metric}.png"
             bar_chart(chart, scores, train_langs or [], f"{title} — {split} {metric}")
+    detail_plots(folder / PLOTS_DIR, metrics)
     table = markdown(metrics, columns, title, train_langs, metric)
     if before:
         table += "\n" + markdown(before, columns, f"{title} · before training", None, metric)
-    (folder / REPORT_FILE).write_text(table)
+    (folder / REPORT_FILE).write_text(table + embedded_plots(folder))
     return table
+
+
+def detail_plots(folder: Path, metrics: Metrics) -> None:
+    """Per language of the final split (test, else dev): the confusion matrix of single-label classification,
+    precision/recall/F1 per entity type (NER) or per class (multi-label, which has no confusion matrix)."""
+    split = "test" if metrics.get("test") else "dev"
+    for lang, m in metrics.get(split, {}).items():
+        folder.mkdir(exist_ok=True)
+        if "confusion_matrix" in m:
+            labels, matrix = m["confusion_matrix"]["labels"], m["confusion_matrix"]["matrix"]
+            confusion(folder / f"confusion-{split}-{lang}.png", labels, matrix, f"{split}/{lang}: confusion matrix")
+        elif m.get("per_class"):
+            class_scores(folder / f"per-class-{split}-{lang}.png", m["per_class"], f"{split}/{lang}: per class")
+        if m.get("per_type"):
+            class_scores(folder / f"per-type-{split}-{lang}.png", m["per_type"], f"{split}/{lang}: per entity type")
+
+
+def embedded_plots(folder: Path) -> str:
+    """A report.md section showing every chart in plots/ (learning curves first)."""
+    charts = sorted((folder / PLOTS_DIR).glob("*.png"), key=lambda p: (not p.name.startswith("learning"), p.name))
+    if not charts:
+        return ""
+    return "\n## Plots\n\n" + "\n".join(f"![{p.stem}]({PLOTS_DIR}/{p.name})" for p in charts) + "\n"
+
+
+def learning_curves(
+    folder: Path, losses: list[dict[str, float]], history: list[dict[str, Any]], metric: str, title: str
+) -> None:
+    """plots/learning-curves.png: the training loss, and the dev metric per language at each evaluation."""
+    panels: list[tuple[str, Series]] = []
+    if losses:
+        panels.append(("training loss", {"train": [(x["step"], x["loss"]) for x in losses]}))
+    dev: Series = {}
+    for entry in history:
+        for key, value in entry.items():
+            lang, _, name = key.rpartition("/")
+            if name == metric and lang and isinstance(value, (int, float)):
+                dev.setdefault(lang, []).append((entry["step"], value))
+    if dev:
+        panels.append((f"dev {metric}", dev))
+    if panels:
+        (folder / PLOTS_DIR).mkdir(exist_ok=True)
+        curves(folder / PLOTS_DIR / "learning-curves.png", panels, title)

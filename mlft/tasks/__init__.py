@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from mlft.config import ModelConfig, RunConfig, TaskConfig
+from mlft.metric_spec import module_name
 from mlft.models.adapters import MASKED_LM
+from mlft.tasks.evaluate_metric import EvaluateScored
 from mlft.tasks.masked_lm import MaskedLM
 from mlft.tasks.protocol import Example, Task
 from mlft.tasks.sequence_classification import SequenceClassification
@@ -23,11 +25,23 @@ TASKS: dict[str, Any] = {
 """task.type -> a class with `build(task_config, model_config, labels)`, `config_problems(task_config, model_config)`
 and the members of the Task protocol."""
 
-__all__ = ["TASKS", "Example", "Task", "build_task", "config_problems"]
+__all__ = ["TASKS", "Example", "Task", "build_task", "config_problems", "higher_is_better"]
 
 
 def build_task(task: TaskConfig, model: ModelConfig, labels: list[str]) -> Task:
-    return TASKS[task.type].build(task, model, labels)
+    built = TASKS[task.type].build(task, model, labels)
+    if task.evaluate:
+        higher = task.higher_is_better if task.higher_is_better is not None else True
+        return EvaluateScored(built, task.evaluate, higher)  # type: ignore[return-value]
+    return built
+
+
+def higher_is_better(task: TaskConfig) -> bool:
+    """The direction of task.metric: a built-in metric's own, else task.higher_is_better (default true)."""
+    builtin = TASKS[task.type].metrics if task.type in TASKS else {}
+    if task.metric in builtin:
+        return builtin[task.metric]
+    return task.higher_is_better if task.higher_is_better is not None else True
 
 
 def config_problems(run: RunConfig) -> list[str]:
@@ -40,6 +54,30 @@ def config_problems(run: RunConfig) -> list[str]:
         problems.append(f"peft.method: {run.task.type} runs train full weights (allowed: none)")
     if run.peft.lang_adapters and kind.peft_task_type == MASKED_LM:
         problems.append("peft.lang_adapters: a masked-LM run trains one language adapter (peft=lang_adapter)")
-    if run.task.metric not in kind.metrics:
-        problems.append(f"task.metric: {run.task.metric!r} is not reported (allowed: {', '.join(kind.metrics)})")
-    return problems
+    return problems + _metric_problems(run.task, kind)
+
+
+def _metric_problems(task: TaskConfig, kind: Any) -> list[str]:
+    if task.evaluate is None:
+        if task.metric not in kind.metrics:
+            allowed = ", ".join(kind.metrics)
+            return [f"task.metric: {task.metric!r} is not reported (allowed: {allowed}, or evaluate:<module>)"]
+        return (
+            ["task.higher_is_better: only for a metric of task.evaluate"] if task.higher_is_better is not None else []
+        )
+    name = module_name(task.evaluate)
+    if not hasattr(kind, "evaluate_inputs"):
+        return [
+            f"task.evaluate: {task.type} predictions cannot go to an evaluate module (allowed for: "
+            + ", ".join(t for t, k in TASKS.items() if hasattr(k, "evaluate_inputs"))
+            + ")"
+        ]
+    if name in kind.metrics:
+        return [f"task.evaluate: {name!r} is the built-in metric of that name; use task.metric={name}"]
+    own = task.metric == name or task.metric.startswith(name + ".")
+    if task.metric not in kind.metrics and not own:
+        allowed = ", ".join([*kind.metrics, name, name + ".<key>"])
+        return [f"task.metric: {task.metric!r} is not reported (allowed: {allowed})"]
+    if task.higher_is_better is not None and not own:
+        return ["task.higher_is_better: only for a metric of task.evaluate"]
+    return []

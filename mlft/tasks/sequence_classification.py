@@ -270,6 +270,14 @@ class SequenceClassification:
     ) -> list[dict[str, Any]]:
         return decode(examples, features, outs, self.labels, self.multi_label)
 
+    def evaluate_inputs(self, examples: list[Example], predictions: list[dict[str, Any]]) -> tuple[list, list]:
+        """(predictions, references) for an `evaluate` module: class ids, or 0/1 rows per text (multi-label)."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        if self.multi_label:
+            rows = [[int(label in chosen) for label in self.labels] for chosen in (p["label"] for p in predictions)]
+            return rows, [[int(label in ex["label"]) for label in self.labels] for ex in examples]
+        return [index[p["label"]] for p in predictions], [index[ex["label"]] for ex in examples]
+
     def score(self, examples: list[Example], predictions: list[dict[str, Any]]) -> dict[str, Any]:
         return score(examples, predictions, self.labels, self.multi_label)
 

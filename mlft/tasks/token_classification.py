@@ -279,6 +279,10 @@ class TokenClassification:
     ) -> list[dict[str, Any]]:
         return decode(examples, features, outs, self.labels, self.decoding)
 
+    def evaluate_inputs(self, examples: list[Example], predictions: list[dict[str, Any]]) -> tuple[list, list]:
+        """(predictions, references) for an `evaluate` module: tag sequences, as seqeval takes them."""
+        return [p["tags"] for p in predictions], [ex["tags"] for ex in examples]
+
     def score(self, examples: list[Example], predictions: list[dict[str, Any]]) -> dict[str, Any]:
         return score(examples, predictions)
 

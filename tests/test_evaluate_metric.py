@@ -1,0 +1,106 @@
+"""Metrics from `evaluate` modules (task.metric=evaluate:<module>[:<key>], task.evaluate): local modules score
+beside the built-in metrics, can select checkpoints, reach eval and the reports; bad ones are config errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from sklearn.metrics import cohen_kappa_score
+
+from mlft.cli import main
+
+from conftest import FIXTURES
+from helpers import ZH_NER, metrics, run_cli, train
+
+SENT = FIXTURES / "sentiment"
+METRICS = FIXTURES / "metrics"
+SENTIMENT = [
+    "task=sentiment",
+    "lang=zh",
+    "trainer.epochs=3",
+    f"data.train={SENT / 'zh_train.jsonl'}",
+    f"data.dev={SENT / 'zh_dev.jsonl'}",
+    f"data.test={SENT / 'zh_test.jsonl'}",
+]
+
+
+def predictions(run, name):
+    return [json.loads(line) for line in (run / "predictions" / name).read_text().splitlines()]
+
+
+def test_a_local_module_selects_checkpoints_and_reaches_reports_and_eval(tmp_path, tiny_models):
+    run = train(tmp_path / "run", tiny_models["wordpiece"], *SENTIMENT, f"task.metric=evaluate:{METRICS / 'kappa'}")
+    m = metrics(run)
+    rows = predictions(run, "test-zh.jsonl")
+    expected = cohen_kappa_score([r["label"] for r in rows], [r["prediction"]["label"] for r in rows])
+    assert m["test"]["zh"]["kappa"] == pytest.approx(expected)  # the module scored the run's own predictions
+    assert m["test"]["zh"]["accuracy"] > 0.0  # the built-in metrics stay beside it
+    assert m["selection"]["metric"] == "kappa" and m["selection"]["best_score"] == max(
+        h["score"] for h in m["history"]
+    )
+    saved = yaml.safe_load((run / "config.yaml").read_text())["task"]
+    assert saved["metric"] == "kappa" and saved["evaluate"] == str((METRICS / "kappa").resolve())
+    assert "kappa |" in (run / "report.md").read_text().splitlines()[2]  # a column of the table
+    out = tmp_path / "eval"
+    main(["eval", f"run={run}", f"out={out}"])
+    assert json.loads((out / "metrics.json").read_text())["test"]["zh"]["kappa"] == pytest.approx(expected)
+
+
+def test_a_module_with_several_numbers_reports_each_and_selects_the_named_key(tmp_path, tiny_models):
+    script = METRICS / "sentence_match.py"
+    run = train(
+        tmp_path / "run",
+        tiny_models["unigram"],
+        "task=ner",
+        "lang=zh",
+        "trainer.epochs=2",
+        *ZH_NER,
+        f"task.metric=evaluate:{script}:tags",
+    )
+    test = metrics(run)["test"]["zh"]
+    rows = predictions(run, "test-zh.jsonl")
+    pairs = [(p, g) for r in rows for p, g in zip(r["prediction"]["tags"], r["tags"])]
+    assert test["sentence_match.tags"] == pytest.approx(sum(p == g for p, g in pairs) / len(pairs))
+    assert test["sentence_match.tags"] == pytest.approx(test["accuracy"])  # token accuracy, computed twice
+    assert test["sentence_match.sentences"] == len(rows) == test["n"]
+    assert 0.0 <= test["sentence_match.exact"] <= 1.0
+    assert metrics(run)["selection"]["metric"] == "sentence_match.tags"
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["task.metric=evaluate:mlft-no-such-metric"], "cannot load the evaluate module 'mlft-no-such-metric'"),
+        ([f"task.metric=evaluate:{METRICS / 'kappa'}:agreement"], "'kappa.agreement' is not reported"),
+        (["task.metric=evaluate:f1"], "'f1' is the built-in metric of that name"),
+        (["task.higher_is_better=false"], "task.higher_is_better: only for a metric of task.evaluate"),
+        (["task.metric=perplexity"], "allowed: accuracy, macro_f1, micro_f1, or evaluate:<module>"),
+    ],
+)
+def test_bad_metric_settings_are_config_errors(tmp_path, tiny_models, overrides, message):
+    task = ["task=ner", *ZH_NER] if "f1" in overrides[0] else SENTIMENT
+    result = run_cli(
+        "train",
+        f"model={tiny_models['wordpiece']}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *task,
+        *overrides,
+        env={"HF_HUB_OFFLINE": "1", "HF_HUB_DOWNLOAD_TIMEOUT": "5"},
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_masked_lm_cannot_take_an_evaluate_module(tmp_path, tiny_models):
+    text = tmp_path / "text.txt"
+    text.write_text("some text\n" * 8)
+    result = run_cli(
+        "train", f"model={tiny_models['wordpiece']}", "task=mlm", "lang=en", f"data.train={text}",
+        f"task.evaluate={METRICS / 'kappa'}", f"hydra.run.dir={tmp_path / 'run'}",
+    )  # fmt: skip
+    assert result.returncode == 2 and "task.evaluate: masked_lm predictions cannot go to an evaluate module" in (
+        result.stderr
+    )
