@@ -53,6 +53,7 @@ HYDRA_INFO_FLAGS = {
 FREE_MAPS = ("task.datasets", "task.label_map", "task.columns")
 """Config maps whose keys are the user's (languages, labels, column names), not fixed by the schema."""
 RUN_DIR_ENV = "MLFT_RUN_DIR"  # set by a launcher for its child processes: the directory is already claimed
+ORIGIN_ENV = "MLFT_CONFIG_ORIGIN"  # the --config-path a run was started from, for its env.json (and its children)
 
 
 def _take_option(args: list[str], names: tuple[str, ...]) -> tuple[str | None, list[str]]:
@@ -307,7 +308,8 @@ def _train_job_unchecked(cfg: DictConfig) -> Path:
             run_dir = claimed_dir.path
         _relaunch(run_dir, run.trainer.num_processes, run.trainer.cpu, run.model.trust_remote_code)
         return run_dir
-    return train(run, run_dir, overrides, settings, claimed=claimed, unique_dir=unique)
+    origin = os.environ.get(ORIGIN_ENV)
+    return train(run, run_dir, overrides, settings, claimed, unique, Path(origin) if origin else None)
 
 
 def sweep_dirname_override(overrides: list[str], directory: Path, config_name: str) -> list[str]:
@@ -391,6 +393,10 @@ def train_cli(args: list[str]) -> None:
             raise RunDirError(f"resume={resume}: not a run directory (no {saved.relative_to(saved.parent.parent)})")
         directory, config_name = saved.parent, saved.stem
         overrides.append(f"hydra.run.dir={resume}")
+    if config_path:
+        os.environ[ORIGIN_ENV] = str(Path(config_path).resolve())
+    else:
+        os.environ.pop(ORIGIN_ENV, None)
     with tempfile.TemporaryDirectory(prefix="mlft-saved-config-") as staged:
         if config_path or resume:
             # A saved config may come from someone else: only its values are used, under mlft's Hydra settings.

@@ -3,12 +3,14 @@
 <run>/.hydra/config.yaml     composable config that reproduces the run (`--config-path <run>/.hydra`)
 <run>/.hydra/overrides.yaml  the command-line overrides
 <run>/config.yaml            the resolved config (every key)
-<run>/env.json               versions, git sha, devices, seeds, data fingerprints, model
+<run>/env.json               versions, git sha, devices, seeds, data fingerprints, model; where a run started from
+                             another run's config (origin) or was resumed (resumed), and changed data files
 <run>/languages.json         the training and evaluation languages as resolved when the run started
 <run>/metrics.json           metrics per split and language, means, transfer gaps, training history
 <run>/metrics.csv            the same, one row per split and language
-<run>/report.md              the per-language table
-<run>/plots/                 a bar chart per split: the task metric per language
+<run>/report.md              the per-language table, and the plots
+<run>/plots/                 the task metric per language per split, learning curves, confusion matrix or
+                             P/R/F1 per entity type or class
 <run>/checkpoints/           step-N/ (resumable state) and best/
 <run>/model/                 final model + tokenizer (save_pretrained, label maps)
 <run>/adapter/               PEFT runs: the unmerged adapter
@@ -21,6 +23,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import itertools
 import json
@@ -163,6 +166,15 @@ class RunDir:
         }
         self.env_file.write_text(json.dumps(env, indent=2, ensure_ascii=False))
 
+    def add_env(self, key: str, value: Any, append: bool = False) -> None:
+        """Adds (or, with `append`, appends to the list of) one entry of env.json."""
+        env = self.env()
+        if append:
+            env.setdefault(key, []).append(value)
+        else:
+            env[key] = value
+        self.env_file.write_text(json.dumps(env, indent=2, ensure_ascii=False))
+
     def write_languages(self, languages: Languages) -> None:
         self.languages_file.write_text(json.dumps(dataclasses.asdict(languages), ensure_ascii=False))
 
@@ -197,6 +209,20 @@ def fingerprint(source: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return f"sha256:{digest.hexdigest()[:16]}"
+
+
+def data_changes(recorded: dict[str, dict[str, str]], sources: dict[str, str]) -> list[dict[str, str]]:
+    """The data files (split/lang) that another record names too, whose content differs now."""
+    changes = []
+    for key, source in sources.items():
+        earlier = recorded.get(key, {})
+        if earlier.get("source") == source and earlier.get("fingerprint") != (current := fingerprint(source)):
+            changes.append({"key": key, "source": source, "was": earlier.get("fingerprint", ""), "now": current})
+    return changes
+
+
+def now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def git_sha() -> str | None:

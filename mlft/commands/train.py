@@ -30,7 +30,7 @@ from mlft.models.adapters import is_peft, merge
 from mlft.models.compact import expand, record
 from mlft.models.lang_adapters import adapter_folder, attach
 from mlft.report.tables import learning_curves, write_reports
-from mlft.rundir import Languages, RunDir
+from mlft.rundir import Languages, RunDir, data_changes, now
 from mlft.tasks import higher_is_better
 from mlft.tasks.evaluate_metric import check_metric
 
@@ -44,8 +44,11 @@ def train(
     hydra_settings: dict[str, Any] | None = None,
     claimed: bool = False,
     unique_dir: bool = False,
+    origin: Path | None = None,
 ) -> Path:
     """Trains one run into `run_dir`; returns the run directory (see unique_dir).
+
+    `origin`: the config folder the run was started from (`--config-path`), recorded in env.json.
 
     `claimed` means a launching process already checked the directory and saved the config.
     `unique_dir` (a directory named by the clock, not by the user) takes `<run_dir>-2`, ... when
@@ -79,7 +82,7 @@ def train(
         raise
     loaded, task, model = prepared.loaded, prepared.task, prepared.model
     if accelerator.is_main_process:
-        record_inputs(rd, run, prepared, accelerator, resuming)
+        record_inputs(rd, run, prepared, accelerator, resuming, origin)
     if loaded.labels:
         log.info("labels (%d): %s", len(loaded.labels), ", ".join(loaded.labels[:20]))
     pad_id = prepared.tokenizer.pad_token_id
@@ -148,9 +151,18 @@ def evaluate_before(run: RunConfig, prepared: Prepared, accelerator: Any) -> dic
     return before
 
 
-def record_inputs(rd: RunDir, run: RunConfig, prepared: Prepared, accelerator: Any, resuming: bool) -> None:
-    """env.json and languages.json, once (a run resumed before its first checkpoint may still lack them)."""
-    if not (resuming and rd.env_file.is_file()):
+def record_inputs(
+    rd: RunDir, run: RunConfig, prepared: Prepared, accelerator: Any, resuming: bool, origin: Path | None
+) -> None:
+    """env.json and languages.json, once (a run resumed before its first checkpoint may still lack them); a resumed
+    run, or one started from another run's saved config, records where it came from and whether its data files
+    still are the ones that run trained on."""
+    sources = prepared.loaded.sources
+    if resuming and rd.env_file.is_file():
+        changes = data_changes(rd.env().get("data", {}), sources)
+        warn_changes(changes, f"{rd.path} started")
+        rd.add_env("resumed", {"at": now(), "changed_data": changes}, append=True)
+    else:
         devices = {
             "device": str(accelerator.device),
             "processes": accelerator.num_processes,
@@ -163,7 +175,13 @@ def record_inputs(rd: RunDir, run: RunConfig, prepared: Prepared, accelerator: A
             "parameters": sum(p.numel() for p in prepared.model.parameters()),
             "trainable_parameters": sum(p.numel() for p in prepared.model.parameters() if p.requires_grad),
         }
-        rd.write_env(devices, run.seed, prepared.loaded.sources, model_info)
+        rd.write_env(devices, run.seed, sources, model_info)
+        if origin is not None:
+            earlier = RunDir(origin.parent)  # <run>/.hydra: the run whose config this is
+            changes = data_changes(earlier.env().get("data", {}), sources)
+            warn_changes(changes, f"{earlier.path} trained")
+            from_run = str(earlier.path) if earlier.env_file.is_file() else None
+            rd.add_env("origin", {"config": str(origin), "run": from_run, "changed_data": changes})
     if not rd.languages_file.is_file():
         rd.write_languages(Languages(prepared.loaded.train_langs, prepared.loaded.eval_langs))
 
@@ -230,6 +248,14 @@ def finish(
     table = write_reports(rd.path, metrics, columns, extra, title, train_langs, run.task.metric, state.before)
     print(table)
     return metrics
+
+
+def warn_changes(changes: list[dict[str, str]], when: str) -> None:
+    for c in changes:
+        log.warning(
+            "data %s: %s is not the file it was when %s (fingerprint %s, now %s): results will differ",
+            c["key"], c["source"], when, c["was"], c["now"],
+        )  # fmt: skip
 
 
 # What an example holds besides its gold fields.
