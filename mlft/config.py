@@ -48,6 +48,11 @@ class ModelConfig:
     """How text classification reads a text: the architecture's transformers head on the first token (first), or
     a linear classifier on the mean of the last hidden states over the real tokens (mean: how sentence encoders
     such as e5 were pre-trained). Token classification does not pool."""
+    dropout: float | None = None
+    """Dropout of the hidden states (hidden_dropout_prob, dropout, ... by model type); null keeps the model's."""
+    attention_dropout: float | None = None
+    """Dropout of the attention probabilities (attention_probs_dropout_prob, attention_dropout, ...); null keeps
+    the model's."""
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,12 @@ class TaskConfig:
     label_map: dict[str, str | None] | None = None
     """Renames labels (NER entity types or classes) so corpora share one label space; null drops a label
     (NER: its entities become O). With a map, a label that is neither a key nor a target is an error."""
+    label_smoothing: float = 0.0
+    """Share of each gold label's probability spread over all labels in the training loss (Szegedy et al. 2016);
+    NER and single-label classification."""
+    class_weights: Literal["balanced"] | list[float] | None = None
+    """Weights of the classes in the training loss, for skewed single-label classification: balanced (n / (k ×
+    the class's count in the training data), as scikit-learn) or one number per label in task.labels order."""
 
 
 ALL_LANGS = "all"
@@ -182,11 +193,20 @@ class TrainerConfig:
     `average_last` checkpoints."""
     average_last: int = 3
     """Checkpoints averaged by select=average (needs keep_last >= average_last)."""
-    adversarial: Literal["none", "fgm"] = "none"
+    adversarial: Literal["none", "fgm", "pgd"] = "none"
     """fgm: every step also trains on the batch with its word embeddings moved by adv_epsilon along the loss
-    gradient (mlft/engine/adversarial.py); about twice the step time."""
+    gradient (about twice the step time); pgd: moved by adv_steps steps of adv_alpha, each along the gradient
+    at the moved point and kept within adv_epsilon (Madry et al. 2018; about 1 + adv_steps times the step
+    time). mlft/engine/adversarial.py."""
     adv_epsilon: float = 1.0
-    """L2 size of the adversarial step per example (over all its tokens' embeddings)."""
+    """L2 size of the adversarial step per example (over all its tokens' embeddings); PGD's bound."""
+    adv_alpha: float = 0.3
+    """PGD: the L2 size of each of its steps."""
+    adv_steps: int = 3
+    """PGD: steps per batch (each one more forward and backward pass)."""
+    rdrop: float = 0.0
+    """R-Drop (Liang et al. 2021): the weight of the symmetric KL divergence between two dropout passes of every
+    batch, added to their mean loss; 0 = off. About twice the step time (one pass of the doubled batch)."""
     resume_inexact: bool = False
     """Resume even from a checkpoint whose RNG state is missing or unreadable (the run then differs from an
     uninterrupted one; metrics.json records the step in inexact_resumes). Off: such a resume is refused."""

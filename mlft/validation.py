@@ -116,6 +116,17 @@ def _bound_problems(run: RunConfig) -> list[str]:
     for key, value, low, inclusive in bounds:
         if value is not None and (value < low or (value == low and not inclusive)):
             problems.append(f"{key}: must be {'>=' if inclusive else '>'} {low}, got {value}")
+    shares = [
+        ("model.dropout", model.dropout),
+        ("model.attention_dropout", model.attention_dropout),
+        ("task.label_smoothing", run.task.label_smoothing),
+    ]
+    problems += [
+        f"{key}: must be in [0, 1), got {value}" for key, value in shares if value is not None and not 0 <= value < 1
+    ]
+    weights = run.task.class_weights
+    if isinstance(weights, list) and (not weights or any(w < 0 for w in weights) or not any(weights)):
+        problems.append(f"task.class_weights: one number >= 0 per label, not all 0, got {weights}")
     return problems
 
 
@@ -176,6 +187,12 @@ def _trainer_problems(trainer: TrainerConfig) -> list[str]:
         problems.append(
             f"trainer.adv_epsilon: must be > 0 with adversarial={trainer.adversarial}, got {trainer.adv_epsilon}"
         )
+    if trainer.adversarial == "pgd" and trainer.adv_alpha <= 0:
+        problems.append(f"trainer.adv_alpha: must be > 0 with adversarial=pgd, got {trainer.adv_alpha}")
+    if trainer.adversarial == "pgd" and trainer.adv_steps < 1:
+        problems.append(f"trainer.adv_steps: must be >= 1 with adversarial=pgd, got {trainer.adv_steps}")
+    if trainer.rdrop < 0:
+        problems.append(f"trainer.rdrop: must be >= 0 (0 = off), got {trainer.rdrop}")
     if trainer.select == "target_dev" and trainer.eval_strategy == "no":
         problems.append("trainer.select: target_dev needs evaluation (trainer.eval_strategy is 'no')")
     return problems

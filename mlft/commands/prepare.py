@@ -16,12 +16,14 @@ from mlft.commands.saved import load_run
 from mlft.config import RunConfig, TrainerConfig
 from mlft.data.feature_cache import Encoder, feature_cache_dir
 from mlft.data.load import LoadedData, load_data
-from mlft.engine.adversarial import attach_fgm
+from mlft.engine.adversarial import attach_fgm, attach_pgd
+from mlft.engine.class_loss import attach_class_loss, balanced_weights
 from mlft.engine.devices import use_cpu, world_size
 from mlft.engine.distill import Distiller, attach_distillation
 from mlft.engine.evaluate import EvalSet, encode_sets
 from mlft.engine.hooks import Hooks, attach_save_steps
 from mlft.engine.loop import optimizer_steps
+from mlft.engine.rdrop import attach_rdrop
 from mlft.engine.sampling import attach_language_mix
 from mlft.errors import ConfigError
 from mlft.models import lang_adapters
@@ -30,7 +32,7 @@ from mlft.models.compact import CompactVocab, compact, kept_ids, remap
 from mlft.models.compact import supports as compact_supported
 from mlft.models.depth import keep_layers
 from mlft.models.freeze import freeze
-from mlft.models.load import check_max_length, load_model, load_tokenizer
+from mlft.models.load import check_max_length, dropout_settings, load_model, load_tokenizer, read_model_config
 from mlft.models.teacher import check_teacher
 from mlft.tasks import Task, build_task
 
@@ -58,7 +60,10 @@ class Prepared:
 
 
 def prepare(run: RunConfig, accelerator: Any) -> Prepared:
-    check_max_length(run.model.name_or_path, run.model.revision, run.model.trust_remote_code, run.model.max_length)
+    model_cfg = run.model
+    config = read_model_config(model_cfg.name_or_path, model_cfg.revision, model_cfg.trust_remote_code)
+    check_max_length(config, model_cfg.name_or_path, model_cfg.max_length)
+    dropout = dropout_settings(config, model_cfg.dropout, model_cfg.attention_dropout)
     start = time.perf_counter()
     with accelerator.main_process_first():
         rules = build_task(run.task, run.model, [])
@@ -67,7 +72,6 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
     task = build_task(run.task, run.model, loaded.labels)
     if run.trainer.precision != "no" and not use_cpu(run.trainer.cpu):
         task.pad_to_multiple_of = 8
-    model_cfg = run.model
     tokenizer = load_tokenizer(model_cfg.name_or_path, model_cfg.revision, model_cfg.trust_remote_code)
     set_seed(run.seed)  # the new head's initialisation is part of the run's result
     model = load_model(
@@ -77,7 +81,10 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
         tokenizer,
         model_cfg.revision,
         model_cfg.trust_remote_code,
+        dropout,
     )
+    if dropout:
+        log.info("dropout: %s", ", ".join(f"{key}={value}" for key, value in dropout.items()))
     if model_cfg.num_layers is not None:
         kept = keep_layers(model, model_cfg.num_layers)
         log.info("layers: kept %d (%s of the pretrained stack)", len(kept), ", ".join(map(str, kept)))
@@ -135,13 +142,40 @@ def attach_features(run: RunConfig, prepared: Prepared, accelerator: Any) -> Hoo
         attach_language_mix(hooks)
     if prepared.distiller is not None:
         attach_distillation(hooks, prepared.distiller, accelerator)
-    if run.trainer.adversarial == "fgm":
-        attach_fgm(hooks, prepared.model, run.trainer.adv_epsilon, accelerator.backward)
+    trainer = run.trainer
+    if trainer.adversarial == "fgm":
+        attach_fgm(hooks, prepared.model, trainer.adv_epsilon, accelerator.backward)
+    if trainer.adversarial == "pgd":
+        attach_pgd(
+            hooks, prepared.model, trainer.adv_epsilon, trainer.adv_alpha, trainer.adv_steps, accelerator.backward
+        )
+    if trainer.rdrop:
+        attach_rdrop(hooks, trainer.rdrop)
+    weights = class_weights(run, prepared.loaded)
+    if run.task.label_smoothing or weights is not None:
+        attach_class_loss(hooks, run.task.label_smoothing, weights)
+        if weights is not None:
+            log.info("class weights: %s", ", ".join(f"{x}: {w:.3f}" for x, w in zip(prepared.loaded.labels, weights)))
     if run.trainer.save_steps:
         attach_save_steps(hooks, run.trainer.save_steps)
     if run.peft.method == "adalora":
         hooks.optimizer_step.append(rank_budget(prepared.model))
     return hooks
+
+
+def class_weights(run: RunConfig, loaded: LoadedData) -> list[float] | None:
+    """task.class_weights as one number per label (balanced: from the training data's class counts)."""
+    given = run.task.class_weights
+    if given is None:
+        return None
+    if given == "balanced":
+        train = [ex["label"] for examples in loaded.splits["train"].values() for ex in examples]
+        return balanced_weights(loaded.labels, train)
+    if len(given) != len(loaded.labels):
+        raise ConfigError(
+            f"task.class_weights: {len(given)} numbers for {len(loaded.labels)} labels ({', '.join(loaded.labels)})"
+        )
+    return list(given)
 
 
 def stack_language_adapters(model: Any, given: dict[str, str], train: list[str], evaluated: list[str]) -> Any:

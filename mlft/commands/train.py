@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlft.commands.prepare import Prepared, attach_features, prepare
+from mlft.commands.prepare import Prepared, attach_features, class_weights, prepare
 from mlft.config import RunConfig
 from mlft.destinations import share
 from mlft.engine import checkpoint, tracking
@@ -308,6 +308,10 @@ def summary(
         }
     if prepared.loaded.dropped:
         extra["label_map_dropped"] = prepared.loaded.dropped
+    weights = class_weights(run, prepared.loaded)
+    if run.task.label_smoothing or weights is not None:
+        by_label = dict(zip(prepared.loaded.labels, weights)) if weights is not None else None
+        extra["loss"] = {"label_smoothing": run.task.label_smoothing, "class_weights": by_label}
     if state.inexact_resumes:
         extra["inexact_resumes"] = state.inexact_resumes
     if state.before:

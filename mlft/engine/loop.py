@@ -243,7 +243,8 @@ class TrainingLoop:
         """Forward and backward passes of one batch; an optimizer step when gradients are synchronised."""
         state, accelerator = self.state, self.accelerator
         batch.pop("index")
-        state.train_samples += batch["input_ids"].shape[0]
+        samples = batch["input_ids"].shape[0]  # before a hook may change the batch (R-Drop doubles it)
+        state.train_samples += samples
         state.train_tokens += int(batch["attention_mask"].sum())
         with accelerator.accumulate(self.model):
             for hook in self.hooks.batch_start:
@@ -267,7 +268,7 @@ class TrainingLoop:
             self.optimizer.zero_grad()
         state.batches_done += 1
         self.running, self.seen = self.running + loss.item(), self.seen + 1
-        self.lines.batch(loss.item(), batch["input_ids"].shape[0])
+        self.lines.batch(loss.item(), samples)
 
     def after_step(self) -> None:
         """After an optimizer step: schedule, logging, evaluation and checkpoints when due, then the hooks."""

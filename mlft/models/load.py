@@ -34,18 +34,21 @@ def load_tokenizer(name_or_path: str, revision: str | None = None, trust_remote_
 OFFSET_POSITIONS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "xmod")
 
 
-def check_max_length(name_or_path: str, revision: str | None, trust_remote_code: bool, max_length: int) -> None:
-    """model.max_length against the positions the model has, before any data is read or anything trained."""
+def read_model_config(name_or_path: str, revision: str | None, trust_remote_code: bool) -> Any:
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(
+        return AutoConfig.from_pretrained(
             resolve(name_or_path), revision=revision, trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError) as err:
         raise ConfigError(
             f"model.name_or_path: cannot read the config of {name_or_path!r} ({_first_line(err)})"
         ) from None
+
+
+def check_max_length(config: Any, name_or_path: str, max_length: int) -> None:
+    """model.max_length against the positions the model has, before any data is read or anything trained."""
     positions = getattr(config, "max_position_embeddings", None)
     if positions is None:
         return
@@ -65,13 +68,16 @@ def load_model(
     tokenizer: Any,
     revision: str | None = None,
     trust_remote_code: bool = False,
+    dropout: dict[str, float] | None = None,
 ) -> Any:
-    """Loads the encoder with a fresh head configured by `head` (or the saved head when its labels match)."""
+    """Loads the encoder with a fresh head configured by `head` (or the saved head when its labels match);
+    `dropout`: config keys that override the model's dropout (see dropout_settings)."""
     name_or_path = resolve(name_or_path)
     try:
         model = model_class.from_pretrained(
             name_or_path,
             **head,
+            **(dropout or {}),
             revision=revision,
             trust_remote_code=trust_remote_code,
             ignore_mismatched_sizes=True,
@@ -97,3 +103,25 @@ def load_model(
 def _first_line(err: Exception) -> str:
     text = str(err).strip()
     return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+HIDDEN_DROPOUT = ("hidden_dropout_prob", "dropout", "hidden_dropout", "dropout_rate", "resid_pdrop")
+ATTENTION_DROPOUT = ("attention_probs_dropout_prob", "attention_dropout", "attention_probs_dropout", "attn_pdrop")
+"""The config keys model types name their dropout with (BERT/XLM-R/ELECTRA, DistilBERT, DeBERTa, T5, GPT-2)."""
+
+
+def dropout_settings(config: Any, hidden: float | None, attention: float | None) -> dict[str, float]:
+    """Config overrides for model.dropout / model.attention_dropout: every key of that kind the config has; a
+    config with none is a ConfigError naming the keys looked for."""
+    out: dict[str, float] = {}
+    for key, value, names in (
+        ("model.dropout", hidden, HIDDEN_DROPOUT),
+        ("model.attention_dropout", attention, ATTENTION_DROPOUT),
+    ):
+        if value is None:
+            continue
+        found = [name for name in names if hasattr(config, name)]
+        if not found:
+            raise ConfigError(f"{key}: {config.model_type} configs have none of {', '.join(names)}")
+        out.update(dict.fromkeys(found, value))
+    return out

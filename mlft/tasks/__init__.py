@@ -54,7 +54,26 @@ def config_problems(run: RunConfig) -> list[str]:
         problems.append(f"peft.method: {run.task.type} runs train full weights (allowed: none)")
     if run.peft.lang_adapters and kind.peft_task_type == MASKED_LM:
         problems.append("peft.lang_adapters: a masked-LM run trains one language adapter (peft=lang_adapter)")
-    return problems + _metric_problems(run.task, kind)
+    return problems + _metric_problems(run.task, kind) + _loss_problems(run, kind)
+
+
+def _loss_problems(run: RunConfig, kind: Any) -> list[str]:
+    """Loss options that need one softmax over labels per token or text (NER, single-label classification)."""
+    softmax = kind.name in (TokenClassification.name, SequenceClassification.name) and not run.task.multi_label
+    where = "NER and single-label classification"
+    problems = []
+    if run.task.label_smoothing and not softmax:
+        problems.append(f"task.label_smoothing: only for {where}")
+    if run.trainer.rdrop and not softmax:
+        problems.append(f"trainer.rdrop: only for {where}")
+    if run.task.class_weights is not None and not (softmax and kind.name == SequenceClassification.name):
+        problems.append("task.class_weights: only for single-label classification (type=sequence_classification)")
+    weights, labels = run.task.class_weights, run.task.labels
+    if isinstance(weights, list) and labels is not None and len(weights) != len(labels):
+        problems.append(
+            f"task.class_weights: {len(weights)} numbers for {len(labels)} labels (task.labels: {', '.join(labels)})"
+        )
+    return problems
 
 
 def _metric_problems(task: TaskConfig, kind: Any) -> list[str]:

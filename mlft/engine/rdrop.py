@@ -1,0 +1,45 @@
+"""R-Drop (Liang et al. 2021, "R-Drop: regularized dropout for neural networks").
+
+Every training batch goes through the model twice in one pass (the batch stacked on itself), so each example
+gets two dropout masks; the loss is the mean of the two passes' losses plus `alpha` × the symmetric KL
+divergence between their predicted distributions, ½(KL(p₁‖p₂) + KL(p₂‖p₁)), averaged over the examples (NER:
+over the labelled tokens). With the paper's sum of both losses this is half its objective, so `alpha` means what
+it means there. Evaluation is untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+IGNORED = -100
+"""The label of positions that are not scored (padding, special tokens, later word pieces)."""
+
+
+def doubled(batch: dict[str, torch.Tensor]) -> None:
+    """Stacks the batch on itself in place: rows i and i + n are the same example."""
+    for key, value in batch.items():
+        batch[key] = torch.cat([value, value])
+
+
+def symmetric_kl(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """½(KL(p₁‖p₂) + KL(p₂‖p₁)) between the two halves' distributions, mean over scored positions."""
+    first, second = logits.float().chunk(2)
+    log_p, log_q = first.log_softmax(-1), second.log_softmax(-1)
+    per_position = 0.5 * ((log_p.exp() * (log_p - log_q)).sum(-1) + (log_q.exp() * (log_q - log_p)).sum(-1))
+    scored = labels.chunk(2)[0] != IGNORED if labels.dim() == per_position.dim() else None
+    if scored is None:
+        return per_position.mean()
+    return (per_position * scored).sum() / scored.sum().clamp_min(1)
+
+
+def attach_rdrop(hooks: Any, alpha: float) -> None:
+    """Doubles every training batch first (before a teacher or anything else sees it) and adds the KL term
+    last (after any other change of the loss)."""
+
+    def with_consistency(batch: dict[str, torch.Tensor], outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+        return loss + alpha * symmetric_kl(outputs.logits, batch["labels"])
+
+    hooks.batch_start.insert(0, doubled)
+    hooks.loss.append(with_consistency)
