@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from mlft.commands.saved import SavedRun, load_run
+from mlft.commands.saved import SavedRun, load_ensemble, load_run
 from mlft.config import DataConfig
 from mlft.data.feature_cache import Encoder, feature_cache_dir
 from mlft.data.load import load_data
@@ -20,8 +20,11 @@ from mlft.report.tables import write_reports
 
 @dataclass(frozen=True)
 class EvalArgs:
-    run: str
+    run: str | None = None
     """The run directory to evaluate."""
+    runs: list[str] | None = None
+    """Instead of run: finished runs of the same task, labels and tokenizer, evaluated as one ensemble (their
+    probabilities averaged); the data and languages are the first run's."""
     lang: list[str] | None = None
     """Languages to evaluate (default: the run's lang.eval)."""
     split: list[Literal["dev", "test"]] | None = None
@@ -65,9 +68,17 @@ def check_eval_args(args: EvalArgs) -> None:
             problems.append(f"{key}: {value} is a folder; give a data file (or hub:<dataset>)")
         elif not Path(value).is_file():
             problems.append(f"{key}: file not found: {value}")
+    if (args.run is None) == (not args.runs):
+        problems.append("run, runs: give exactly one (run=<run-dir>, or runs=[<run-dir>,...] for an ensemble)")
     if problems:
         raise ConfigError(problems)
-    check_writable(Path(args.out) if args.out else Path(args.run) / "evals", "out")
+    check_writable(Path(args.out) if args.out else default_out(args).parent, "out")
+
+
+def default_out(args: EvalArgs) -> Path:
+    """<run>/evals/<time>; an ensemble's report goes to ./evals/ensemble-<time> (it belongs to no one run)."""
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+    return Path(args.run) / "evals" / stamp if args.run else Path("evals") / f"ensemble-{stamp}"
 
 
 def check_own_file_langs(saved: SavedRun, args: EvalArgs, langs: list[str]) -> None:
@@ -88,7 +99,7 @@ def check_own_file_langs(saved: SavedRun, args: EvalArgs, langs: list[str]) -> N
 def evaluate(args: EvalArgs) -> tuple[dict, Path]:
     """Evaluates the run's final model; writes <run>/evals/<time>/{metrics.json, report.md} (or into out)."""
     check_eval_args(args)
-    saved = load_run(Path(args.run))
+    saved = load_run(Path(args.run)) if args.run else load_ensemble([Path(r) for r in args.runs or []])
     cfg = saved.config
     data = replace(cfg.data, dev=args.dev or cfg.data.dev, test=args.test or cfg.data.test)
     langs = args.lang or cfg.lang.eval
@@ -99,13 +110,14 @@ def evaluate(args: EvalArgs) -> tuple[dict, Path]:
     }
     sets = encode_sets(Encoder(saved.task, saved.tokenizer, feature_cache_dir() if data.cache else None), splits)
     metrics = score_model(saved, sets, args.batch_size, args.cpu)
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-    out_dir = Path(args.out) if args.out else saved.run.evals_dir / stamp
+    out_dir = Path(args.out) if args.out else default_out(args)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"out: {out_dir} is not empty; nothing was written (choose another folder)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    title = f"eval of {saved.origin}"
-    extra = {"run": str(saved.origin)}
+    title = f"eval of {saved.name}"
+    extra: dict = {"run": str(saved.origin)}
+    if saved.members:
+        extra["ensemble"] = [str(m) for m in saved.members]
     columns = tuple(saved.task.metrics)
     table = write_reports(out_dir, metrics, columns, extra, title, saved.languages.train, cfg.task.metric)
     print(table)

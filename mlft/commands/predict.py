@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from mlft.commands.saved import SavedRun, load_exported, load_run
+from mlft.commands.saved import SavedRun, load_ensemble, load_exported, load_run
 from mlft.data.readers import lone_surrogate, read_lines
 from mlft.destinations import check_writable
 from mlft.engine.devices import make_accelerator
@@ -49,6 +49,9 @@ class PredictArgs:
     """The run directory whose final model predicts."""
     model: str | None = None
     """Instead of run: a folder written by `mlft export`, or the model.onnx inside one."""
+    runs: list[str] | None = None
+    """Instead of run: finished runs of the same task, labels and tokenizer, predicting as one ensemble (their
+    probabilities averaged)."""
 
 
 class Predictor:
@@ -93,10 +96,15 @@ class Predictor:
         return [task.to_record(line, contexts.get(i), predictions.get(i)) for i, line in enumerate(lines)]
 
 
-def load_for_prediction(run: str | None, model: str | None) -> SavedRun:
-    """A run directory or an exported folder / .onnx file: exactly one of the two."""
-    if (run is None) == (model is None):
-        raise ConfigError("run, model: give exactly one (run=<run-dir> or model=<exported folder or .onnx>)")
+def load_for_prediction(run: str | None, model: str | None, runs: list[str] | None = None) -> SavedRun:
+    """A run directory, an exported folder / .onnx file, or runs forming an ensemble: exactly one of the three."""
+    if sum(x is not None for x in (run, model, runs)) != 1:
+        raise ConfigError(
+            "run, model, runs: give exactly one (run=<run-dir>, model=<exported folder or .onnx>, or "
+            "runs=[<run-dir>,...] for an ensemble)"
+        )
+    if runs is not None:
+        return load_ensemble([Path(r) for r in runs])
     return load_run(Path(run)) if run else load_exported(Path(model or ""))
 
 
@@ -142,7 +150,7 @@ def predict(args: PredictArgs) -> None:
             raise ConfigError(f"output: {args.output} is a folder; give a file name (predictions are JSONL)")
         check_writable(Path(args.output), "output")
     requests = read_requests(source)
-    saved = load_for_prediction(args.run, args.model)
+    saved = load_for_prediction(args.run, args.model, args.runs)
     predictor = Predictor(saved, args.cpu, precision=args.precision)
     records: list[dict[str, Any]] = [{} for _ in requests]
     # One call per language: NER splits words by language, and a run with language adapters switches them.

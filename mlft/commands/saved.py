@@ -19,6 +19,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from mlft.config import RunConfig
 from mlft.errors import ConfigError, RunDirError
+from mlft.models.ensemble import Ensemble, Member, member_problems
 from mlft.models.lang_adapters import attach, saved_languages
 from mlft.models.load import load_tokenizer
 from mlft.rundir import Languages, RunDir
@@ -63,9 +64,17 @@ class SavedRun:
     model: Any
     tokenizer: Any
 
+    members: tuple[Path, ...] = ()
+    """An ensemble's runs (origin is the first); empty for one run."""
+
     @property
     def run(self) -> RunDir:
         return RunDir(self.origin)
+
+    @property
+    def name(self) -> str:
+        """How reports name what was evaluated."""
+        return f"ensemble of {', '.join(map(str, self.members))}" if self.members else str(self.origin)
 
 
 def load_run(path: Path) -> SavedRun:
@@ -81,6 +90,28 @@ def load_run(path: Path) -> SavedRun:
     if not langs:
         return saved
     return replace(saved, model=attach(saved.model, langs, key=f"run={path}"))
+
+
+def load_ensemble(paths: list[Path]) -> SavedRun:
+    """Finished runs that agree on task, labels and tokenizer, as one model averaging their probabilities."""
+    runs = [load_run(path) for path in paths]
+    members = [
+        Member(
+            str(s.origin),
+            s.config.task.type,
+            s.config.task.multi_label,
+            list(s.task.labels),
+            s.tokenizer.get_vocab(),
+            bool(saved_languages(s.run.adapter_dir)),
+        )
+        for s in runs
+    ]
+    problems = member_problems(members)
+    if problems:
+        raise ConfigError(problems)
+    first = runs[0]
+    model = Ensemble([s.model for s in runs], first.config.task.multi_label)
+    return replace(first, model=model, members=tuple(paths))
 
 
 def load_exported(path: Path) -> SavedRun:

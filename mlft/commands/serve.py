@@ -27,6 +27,8 @@ class ServeArgs:
     """A folder written by `mlft export` (or its model.onnx)."""
     run: str | None = None
     """Instead of model: a run directory."""
+    runs: list[str] | None = None
+    """Instead of model: runs of the same task, labels and tokenizer, serving as one ensemble."""
     host: str = "127.0.0.1"
     """Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)."""
     port: int = 8080
@@ -212,6 +214,6 @@ def serve(args: ServeArgs) -> None:
         raise ConfigError("max_texts, max_chars, max_batch: must be at least 1")
     if args.body_timeout_s <= 0 or args.batch_wait_ms < 0:
         raise ConfigError("body_timeout_s, batch_wait_ms: must be > 0 and >= 0")
-    predictor = Predictor(load_for_prediction(args.run, args.model), args.cpu, False, args.precision)
+    predictor = Predictor(load_for_prediction(args.run, args.model, args.runs), args.cpu, False, args.precision)
     print(f"mlft serve: http://{args.host}:{args.port} (POST /predict, GET /health)", file=sys.stderr, flush=True)
     uvicorn.run(build_app(predictor, args), host=args.host, port=args.port, log_level="warning")
