@@ -254,6 +254,32 @@ class ColumnsConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Training-data augmentation (never dev or test); every method off by default. mlft/data/augment.py."""
+
+    copies: int = 1
+    """Augmented copies of each training example per method (a copy equal to its original is dropped)."""
+    mention_replacement: float = 0.0
+    """NER: the probability that each entity mention becomes another training mention of its type."""
+    shuffle_segments: float = 0.0
+    """NER: the probability that the tokens of each segment (an entity, or a run of O tokens) are shuffled."""
+    eda: float = 0.0
+    """Classification: EDA's alpha, the share of a text's words swapped and deleted (and, with `synonyms`, replaced
+    by a synonym and inserted)."""
+    synonyms: str | None = None
+    """A synonym file for EDA: per line a word, a tab, and its synonyms separated by tabs."""
+    code_switch: float = 0.0
+    """NER and classification: the probability that a word with an entry in `dictionary` becomes one of its
+    translations (CoSDA-ML code-switching, for cross-lingual transfer)."""
+    dictionary: str | None = None
+    """A bilingual dictionary: per line a word, a tab (or a space) and a translation (MUSE's format)."""
+
+    @property
+    def enabled(self) -> bool:
+        return any((self.mention_replacement, self.shuffle_segments, self.eda, self.code_switch))
+
+
+@dataclass(frozen=True)
 class DataConfig:
     train: str | None = None
     """Training data: a file (CoNLL, JSONL, CSV, TSV) or hub:<id>[/<config>]."""
@@ -285,6 +311,8 @@ class DataConfig:
     """Use the first N test examples (per language)."""
     cache: bool = True
     """Keep tokenized features ($MLFT_FEATURE_CACHE, default $MLFT_CACHE/features): a rerun skips tokenizing."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Training-data augmentation (data.augment.mention_replacement=0.3, ...)."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from accelerate.utils import set_seed
 
 from mlft.commands.saved import load_run
 from mlft.config import RunConfig, TrainerConfig
+from mlft.data.augment import augment
 from mlft.data.feature_cache import Encoder, feature_cache_dir
 from mlft.data.load import LoadedData, load_data
 from mlft.engine.adversarial import attach_fgm, attach_pgd
@@ -57,6 +59,8 @@ class Prepared:
     """The teacher's soft targets mixed into the loss (distill.teacher), or None."""
     timings: dict[str, Any]
     """Seconds spent reading the data and tokenizing it, and how many encoded sets came from the cache."""
+    augmented: dict[str, int] = field(default_factory=dict)
+    """Training examples each augmentation method added (data.augment)."""
 
 
 def prepare(run: RunConfig, accelerator: Any) -> Prepared:
@@ -70,6 +74,7 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
         loaded = load_data(run.data, run.task, rules, run.lang.train, run.lang.eval)
     load_seconds = time.perf_counter() - start
     task = build_task(run.task, run.model, loaded.labels)
+    augmented = augment_training(run, loaded, task) if run.data.augment.enabled else {}
     if run.trainer.precision != "no" and not use_cpu(run.trainer.cpu):
         task.pad_to_multiple_of = 8
     tokenizer = load_tokenizer(model_cfg.name_or_path, model_cfg.revision, model_cfg.trust_remote_code)
@@ -131,8 +136,24 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
         model = stack_language_adapters(model, run.peft.lang_adapters, loaded.train_langs, loaded.eval_langs)
     log.info("%s", trainable_summary(model))
     return Prepared(
-        loaded, task, tokenizer, model, train_features, feature_langs, eval_sets, vocab, distiller, timings
+        loaded, task, tokenizer, model, train_features, feature_langs, eval_sets, vocab, distiller, timings, augmented
     )
+
+
+def augment_training(run: RunConfig, loaded: LoadedData, task: Task) -> dict[str, int]:
+    """Adds augmented copies to each language's training examples; returns how many each method added."""
+    config, counts = run.data.augment, Counter[str]()
+    original = sum(len(exs) for exs in loaded.splits["train"].values())
+    for lang, examples in loaded.splits["train"].items():
+        methods = task.augmenters(config, examples, lang)  # type: ignore[attr-defined]
+        added, by_method = augment(examples, methods, config.copies, run.seed)
+        examples.extend(added)
+        counts.update(by_method)
+    summary = ", ".join(f"{name} {n:,}" for name, n in counts.items())
+    log.info(
+        "augmentation: %s examples added to %s training examples (%s)", f"{counts.total():,}", f"{original:,}", summary
+    )
+    return dict(counts)
 
 
 def attach_features(run: RunConfig, prepared: Prepared, accelerator: Any) -> Hooks:

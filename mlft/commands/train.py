@@ -308,6 +308,8 @@ def summary(
         }
     if prepared.loaded.dropped:
         extra["label_map_dropped"] = prepared.loaded.dropped
+    if prepared.augmented:
+        extra["augmentation"] = {"added": prepared.augmented, "total": sum(prepared.augmented.values())}
     weights = class_weights(run, prepared.loaded)
     if run.task.label_smoothing or weights is not None:
         by_label = dict(zip(prepared.loaded.labels, weights)) if weights is not None else None

@@ -6,6 +6,7 @@ the package, `TASKS["my_type"] = MyTask` before mlft runs; and a preset in confi
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from mlft.config import ModelConfig, RunConfig, TaskConfig
@@ -54,7 +55,36 @@ def config_problems(run: RunConfig) -> list[str]:
         problems.append(f"peft.method: {run.task.type} runs train full weights (allowed: none)")
     if run.peft.lang_adapters and kind.peft_task_type == MASKED_LM:
         problems.append("peft.lang_adapters: a masked-LM run trains one language adapter (peft=lang_adapter)")
-    return problems + _metric_problems(run.task, kind) + _loss_problems(run, kind)
+    return problems + _metric_problems(run.task, kind) + _loss_problems(run, kind) + _augment_problems(run, kind)
+
+
+def _augment_problems(run: RunConfig, kind: Any) -> list[str]:
+    """data.augment: each method for the task types it keeps labels right for, probabilities in [0, 1]."""
+    a = run.data.augment
+    ner, classification = kind.name == TokenClassification.name, kind.name == SequenceClassification.name
+    problems = [
+        f"data.augment.{key}: must be in [0, 1], got {value}"
+        for key, value in vars(a).items()
+        if isinstance(value, float) and not 0.0 <= value <= 1.0
+    ]
+    if a.copies < 1:
+        problems.append(f"data.augment.copies: must be >= 1, got {a.copies}")
+    for key in ("mention_replacement", "shuffle_segments"):
+        if getattr(a, key) and not ner:
+            problems.append(f"data.augment.{key}: only for NER (task type token_classification)")
+    if a.eda and not classification:
+        problems.append("data.augment.eda: only for classification (task type sequence_classification)")
+    if a.code_switch and not (ner or classification):
+        problems.append("data.augment.code_switch: only for NER and classification")
+    if a.code_switch and a.dictionary is None:
+        problems.append("data.augment.dictionary: required with data.augment.code_switch (a bilingual dictionary)")
+    if a.synonyms is not None and not a.eda:
+        problems.append("data.augment.synonyms: used by EDA only; set data.augment.eda (e.g. 0.1)")
+    for key in ("synonyms", "dictionary"):
+        path = getattr(a, key)
+        if path is not None and not Path(path).is_file():
+            problems.append(f"data.augment.{key}: file not found: {path}")
+    return problems
 
 
 def _loss_problems(run: RunConfig, kind: Any) -> list[str]:

@@ -4,8 +4,10 @@ label (or a list of labels), encode, decode, score, and raw text in, labels with
 
 from __future__ import annotations
 
+import random
 import sys
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,8 +15,11 @@ import torch
 from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 from transformers import AutoModelForSequenceClassification
 
+from mlft.data import augment
+from mlft.data.augment import Augmenter
 from mlft.errors import DataError
 from mlft.models.pooling import MeanPoolingClassifier
+from mlft.tasks.alignment import NO_SPACE_LANGS
 from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
 from mlft.tasks.protocol import Example
@@ -270,6 +275,23 @@ class SequenceClassification:
     ) -> list[dict[str, Any]]:
         return decode(examples, features, outs, self.labels, self.multi_label)
 
+    def augmenters(self, config: Any, examples: list[Example], lang: str) -> dict[str, Augmenter]:
+        """EDA (swap, delete; with synonyms also replace and insert) and code-switching of the text's words
+        (data.augment); a pair's second text stays as it is, so that its relation to the first is kept."""
+        alpha = config.eda
+        synonyms = augment.read_word_lists(config.synonyms, "data.augment.synonyms") if config.synonyms else None
+        changes: dict[str, Callable[[list[str], random.Random], list[str]]] = {}
+        if alpha:
+            changes["eda_swap"] = lambda w, rng: augment.eda_swap(w, alpha, rng)
+            changes["eda_delete"] = lambda w, rng: augment.eda_delete(w, alpha, rng)
+        if alpha and synonyms:
+            changes["eda_synonyms"] = lambda w, rng: augment.eda_synonyms(w, synonyms, alpha, rng)
+            changes["eda_insert"] = lambda w, rng: augment.eda_insert(w, synonyms, alpha, rng)
+        if config.code_switch:
+            dictionary = augment.read_word_lists(config.dictionary, "data.augment.dictionary")
+            changes["code_switch"] = lambda w, rng: augment.code_switch_words(w, dictionary, config.code_switch, rng)
+        return {name: _on_words(change, lang) for name, change in changes.items()}
+
     def evaluate_inputs(self, examples: list[Example], predictions: list[dict[str, Any]]) -> tuple[list, list]:
         """(predictions, references) for an `evaluate` module: class ids, or 0/1 rows per text (multi-label)."""
         index = {label: i for i, label in enumerate(self.labels)}
@@ -292,3 +314,29 @@ class SequenceClassification:
 
     def vocabulary_texts(self, examples: list[Example]) -> list[str]:
         return []
+
+
+def _on_words(
+    change: Callable[[list[str], random.Random], list[str]], default_lang: str
+) -> Callable[[Example, random.Random], Example]:
+    """A change of word lists applied to an example's text: words are space-separated, or for Chinese, Japanese,
+    Thai, ... characters (jieba's words for Chinese when it is installed), joined back the same way."""
+
+    def method(ex: Example, rng: random.Random) -> Example:
+        lang = ex.get("lang") or default_lang
+        if lang in NO_SPACE_LANGS:
+            return {**ex, "text": "".join(change(_unspaced_words(ex["text"], lang), rng))}
+        return {**ex, "text": " ".join(change(ex["text"].split(), rng))}
+
+    return method
+
+
+def _unspaced_words(text: str, lang: str) -> list[str]:
+    if lang.split("-")[0] == "zh":
+        try:
+            import jieba
+        except ImportError:
+            return [ch for ch in text if not ch.isspace()]
+        jieba.setLogLevel(60)  # its dictionary-loading chatter
+        return [w for w in jieba.lcut(text) if w.strip()]
+    return [ch for ch in text if not ch.isspace()]

@@ -11,6 +11,7 @@ import random
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,8 @@ from seqeval.metrics import accuracy_score, classification_report
 from seqeval.scheme import IOB2
 from transformers import AutoModelForTokenClassification
 
+from mlft.data import augment
+from mlft.data.augment import Augmenter
 from mlft.data.schemes import iob2_labels, split_tag, to_iob2
 from mlft.errors import DataError
 from mlft.tasks import alignment
@@ -278,6 +281,32 @@ class TokenClassification:
         self, examples: list[Example], features: list[dict[str, Any]], outs: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         return decode(examples, features, outs, self.labels, self.decoding)
+
+    def augmenters(self, config: Any, examples: list[Example], lang: str) -> dict[str, Augmenter]:
+        """Mention replacement, segment shuffling and code-switching of tagged sentences (data.augment)."""
+        methods: dict[str, Augmenter] = {}
+
+        def tagged(change: Callable[[tuple[list[str], list[str]], random.Random], tuple[list[str], list[str]]]):
+            def method(ex: Example, rng: random.Random) -> Example:
+                tokens, tags = change((ex["tokens"], ex["tags"]), rng)
+                return {**ex, "tokens": tokens, "tags": tags}
+
+            return method
+
+        if config.mention_replacement:
+            pool = augment.mentions([(ex["tokens"], ex["tags"]) for ex in examples])
+            p = config.mention_replacement
+            methods["mention_replacement"] = tagged(lambda x, rng: augment.replace_mentions(x, pool, p, rng))
+        if config.shuffle_segments:
+            methods["shuffle_segments"] = tagged(
+                lambda x, rng: augment.shuffle_segments(x, config.shuffle_segments, rng)
+            )
+        if config.code_switch:
+            dictionary = augment.read_word_lists(config.dictionary, "data.augment.dictionary")
+            methods["code_switch"] = tagged(
+                lambda x, rng: augment.code_switch_tagged(x, dictionary, config.code_switch, rng)
+            )
+        return methods
 
     def evaluate_inputs(self, examples: list[Example], predictions: list[dict[str, Any]]) -> tuple[list, list]:
         """(predictions, references) for an `evaluate` module: tag sequences, as seqeval takes them."""
