@@ -12,7 +12,7 @@ from sklearn.metrics import cohen_kappa_score
 from mlft.cli import main
 
 from conftest import FIXTURES
-from helpers import ZH_NER, metrics, run_cli, train
+from helpers import ZH_NER, cli_error, metrics, run_cli, train
 
 SENT = FIXTURES / "sentiment"
 METRICS = FIXTURES / "metrics"
@@ -72,35 +72,39 @@ def test_a_module_with_several_numbers_reports_each_and_selects_the_named_key(tm
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (["task.metric=evaluate:mlft-no-such-metric"], "cannot load the evaluate module 'mlft-no-such-metric'"),
         ([f"task.metric=evaluate:{METRICS / 'kappa'}:agreement"], "'kappa.agreement' is not reported"),
         (["task.metric=evaluate:f1"], "'f1' is the built-in metric of that name"),
         (["task.higher_is_better=false"], "task.higher_is_better: only for a metric of task.evaluate"),
         (["task.metric=perplexity"], "allowed: accuracy, macro_f1, micro_f1, or evaluate:<module>"),
     ],
 )
-def test_bad_metric_settings_are_config_errors(tmp_path, tiny_models, overrides, message):
+def test_bad_metric_settings_are_config_errors(tmp_path, tiny_models, overrides, message, capsys):
     task = ["task=ner", *ZH_NER] if "f1" in overrides[0] else SENTIMENT
+    run = tmp_path / "run"
+    err = cli_error(capsys, "train", f"model={tiny_models['wordpiece']}", f"hydra.run.dir={run}", *task, *overrides)
+    assert message in err
+    assert not (run / "model").exists()
+
+
+def test_an_unknown_hub_module_offline_is_a_config_error(tmp_path, tiny_models):
     result = run_cli(
         "train",
         f"model={tiny_models['wordpiece']}",
         f"hydra.run.dir={tmp_path / 'run'}",
-        *task,
-        *overrides,
+        *SENTIMENT,
+        "task.metric=evaluate:mlft-no-such-metric",
         env={"HF_HUB_OFFLINE": "1", "HF_HUB_DOWNLOAD_TIMEOUT": "5"},
     )
     assert result.returncode == 2, result.stderr[-2000:]
-    assert message in result.stderr
-    assert not (tmp_path / "run" / "model").exists()
+    assert "cannot load the evaluate module 'mlft-no-such-metric'" in result.stderr
+    assert "offline, give the path of a local module script" in result.stderr
 
 
-def test_masked_lm_cannot_take_an_evaluate_module(tmp_path, tiny_models):
+def test_masked_lm_cannot_take_an_evaluate_module(tmp_path, tiny_models, capsys):
     text = tmp_path / "text.txt"
     text.write_text("some text\n" * 8)
-    result = run_cli(
-        "train", f"model={tiny_models['wordpiece']}", "task=mlm", "lang=en", f"data.train={text}",
+    err = cli_error(
+        capsys, "train", f"model={tiny_models['wordpiece']}", "task=mlm", "lang=en", f"data.train={text}",
         f"task.evaluate={METRICS / 'kappa'}", f"hydra.run.dir={tmp_path / 'run'}",
     )  # fmt: skip
-    assert result.returncode == 2 and "task.evaluate: masked_lm predictions cannot go to an evaluate module" in (
-        result.stderr
-    )
+    assert "task.evaluate: masked_lm predictions cannot go to an evaluate module" in err
