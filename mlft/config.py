@@ -273,10 +273,18 @@ class AugmentConfig:
     translations (CoSDA-ML code-switching, for cross-lingual transfer)."""
     dictionary: str | None = None
     """A bilingual dictionary: per line a word, a tab (or a space) and a translation (MUSE's format)."""
+    back_translation: list[str] | None = None
+    """Classification: two seq2seq translation models (hub ids or folders), to a pivot language and back (e.g.
+    [Helsinki-NLP/opus-mt-zh-en, Helsinki-NLP/opus-mt-en-zh]); one paraphrase per text, cached in mlft's cache."""
+    bt_langs: list[str] | None = None
+    """For many-to-many translation models (NLLB, M2M100): the codes of the texts' language and of the pivot (e.g.
+    [zho_Hans, eng_Latn])."""
 
     @property
     def enabled(self) -> bool:
-        return any((self.mention_replacement, self.shuffle_segments, self.eda, self.code_switch))
+        return any(
+            (self.mention_replacement, self.shuffle_segments, self.eda, self.code_switch, self.back_translation)
+        )
 
 
 @dataclass(frozen=True)

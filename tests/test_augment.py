@@ -3,6 +3,7 @@ is counted in metrics.json, never touches dev or test, and is refused where it d
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 
@@ -118,6 +119,10 @@ def test_classification_eda_with_synonyms(tmp_path, tiny_models):
             "data.augment.shuffle_segments: must be in [0, 1]",
         ),
         (["task=sentiment", "data.augment.eda=0.1", "data.augment.synonyms=nope.txt"], "file not found: nope.txt"),
+        (
+            ["task=ner", *ZH_NER, "data.augment.back_translation=[a,b]"],
+            "data.augment.back_translation: two translation",
+        ),
     ],
 )
 def test_augmentation_that_does_not_fit_is_a_config_error(tmp_path, tiny_models, overrides, message, capsys):
@@ -126,3 +131,45 @@ def test_augmentation_that_does_not_fit_is_a_config_error(tmp_path, tiny_models,
     assert message in cli_error(
         capsys, "train", model, f"hydra.run.dir={tmp_path / 'run'}", "lang=zh", *data, *overrides
     )
+
+
+def tiny_marian(directory):
+    """A random two-layer Marian translation model with a test tokenizer: it translates into nonsense, which is
+    all the plumbing needs."""
+    import torch
+    from transformers import MarianConfig, MarianMTModel
+
+    from conftest import build_tokenizer
+
+    tokenizer = build_tokenizer("bpe")
+    torch.manual_seed(0)
+    config = MarianConfig(
+        vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id, forced_eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    MarianMTModel(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def test_back_translation_through_two_translation_models_is_cached(tmp_path, tiny_models, monkeypatch, caplog):
+    monkeypatch.setenv("MLFT_CACHE", str(tmp_path / "cache"))
+    caplog.set_level("INFO", logger="mlft")
+    there, back = tiny_marian(tmp_path / "to-pivot"), tiny_marian(tmp_path / "back")
+    args = [
+        "task=sentiment", "lang=en", "trainer.epochs=1", f"data.train={SENT / 'en_train.jsonl'}",
+        f"data.dev={SENT / 'en_dev.jsonl'}", f"data.augment.back_translation=[{there},{back}]",
+    ]  # fmt: skip
+    run = train(tmp_path / "run", tiny_models["bpe"], *args)
+    added = metrics(run)["augmentation"]["added"]["back_translation"]
+    train_texts = {json.loads(x)["text"] for x in (SENT / "en_train.jsonl").read_text().splitlines()}
+    assert 0 < added <= len(train_texts) * 4  # at most one paraphrase per training example
+    [cached] = (tmp_path / "cache" / "back-translation").glob("*.json")
+    paraphrases = json.loads(cached.read_text())
+    assert set(paraphrases) == train_texts and any(p != t for t, p in paraphrases.items())
+    assert "through" in caplog.text
+    caplog.clear()
+    again = train(tmp_path / "again", tiny_models["bpe"], *args)
+    assert "from the cache" in caplog.text and metrics(again)["augmentation"] == metrics(run)["augmentation"]

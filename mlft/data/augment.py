@@ -164,7 +164,8 @@ Augmenter = Callable[[dict[str, Any], random.Random], dict[str, Any]]
 def augment(
     examples: list[dict[str, Any]], methods: dict[str, Augmenter], copies: int, seed: int
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """`copies` new examples per example and method (copies equal to the original are dropped), with where each
+    """`copies` new examples per example and method (a copy equal to the original or to an earlier copy is
+    dropped), with where each
     came from in `loc`; and how many each method added. Each method draws from its own generator, seeded from
     the run's seed and its name, so turning one method on or off does not change what another produces."""
     added: list[dict[str, Any]] = []
@@ -173,9 +174,11 @@ def augment(
         rng = random.Random(f"{seed}:{name}")
         counts[name] = 0
         for example in examples:
+            seen = [example]
             for copy in range(copies):
                 new = method(example, rng)
-                if new != example:
+                if new not in seen:
+                    seen.append(new)
                     added.append({**new, "loc": f"{example['loc']} ({name} {copy + 1})"})
                     counts[name] += 1
     return added, counts

@@ -72,6 +72,13 @@ def _augment_problems(run: RunConfig, kind: Any) -> list[str]:
     for key in ("mention_replacement", "shuffle_segments"):
         if getattr(a, key) and not ner:
             problems.append(f"data.augment.{key}: only for NER (task type token_classification)")
+    if a.back_translation is not None and (not classification or len(a.back_translation) != 2):
+        problems.append(
+            "data.augment.back_translation: two translation models, to the pivot language and back, for "
+            "classification (task type sequence_classification)"
+        )
+    if a.bt_langs is not None and len(a.bt_langs) != 2:
+        problems.append("data.augment.bt_langs: the texts' language code and the pivot's, e.g. [zho_Hans, eng_Latn]")
     if a.eda and not classification:
         problems.append("data.augment.eda: only for classification (task type sequence_classification)")
     if a.code_switch and not (ner or classification):

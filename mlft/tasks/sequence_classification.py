@@ -17,6 +17,7 @@ from transformers import AutoModelForSequenceClassification
 
 from mlft.data import augment
 from mlft.data.augment import Augmenter
+from mlft.data.back_translation import back_translate
 from mlft.errors import DataError
 from mlft.models.pooling import MeanPoolingClassifier
 from mlft.tasks.alignment import NO_SPACE_LANGS
@@ -290,7 +291,11 @@ class SequenceClassification:
         if config.code_switch:
             dictionary = augment.read_word_lists(config.dictionary, "data.augment.dictionary")
             changes["code_switch"] = lambda w, rng: augment.code_switch_words(w, dictionary, config.code_switch, rng)
-        return {name: _on_words(change, lang) for name, change in changes.items()}
+        methods = {name: _on_words(change, lang) for name, change in changes.items()}
+        if config.back_translation:
+            paraphrase = back_translate([ex["text"] for ex in examples], config.back_translation, config.bt_langs)
+            methods["back_translation"] = lambda ex, rng: {**ex, "text": paraphrase[ex["text"]] or ex["text"]}
+        return methods
 
     def evaluate_inputs(self, examples: list[Example], predictions: list[dict[str, Any]]) -> tuple[list, list]:
         """(predictions, references) for an `evaluate` module: class ids, or 0/1 rows per text (multi-label)."""
