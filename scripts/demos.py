@@ -184,6 +184,52 @@ def ensemble(d: Demos) -> list[str]:
     ]
 
 
+SMALL_MSRA = ["experiment=demo", "data.max_train_samples=2000", "trainer.epochs=2", "trainer.max_steps=250"]
+"""The demo recipe on 2,000 MSRA training sentences: 2 epochs of 125 optimizer steps of 16; an augmented run stops
+at the same 250 steps (the same budget)."""
+
+
+def augmentation(d: Demos) -> list[str]:
+    """Mention replacement on 2,000 MSRA sentences against the same recipe without it, with the same budget (250
+    optimizer steps: the augmented run sees each of its ~2x examples fewer times), seeds 1 and 2."""
+    lines = []
+    for seed in (1, 2):
+        plain = d.train(f"msra2k-seed{seed}", *SMALL_MSRA, f"seed={seed}")
+        mentions = d.train(
+            f"msra2k-mentions-seed{seed}", *SMALL_MSRA, f"seed={seed}", "data.augment.mention_replacement=0.5"
+        )
+        added = mentions["augmentation"]["added"]["mention_replacement"]
+        lines.append(
+            f"seed {seed}: test F1 {plain['test']['zh']['f1']:.4f} plain, {mentions['test']['zh']['f1']:.4f} with "
+            f"mention replacement (+{added:,} sentences; {plain['throughput']['train_seconds'] / 60:.1f} and "
+            f"{mentions['throughput']['train_seconds'] / 60:.1f} min of training)"
+        )
+    return lines
+
+
+def code_switching(d: Demos) -> list[str]:
+    """Zero-shot NER English -> Chinese (WNUT-16 -> MSRA, experiment=ner_en_to_zh) with 30% of the English words
+    that CC-CEDICT translates code-switched into Chinese, against the same recipe without, seeds 1 and 2."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import cedict_dictionary
+
+    dictionary = cedict_dictionary.main(["--out", str(d.workdir / "en_zh_cedict.tsv")])
+    lines = []
+    for seed in (1, 2):
+        plain = d.train(f"en-to-zh-seed{seed}", "experiment=ner_en_to_zh", f"seed={seed}")
+        switched = d.train(
+            f"en-to-zh-cs-seed{seed}", "experiment=ner_en_to_zh", f"seed={seed}", "data.augment.code_switch=0.3",
+            f"data.augment.dictionary={dictionary}",
+        )  # fmt: skip
+        added = switched["augmentation"]["added"]["code_switch"]
+        lines.append(
+            f"seed {seed}: MSRA test F1 (zero-shot) {plain['test']['zh']['f1']:.4f} plain, "
+            f"{switched['test']['zh']['f1']:.4f} code-switched (+{added:,} sentences); WNUT-16 test F1 "
+            f"{plain['test']['en']['f1']:.4f} and {switched['test']['en']['f1']:.4f}"
+        )
+    return lines
+
+
 DEMOS: dict[str, Callable[[Demos], list[str]]] = {
     "demo": demo,
     "topic_en_to_all": topic_en_to_all,
@@ -191,6 +237,8 @@ DEMOS: dict[str, Callable[[Demos], list[str]]] = {
 }
 FULL: dict[str, Callable[[Demos], list[str]]] = {
     "adaptation": adaptation,
+    "augmentation": augmentation,
+    "code_switching": code_switching,
     "ensemble": ensemble,
     "madx": madx,
     "ner_full": ner_full,

@@ -173,3 +173,26 @@ def test_back_translation_through_two_translation_models_is_cached(tmp_path, tin
     caplog.clear()
     again = train(tmp_path / "again", tiny_models["bpe"], *args)
     assert "from the cache" in caplog.text and metrics(again)["augmentation"] == metrics(run)["augmentation"]
+
+
+def test_the_cedict_dictionary_script_inverts_whole_word_senses():
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import cedict_dictionary
+
+    lines = [
+        "# CC-CEDICT",
+        "城市 城市 [cheng2 shi4] /city/town/CL:座[zuo4]/",
+        "公司 公司 [gong1 si1] /(business) company/firm/corporation/",
+        "倫敦 伦敦 [Lun2 dun1] /London, capital of United Kingdom/",
+        "3C 3C [san1 C] /abbr. for computers/",
+    ]
+    assert cedict_dictionary.invert(lines) == {
+        "city": ["城市"],
+        "town": ["城市"],
+        "firm": ["公司"],
+        "corporation": ["公司"],
+    }

@@ -107,7 +107,8 @@ def code_switch_tagged(example: Tagged, dictionary: WordLists, p: float, rng: ra
     out_tokens: list[str] = []
     out_tags: list[str] = []
     for token, tag in zip(tokens, tags):
-        words = list(rng.choice(dictionary[token])) if token in dictionary and rng.random() < p else [token]
+        choices = translations(dictionary, token)
+        words = list(rng.choice(choices)) if choices and rng.random() < p else [token]
         out_tokens += words
         out_tags += [tag] + ([tag if tag == "O" else "I-" + tag[2:]] * (len(words) - 1))
     return out_tokens, out_tags
@@ -116,8 +117,14 @@ def code_switch_tagged(example: Tagged, dictionary: WordLists, p: float, rng: ra
 def code_switch_words(words: list[str], dictionary: WordLists, p: float, rng: random.Random) -> list[str]:
     out: list[str] = []
     for word in words:
-        out += list(rng.choice(dictionary[word])) if word in dictionary and rng.random() < p else [word]
+        choices = translations(dictionary, word)
+        out += list(rng.choice(choices)) if choices and rng.random() < p else [word]
     return out
+
+
+def translations(dictionary: WordLists, word: str) -> list[list[str]]:
+    """The word's entries, else its lower-case form's (dictionaries list "london", texts write "London")."""
+    return dictionary.get(word) or dictionary.get(word.lower()) or []
 
 
 def _count(words: list[str], alpha: float) -> int:
