@@ -126,5 +126,5 @@ def _problems(*overrides: str) -> list[str]:
 def test_epsilon_must_be_positive_and_the_method_known():
     problems = _problems("trainer.adversarial=fgm", "trainer.adv_epsilon=0")
     assert "trainer.adv_epsilon: must be > 0 with adversarial=fgm, got 0.0" in problems
-    problems = _problems("trainer.adversarial=pgd")
-    assert any("trainer.adversarial: 'pgd'" in p and "allowed: none, fgm" in p for p in problems)
+    problems = _problems("trainer.adversarial=freelb")
+    assert any("trainer.adversarial: 'freelb'" in p and "allowed: none, fgm, pgd" in p for p in problems)

@@ -47,7 +47,7 @@ class EmbeddingPerturbation:
     def gradient_step(self, size: float) -> torch.Tensor:
         """`size` × the last pass's gradient, normalised per example."""
         if self.output is None or self.output.grad is None:
-            raise RuntimeError("the adversarial pass needs a forward and backward pass first")
+            raise RuntimeError("the adversarial pass needs a clean forward and backward pass first")
         grad = self.output.grad.detach()
         return size * grad / per_example_norm(grad)
 
