@@ -2,9 +2,10 @@
 
 A run directory may come from someone else. Its `.hydra/config.yaml` holds a `hydra` block and a
 defaults list that Hydra would obey (callbacks and logging handlers are instantiated from `_target_`
-and `()`), and a `model.trust_remote_code` that would run the model folder's Python. So the saved
-file is checked, then staged as a clean copy: the run's own values under mlft's shipped Hydra
-settings. Remote code must be asked for again on the command line.
+and `()`), a `model.trust_remote_code` that would run the model folder's Python, and a `task.evaluate`
+module, which is Python too. So the saved file is checked, then staged as a clean copy: the run's own values
+under mlft's shipped Hydra settings. Remote code and evaluate modules must be asked for again on the command
+line.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ def problems(saved: dict[str, Any], shipped_defaults: list[Any], overrides: list
                 f"defaults: {entry!r} in {source}: a saved config holds resolved values, not config groups; "
                 "pick groups on the command line instead"
             )
+    module = (saved.get("task") or {}).get("evaluate")
+    if module and not any(o.lstrip("+~").startswith(("task.evaluate=", "task.metric=evaluate:")) for o in overrides):
+        found.append(
+            f"task.evaluate: {module!r} in {source}: an evaluate module is Python code and runs only when named on "
+            f"the command line: add task.evaluate={module} if you trust it (or task.evaluate=null)"
+        )
     trust = (saved.get("model") or {}).get("trust_remote_code")
     if trust is True and not _trusted_on_command_line(overrides):
         found.append(

@@ -44,8 +44,22 @@ def test_a_local_module_selects_checkpoints_and_reaches_reports_and_eval(tmp_pat
     assert saved["metric"] == "kappa" and saved["evaluate"] == str((METRICS / "kappa").resolve())
     assert "kappa |" in (run / "report.md").read_text().splitlines()[2]  # a column of the table
     out = tmp_path / "eval"
-    main(["eval", f"run={run}", f"out={out}"])
+    main(["eval", f"run={run}", f"out={out}", f"evaluate={METRICS / 'kappa'}"])  # named again: it is code
     assert json.loads((out / "metrics.json").read_text())["test"]["zh"]["kappa"] == pytest.approx(expected)
+    main(["report", f"runs=[{run}]", f"out={tmp_path / 'report'}"])  # ranks by the numbers the run recorded
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["metric"] == "kappa"
+
+
+def test_a_saved_config_never_runs_its_evaluate_module_unless_named_again(tmp_path, tiny_models, capsys):
+    run = train(tmp_path / "run", tiny_models["wordpiece"], *SENTIMENT[:3], *SENTIMENT[3:5], "trainer.epochs=1",
+                f"task.evaluate={METRICS / 'kappa'}")  # fmt: skip
+    out = tmp_path / "eval"
+    main(["eval", f"run={run}", f"out={out}"])
+    scored = json.loads((out / "metrics.json").read_text())["dev"]["zh"]
+    assert "kappa" not in scored and "accuracy" in scored
+    err = cli_error(capsys, "train", "--config-path", str(run / ".hydra"), "--config-name", "config",
+                    f"hydra.run.dir={tmp_path / 'again'}")  # fmt: skip
+    assert "task.evaluate:" in err and "an evaluate module is Python code and runs only when named" in err
 
 
 def test_a_module_with_several_numbers_reports_each_and_selects_the_named_key(tmp_path, tiny_models):

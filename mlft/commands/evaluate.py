@@ -16,6 +16,7 @@ from mlft.engine.devices import make_accelerator
 from mlft.engine.evaluate import EvalSet, encode_sets, evaluate_sets
 from mlft.errors import ConfigError
 from mlft.report.tables import write_reports
+from mlft.tasks import build_task
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class EvalArgs:
     """Evaluate on the CPU even when a GPU is present."""
     out: str | None = None
     """Folder for metrics.json and report.md (default: <run>/evals/<time>/)."""
+    evaluate: str | None = None
+    """An evaluate module (hub name or local path) to score with besides the built-in metrics: a run's own
+    task.evaluate is Python code and is not run from its saved config, so name it here to use it."""
 
 
 def load_eval_data(saved: SavedRun, data: DataConfig, langs: list[str]) -> dict[str, dict[str, list[dict]]]:
@@ -100,6 +104,10 @@ def evaluate(args: EvalArgs) -> tuple[dict, Path]:
     """Evaluates the run's final model; writes <run>/evals/<time>/{metrics.json, report.md} (or into out)."""
     check_eval_args(args)
     saved = load_run(Path(args.run)) if args.run else load_ensemble([Path(r) for r in args.runs or []])
+    if args.evaluate:
+        module = str(Path(args.evaluate).resolve()) if Path(args.evaluate).exists() else args.evaluate
+        config = replace(saved.config, task=replace(saved.config.task, evaluate=module))
+        saved = replace(saved, config=config, task=build_task(config.task, config.model, saved.task.labels))
     cfg = saved.config
     data = replace(cfg.data, dev=args.dev or cfg.data.dev, test=args.test or cfg.data.test)
     langs = args.lang or cfg.lang.eval

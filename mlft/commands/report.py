@@ -8,6 +8,8 @@ import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from mlft.commands.saved import read_config
 from mlft.errors import ConfigError, RunDirError
 from mlft.report.sweep import Ranking, Run, group_runs, write_report
@@ -56,7 +58,12 @@ def report(args: ReportArgs) -> Path:
     if not runs:
         raise RunDirError(f"sweep={sweep}: no finished runs (folders with metrics.json and config.yaml) inside")
     config = runs[0].config["task"]
-    metric = args.metric or config["metric"]
+    # The metric the runs selected by, as saved (reading a config drops an evaluate module's metric, since
+    # eval would have to run it; a report only reads the numbers in metrics.json).
+    recorded = OmegaConf.select(OmegaConf.load(RunDir(runs[0].path).config_file), "task", default={}) or {}
+    metric = args.metric or recorded.get("metric", config["metric"])
+    if "higher_is_better" in recorded:
+        config = {**config, "higher_is_better": recorded["higher_is_better"]}
     if args.split not in ("dev", "test"):
         raise ConfigError(f"split: {args.split!r} is not a split (allowed: dev, test)")
     if not any(r.metrics.get(args.split) for r in runs):

@@ -23,7 +23,7 @@ from mlft.models.ensemble import Ensemble, Member, member_problems
 from mlft.models.lang_adapters import attach, saved_languages
 from mlft.models.load import load_tokenizer
 from mlft.rundir import Languages, RunDir
-from mlft.tasks import Task, build_task, config_problems
+from mlft.tasks import TASKS, Task, build_task, config_problems
 from mlft.validation import validate
 
 SAFE_LOAD = {"use_safetensors": True, "trust_remote_code": False}
@@ -153,8 +153,21 @@ def read_config(path: Path) -> RunConfig:
     if not isinstance(saved, DictConfig):
         raise RunDirError(f"{path}: not a run config (expected a mapping)")
     config = run_config(saved)
-    # A saved config never enables the model's own code (mlft train asks for it on the command line).
-    return replace(config, model=replace(config.model, trust_remote_code=False))
+    # A saved config never enables the model's own code (mlft train asks for it on the command line), nor an
+    # evaluate module (Python too): eval, predict, serve and export score with the task's built-in metrics.
+    config = replace(config, model=replace(config.model, trust_remote_code=False))
+    return without_evaluate_module(config)
+
+
+def without_evaluate_module(config: RunConfig, module: str | None = None) -> RunConfig:
+    """The config with `module` as task.evaluate (None: none); a metric of the dropped module becomes the task type's
+    first built-in metric."""
+    task = config.task
+    builtin = list(TASKS[task.type].metrics) if task.type in TASKS else [task.metric]
+    keeps_metric = task.metric in builtin or (module is not None and module == task.evaluate)
+    metric = task.metric if keeps_metric else builtin[0]
+    higher = task.higher_is_better if keeps_metric else None
+    return replace(config, task=replace(task, evaluate=module, metric=metric, higher_is_better=higher))
 
 
 def _load(origin: Path, config: RunConfig, languages: Languages, model_dir: Path, model: Any = None) -> SavedRun:

@@ -59,7 +59,8 @@ def translate(texts: list[str], name: str, src: str | None, tgt: str | None) -> 
             "seq2seq model with safetensors weights"
         ) from None
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device).eval()
+    model = model.to(device)
+    model.train(False)  # inference: no dropout
     generate: dict = {"num_beams": 1, "do_sample": False}
     if src is not None:
         tokenizer.src_lang = src
