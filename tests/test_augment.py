@@ -86,8 +86,28 @@ def test_a_ner_run_adds_counted_augmented_sentences_to_training_only(tmp_path, t
     assert m["throughput"]["train_samples"] == 48 + m["augmentation"]["total"]  # one epoch over them all
     assert m["dev"]["zh"]["n"] == 16 and m["test"]["zh"]["n"] == 16  # dev and test as they were
     assert f"augmentation: {m['augmentation']['total']} examples added to 48 training examples" in caplog.text
-    again = train(tmp_path / "again", tiny_models["unigram"], "task=ner", "lang=zh", "trainer.epochs=1", *ZH_NER, *aug)
-    assert metrics(again)["augmentation"] == m["augmentation"]  # the same seed, the same examples
+
+
+def test_the_seed_decides_and_each_method_draws_on_its_own():
+    examples = [{"tokens": list(SENTENCE[0]), "tags": list(SENTENCE[1]), "loc": f"f:{i}"} for i in range(5)]
+    pool = {"PER": [["Anna"], ["John", "Smith"]], "LOC": [["Paris"], ["Rome"]]}
+
+    def mention(ex, rng):
+        tokens, tags = augment.replace_mentions((ex["tokens"], ex["tags"]), pool, 0.7, rng)
+        return {**ex, "tokens": tokens, "tags": tags}
+
+    def shuffle(ex, rng):
+        tokens, tags = augment.shuffle_segments((ex["tokens"], ex["tags"]), 1.0, rng)
+        return {**ex, "tokens": tokens, "tags": tags}
+
+    both = augment.augment(examples, {"mention": mention, "shuffle": shuffle}, 3, seed=1)
+    assert both == augment.augment(examples, {"mention": mention, "shuffle": shuffle}, 3, seed=1)
+    alone = augment.augment(examples, {"mention": mention}, 3, seed=1)
+    assert [x for x in both[0] if "mention" in x["loc"]] == alone[0]  # another method on does not change it
+    assert augment.augment(examples, {"mention": mention}, 3, seed=2) != alone
+    for i in range(5):  # copies of one example differ from each other and from it
+        copies = [(x["tokens"], x["tags"]) for x in both[0] if x["loc"].startswith(f"f:{i} (mention")]
+        assert len(set(map(str, copies))) == len(copies) and (examples[i]["tokens"], examples[i]["tags"]) not in copies
 
 
 def test_code_switching_for_english_to_chinese_transfer(tmp_path, tiny_models):
@@ -154,6 +174,7 @@ def tiny_marian(directory):
     return directory
 
 
+@pytest.mark.slow  # two runs, each translating every training text twice
 def test_back_translation_through_two_translation_models_is_cached(tmp_path, tiny_models, monkeypatch, caplog):
     monkeypatch.setenv("MLFT_CACHE", str(tmp_path / "cache"))
     caplog.set_level("INFO", logger="mlft")

@@ -159,6 +159,7 @@ def test_runs_record_their_loss_settings_and_rdrop_counts_each_sample_once(tmp_p
     assert m["throughput"]["train_samples"] == 2 * len(train_labels)  # 2 epochs; the doubled batch counted once
 
 
+@pytest.mark.slow  # two NER runs of 6 epochs; the loss itself is checked above against torch's
 def test_label_smoothing_makes_a_ner_model_less_sure(tmp_path, tiny_models):
     """Same data, seed and steps: smoothed targets keep the predicted probabilities further from 1."""
     common = ["task=ner", "lang=zh", "trainer.epochs=6", *ZH_NER]
