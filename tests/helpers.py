@@ -17,6 +17,11 @@ ZH_NER = [
     f"data.dev={FIXTURES / 'zh_ner' / 'dev.conll'}",
     f"data.test={FIXTURES / 'zh_ner' / 'test.conll'}",
 ]
+ZH_SENTIMENT = [
+    f"data.train={FIXTURES / 'sentiment' / 'zh_train.jsonl'}",
+    f"data.dev={FIXTURES / 'sentiment' / 'zh_dev.jsonl'}",
+    f"data.test={FIXTURES / 'sentiment' / 'zh_test.jsonl'}",
+]
 NER_DATASETS = f"task.datasets={{zh: '{FIXTURES}/zh_ner/{{split}}.conll', en: '{FIXTURES}/en_ner/{{split}}.conll'}}"
 """Per-language NER datasets from the fixtures: `{split}` becomes train, dev and test."""
 FAST = ["trainer.progress=false", "trainer.batch_size=8", "optimizer.lr=5e-3"]

@@ -10,17 +10,10 @@ import pytest
 from mlft.cli import main
 
 from conftest import FIXTURES
-from helpers import metrics, run_cli, train
+from helpers import ZH_SENTIMENT, metrics, run_cli, train
 
 SENT = FIXTURES / "sentiment"
-SENTIMENT = [
-    "task=sentiment",
-    "lang=zh",
-    "trainer.epochs=3",
-    f"data.train={SENT / 'zh_train.jsonl'}",
-    f"data.dev={SENT / 'zh_dev.jsonl'}",
-    f"data.test={SENT / 'zh_test.jsonl'}",
-]
+SENTIMENT = ["task=sentiment", "lang=zh", "trainer.epochs=3", *ZH_SENTIMENT]
 
 
 @pytest.fixture(scope="module")

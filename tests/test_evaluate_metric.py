@@ -12,18 +12,10 @@ from sklearn.metrics import cohen_kappa_score
 from mlft.cli import main
 
 from conftest import FIXTURES
-from helpers import ZH_NER, cli_error, metrics, run_cli, train
+from helpers import ZH_NER, ZH_SENTIMENT, cli_error, metrics, run_cli, train
 
-SENT = FIXTURES / "sentiment"
 METRICS = FIXTURES / "metrics"
-SENTIMENT = [
-    "task=sentiment",
-    "lang=zh",
-    "trainer.epochs=3",
-    f"data.train={SENT / 'zh_train.jsonl'}",
-    f"data.dev={SENT / 'zh_dev.jsonl'}",
-    f"data.test={SENT / 'zh_test.jsonl'}",
-]
+SENTIMENT = ["task=sentiment", "lang=zh", "trainer.epochs=3", *ZH_SENTIMENT]
 
 
 def predictions(run, name):
