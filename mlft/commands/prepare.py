@@ -61,6 +61,8 @@ class Prepared:
     """Seconds spent reading the data and tokenizing it, and how many encoded sets came from the cache."""
     augmented: dict[str, int] = field(default_factory=dict)
     """Training examples each augmentation method added (data.augment)."""
+    class_weights: list[float] | None = None
+    """The training loss's weight per label (task.class_weights), or None."""
 
 
 def prepare(run: RunConfig, accelerator: Any) -> Prepared:
@@ -136,7 +138,18 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
         model = stack_language_adapters(model, run.peft.lang_adapters, loaded.train_langs, loaded.eval_langs)
     log.info("%s", trainable_summary(model))
     return Prepared(
-        loaded, task, tokenizer, model, train_features, feature_langs, eval_sets, vocab, distiller, timings, augmented
+        loaded,
+        task,
+        tokenizer,
+        model,
+        train_features,
+        feature_langs,
+        eval_sets,
+        vocab,
+        distiller,
+        timings,
+        augmented,
+        class_weights(run, loaded),
     )
 
 
@@ -172,7 +185,7 @@ def attach_features(run: RunConfig, prepared: Prepared, accelerator: Any) -> Hoo
         )
     if trainer.rdrop:
         attach_rdrop(hooks, trainer.rdrop)
-    weights = class_weights(run, prepared.loaded)
+    weights = prepared.class_weights
     if run.task.label_smoothing or weights is not None:
         attach_class_loss(hooks, run.task.label_smoothing, weights)
         if weights is not None:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlft.commands.prepare import Prepared, attach_features, class_weights, prepare
+from mlft.commands.prepare import Prepared, attach_features, prepare
 from mlft.config import RunConfig
 from mlft.destinations import share
 from mlft.engine import checkpoint, tracking
@@ -310,7 +310,7 @@ def summary(
         extra["label_map_dropped"] = prepared.loaded.dropped
     if prepared.augmented:
         extra["augmentation"] = {"added": prepared.augmented, "total": sum(prepared.augmented.values())}
-    weights = class_weights(run, prepared.loaded)
+    weights = prepared.class_weights
     if run.task.label_smoothing or weights is not None:
         by_label = dict(zip(prepared.loaded.labels, weights)) if weights is not None else None
         extra["loss"] = {"label_smoothing": run.task.label_smoothing, "class_weights": by_label}
