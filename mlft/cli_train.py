@@ -309,6 +309,10 @@ def _train_job_unchecked(cfg: DictConfig) -> Path:
         _relaunch(run_dir, run.trainer.num_processes, run.trainer.cpu, run.model.trust_remote_code)
         return run_dir
     origin = os.environ.get(ORIGIN_ENV)
+    if run.trainer.stages:
+        from mlft.commands.continual import train_stages
+
+        return train_stages(run, run_dir, overrides, settings, unique, Path(origin) if origin else None)
     return train(run, run_dir, overrides, settings, claimed, unique, Path(origin) if origin else None)
 
 

@@ -148,6 +148,44 @@ Selection = Literal["source_dev", "target_dev", "last", "average"]
 
 
 @dataclass(frozen=True)
+class StageConfig:
+    """One stage of continual training (trainer.stages): what differs from the run's own config."""
+
+    name: str | None = None
+    """Names the stage's folder (stages/<k>-<name>) and its row and column of the forgetting matrix; default: the
+    task or lang preset it names, else stage<k>."""
+    task: str | None = None
+    """A task preset (configs/task/<name>.yaml) this stage trains on, as `task=<name>` would select; null: the
+    run's task."""
+    lang: str | None = None
+    """A language preset (configs/lang/<name>.yaml); null: the run's languages."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """data.* keys of this stage (e.g. {train: a.conll, dev: b.conll, test: c.conll, max_train_samples: 2000})."""
+    trainer: dict[str, Any] = field(default_factory=dict)
+    """trainer.* keys of this stage (epochs, max_steps, ...), not stages or continual."""
+    optimizer: dict[str, Any] = field(default_factory=dict)
+    """optimizer.* keys of this stage (e.g. a lower lr for later stages)."""
+
+
+@dataclass(frozen=True)
+class ContinualConfig:
+    """How later stages keep what earlier stages learnt (mlft/engine/continual.py)."""
+
+    replay: float = 0.0
+    """Share of each earlier stage's training examples (drawn once from the seed: a fixed memory) added to every
+    later stage's training data; 0 = none."""
+    regulariser: Literal["none", "ewc", "l2"] = "none"
+    """Pull the weights towards those a stage started from: ewc weighs each parameter by its diagonal Fisher
+    information on the earlier stages' training data (Kirkpatrick et al. 2017, summed over stages as online EWC
+    does), l2 weighs all alike (L2-SP, Li et al. 2018)."""
+    strength: float = 1.0
+    """The penalty's weight λ in loss + λ/2 · Σ F_i (θ_i − θ*_i)²; the Fisher values are scaled to mean 1, so
+    ewc and l2 take values of the same order."""
+    fisher_batches: int = 32
+    """EWC: training batches whose squared loss gradients estimate the Fisher information after each stage."""
+
+
+@dataclass(frozen=True)
 class TrainerConfig:
     epochs: int = 3
     max_steps: int | None = None
@@ -210,6 +248,12 @@ class TrainerConfig:
     resume_inexact: bool = False
     """Resume even from a checkpoint whose RNG state is missing or unreadable (the run then differs from an
     uninterrupted one; metrics.json records the step in inexact_resumes). Off: such a resume is refused."""
+    stages: list[StageConfig] = field(default_factory=list)
+    """Continual training: the stages trained one after another, each starting from the weights the one before
+    ended with, each stage's test sets scored after every stage (the forgetting matrix, in report.md). Empty: one
+    ordinary run. mlft/commands/continual.py."""
+    continual: ContinualConfig = field(default_factory=ContinualConfig)
+    """Replay and regularisation against forgetting, for trainer.stages."""
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,8 @@ def build(schema: type[T], data: dict[str, Any]) -> T:
         value, tp = data[field.name], hints[field.name]
         if dataclasses.is_dataclass(tp) and isinstance(value, dict):
             value = build(typing.cast(type, tp), value)
+        elif get_origin(tp) is list and dataclasses.is_dataclass(get_args(tp)[0]) and isinstance(value, list):
+            value = [build(typing.cast(type, get_args(tp)[0]), item) for item in value]
         elif isinstance(value, float) and tp is float:
             pass
         elif isinstance(value, int) and not isinstance(value, bool) and float in get_args(tp) + (tp,):

@@ -193,6 +193,15 @@ def _trainer_problems(trainer: TrainerConfig) -> list[str]:
         problems.append(f"trainer.adv_steps: must be >= 1 with adversarial=pgd, got {trainer.adv_steps}")
     if trainer.rdrop < 0:
         problems.append(f"trainer.rdrop: must be >= 0 (0 = off), got {trainer.rdrop}")
+    continual = trainer.continual
+    if not 0 <= continual.replay <= 1:
+        problems.append(f"trainer.continual.replay: must be in [0, 1], got {continual.replay}")
+    if continual.strength < 0:
+        problems.append(f"trainer.continual.strength: must be >= 0, got {continual.strength}")
+    if continual.fisher_batches < 1:
+        problems.append(f"trainer.continual.fisher_batches: must be >= 1, got {continual.fisher_batches}")
+    if not trainer.stages and (continual.replay or continual.regulariser != "none"):
+        problems.append("trainer.continual: replay and regularisers act between stages; set trainer.stages too")
     if trainer.select == "target_dev" and trainer.eval_strategy == "no":
         problems.append("trainer.select: target_dev needs evaluation (trainer.eval_strategy is 'no')")
     return problems

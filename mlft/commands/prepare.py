@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate.utils import set_seed
 
 from mlft.commands.saved import load_run
@@ -18,8 +19,10 @@ from mlft.config import RunConfig, TrainerConfig
 from mlft.data.augment import augment
 from mlft.data.feature_cache import Encoder, feature_cache_dir
 from mlft.data.load import LoadedData, load_data
+from mlft.data.readers import Example
 from mlft.engine.adversarial import attach_fgm, attach_pgd
 from mlft.engine.class_loss import attach_class_loss, balanced_weights
+from mlft.engine.continual import Anchor, attach_anchor, with_rows
 from mlft.engine.devices import use_cpu, world_size
 from mlft.engine.distill import Distiller, attach_distillation
 from mlft.engine.evaluate import EvalSet, encode_sets
@@ -65,7 +68,8 @@ class Prepared:
     """The training loss's weight per label (task.class_weights), or None."""
 
 
-def prepare(run: RunConfig, accelerator: Any) -> Prepared:
+def prepare(run: RunConfig, accelerator: Any, replay: dict[str, list[Example]] | None = None) -> Prepared:
+    """`replay`: earlier stages' training examples by language, added to this run's (trainer.stages)."""
     model_cfg = run.model
     config = read_model_config(model_cfg.name_or_path, model_cfg.revision, model_cfg.trust_remote_code)
     check_max_length(config, model_cfg.name_or_path, model_cfg.max_length)
@@ -77,24 +81,14 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
     load_seconds = time.perf_counter() - start
     task = build_task(run.task, run.model, loaded.labels)
     augmented = augment_training(run, loaded, task) if run.data.augment.enabled else {}
+    for lang, examples in (replay or {}).items():
+        loaded.splits["train"].setdefault(lang, []).extend(examples)
     if run.trainer.precision != "no" and not use_cpu(run.trainer.cpu):
         task.pad_to_multiple_of = 8
     tokenizer = load_tokenizer(model_cfg.name_or_path, model_cfg.revision, model_cfg.trust_remote_code)
-    set_seed(run.seed)  # the new head's initialisation is part of the run's result
-    model = load_model(
-        task.model_class,
-        model_cfg.name_or_path,
-        task.head_config(),
-        tokenizer,
-        model_cfg.revision,
-        model_cfg.trust_remote_code,
-        dropout,
-    )
+    model = initial_model(run, task, tokenizer, dropout)
     if dropout:
         log.info("dropout: %s", ", ".join(f"{key}={value}" for key, value in dropout.items()))
-    if model_cfg.num_layers is not None:
-        kept = keep_layers(model, model_cfg.num_layers)
-        log.info("layers: kept %d (%s of the pretrained stack)", len(kept), ", ".join(map(str, kept)))
     freeze(model, model_cfg.freeze_embeddings, model_cfg.freeze_layers)
     start = time.perf_counter()
     encode = Encoder(task, tokenizer, feature_cache_dir() if run.data.cache else None)
@@ -153,6 +147,26 @@ def prepare(run: RunConfig, accelerator: Any) -> Prepared:
     )
 
 
+def initial_model(run: RunConfig, task: Task, tokenizer: Any, dropout: dict[str, float] | None = None) -> Any:
+    """The model before its first step: the encoder, cut to model.num_layers, with the task's head (new, or the
+    saved one when its labels match), initialised from the seed."""
+    model_cfg = run.model
+    set_seed(run.seed)  # the new head's initialisation is part of the run's result
+    model = load_model(
+        task.model_class,
+        model_cfg.name_or_path,
+        task.head_config(),
+        tokenizer,
+        model_cfg.revision,
+        model_cfg.trust_remote_code,
+        dropout,
+    )
+    if model_cfg.num_layers is not None:
+        kept = keep_layers(model, model_cfg.num_layers)
+        log.info("layers: kept %d (%s of the pretrained stack)", len(kept), ", ".join(map(str, kept)))
+    return model
+
+
 def augment_training(run: RunConfig, loaded: LoadedData, task: Task) -> dict[str, int]:
     """Adds augmented copies to each language's training examples; returns how many each method added."""
     config, counts = run.data.augment, Counter[str]()
@@ -169,8 +183,9 @@ def augment_training(run: RunConfig, loaded: LoadedData, task: Task) -> dict[str
     return dict(counts)
 
 
-def attach_features(run: RunConfig, prepared: Prepared, accelerator: Any) -> Hooks:
-    """The optional techniques the config asks for, attached to the loop's one seam."""
+def attach_features(run: RunConfig, prepared: Prepared, accelerator: Any, anchor: Anchor | None = None) -> Hooks:
+    """The optional techniques the config asks for, attached to the loop's one seam; `anchor`: a continual
+    stage's penalty towards its starting weights."""
     hooks = Hooks()
     if run.trainer.lang_sampling.temperature is not None:
         attach_language_mix(hooks)
@@ -194,6 +209,12 @@ def attach_features(run: RunConfig, prepared: Prepared, accelerator: Any) -> Hoo
         attach_save_steps(hooks, run.trainer.save_steps)
     if run.peft.method == "adalora":
         hooks.optimizer_step.append(rank_budget(prepared.model))
+    if anchor is not None and prepared.vocab is not None:
+        embeddings = prepared.model.get_input_embeddings().weight
+        name = next(n for n, p in prepared.model.named_parameters() if p is embeddings)
+        anchor = with_rows(anchor, name, torch.as_tensor(prepared.vocab.old_ids))
+    if anchor is not None:  # last in the loss chain: added to whatever loss the techniques above make
+        attach_anchor(hooks, prepared.model, anchor)
     return hooks
 
 

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
+from mlft.commands.stages import stage_problems
 from mlft.config import RunConfig
 from mlft.errors import ConfigError, RunDirError
 from mlft.models.ensemble import Ensemble, Member, member_problems
@@ -36,7 +37,7 @@ EXPORT_LANGUAGES = "mlft-languages.json"
 
 def run_config(cfg: DictConfig | dict, base_dir: Path | None = None) -> RunConfig:
     """The typed config of a run, checked by the schema, by its task type and for the runs it names."""
-    return validate(cfg, base_dir, checks=[config_problems, named_runs_problems])
+    return validate(cfg, base_dir, checks=[config_problems, named_runs_problems, stage_problems])
 
 
 def named_runs_problems(run: RunConfig) -> list[str]:

@@ -15,6 +15,7 @@ from mlft.commands.prepare import Prepared, attach_features, prepare
 from mlft.config import RunConfig
 from mlft.destinations import share
 from mlft.engine import checkpoint, tracking
+from mlft.engine.continual import StageInputs
 from mlft.engine.devices import (
     device_problems,
     is_main_process,
@@ -45,10 +46,12 @@ def train(
     claimed: bool = False,
     unique_dir: bool = False,
     origin: Path | None = None,
+    stage: StageInputs | None = None,
 ) -> Path:
     """Trains one run into `run_dir`; returns the run directory (see unique_dir).
 
     `origin`: the config folder the run was started from (`--config-path`), recorded in env.json.
+    `stage`: what a stage of continual training adds (replayed examples, the penalty; mlft.commands.continual).
 
     `claimed` means a launching process already checked the directory and saved the config.
     `unique_dir` (a directory named by the clock, not by the user) takes `<run_dir>-2`, ... when
@@ -68,7 +71,7 @@ def train(
     log_on_main_process_only(accelerator)
     log.info("run directory: %s", rd.path)
     try:
-        prepared = prepare(run, accelerator)
+        prepared = prepare(run, accelerator, stage.replay if stage else None)
         dev_langs = [s.lang for s in prepared.eval_sets if s.split == "dev"]
         select_langs = selection_langs(run.trainer.select, prepared.loaded.train_langs, dev_langs)
         if tracker != "none":  # a tracker that cannot start (server, credentials) stops the run before training
@@ -120,7 +123,7 @@ def train(
         evaluate_dev if dev_sets else lambda: (None, {}),
         higher_is_better(run.task),
         prepared.feature_langs,
-        attach_features(run, prepared, accelerator),
+        attach_features(run, prepared, accelerator, stage.anchor if stage else None),
     )
     loop.setup(resume_from)
     if (run.trainer.eval_before or task.evaluate_before) and resume_from is None:
