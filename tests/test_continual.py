@@ -75,9 +75,19 @@ def test_the_matrix_holds_every_stage_scored_after_every_stage(staged):
     assert record["backward_transfer"] == pytest.approx(r[1][0] - r[0][0])
     assert record["forward_transfer"] == pytest.approx(r[0][1] - b[1])
     assert record["average"] == pytest.approx((r[1][0] + r[1][1]) / 2)
+    # What a sweep ranks the sequence by: the final model's dev score, averaged over the stages.
+    selection = metrics(staged)["selection"]
+    last_dev = metrics(staged / "stages" / "2-en")["dev"]["en"]["f1"]
+    assert selection["final_dev"]["en"]["score"] == pytest.approx(last_dev, abs=1e-9)
+    assert selection["final_score"] == pytest.approx((selection["final_dev"]["zh"]["score"] + last_dev) / 2)
     report = (staged / "report.md").read_text()
     assert "| after \\ scored on | zh | en |" in report and "backward transfer" in report
     assert (staged / "plots" / "forgetting.png").stat().st_size > 1000
+
+
+def test_eval_of_the_sequence_names_a_stage_to_evaluate(capsys, staged):
+    err = cli_error(capsys, "eval", f"run={staged}")
+    assert "a continual run (trainer.stages) has no model of its own" in err and "stages/2-en" in err
 
 
 def test_transfer_measures_of_a_known_matrix():

@@ -55,6 +55,8 @@ class Stage:
     task: Task | None = None
     sets: list[EvalSet] = dataclasses.field(default_factory=list)
     """The sets this stage is scored on after every stage (encoded once: the tokenizer never changes)."""
+    dev_sets: list[EvalSet] = dataclasses.field(default_factory=list)
+    """Its dev sets, on which the final model is scored (what a sweep ranks the sequence by)."""
 
     @property
     def folder(self) -> str:
@@ -83,7 +85,9 @@ def train_stages(
         cache = feature_cache_dir() if run.data.cache else None
         for stage in stages:
             stage.task = build_task(stage.run.task, stage.run.model, stage.loaded.labels)
-            stage.sets = scored_sets(stage.loaded, Encoder(stage.task, tokenizer, cache))
+            encode = Encoder(stage.task, tokenizer, cache)
+            stage.sets = scored_sets(stage.loaded, encode)
+            stage.dev_sets = encode_sets(encode, {"dev": stage.loaded.splits.get("dev", {})})
             if not stage.sets:
                 raise ConfigError(f"trainer.stages[{stage.index - 1}]: stage {stage.name} has no dev or test data")
     except BaseException:
@@ -116,7 +120,9 @@ def train_stages(
         if run.trainer.continual.regulariser == "ewc" and stage.index < len(stages):
             estimate_stage_fisher(run, stages, stage, saved.model, saved.tokenizer, stage_dir)
         write_progress(rd, progress)
-    return write_matrix(run, rd, stages, progress)
+    final = load_run(rd.path / "stages" / stages[-1].folder)
+    dev = score_row(final.model, final.tokenizer, stages, run, dev=True)
+    return write_matrix(run, rd, stages, progress, dev)
 
 
 def load_stages(run: RunConfig) -> list[Stage]:
@@ -147,18 +153,22 @@ def scored_sets(loaded: LoadedData, encode: Encoder) -> list[EvalSet]:
     return encode_sets(encode, chosen)
 
 
-def score_row(model: Any, tokenizer: Any, stages: list[Stage], run: RunConfig) -> dict[str, Any]:
-    """One row of the matrix: each stage's metric on its sets (mean over its languages) and per language."""
+def score_row(model: Any, tokenizer: Any, stages: list[Stage], run: RunConfig, dev: bool = False) -> dict[str, Any]:
+    """One row of the matrix: each stage's metric on its sets (mean over its languages) and per language; `dev`:
+    on the stages' dev sets instead (stages without one are left out)."""
     accelerator = make_accelerator(replace(run.trainer, tensorboard=False, num_processes=1))
     prepared = accelerator.prepare(model)
     row = {}
     for stage in stages:
         assert stage.task is not None
+        sets = stage.dev_sets if dev else stage.sets
+        if not sets:
+            continue
         metrics, _ = evaluate_sets(
-            accelerator, prepared, stage.task, tokenizer.pad_token_id, stage.sets, run.trainer.eval_batch_size
+            accelerator, prepared, stage.task, tokenizer.pad_token_id, sets, run.trainer.eval_batch_size
         )
         metric = stage.run.task.metric
-        by_lang = {f"{s.split}/{s.lang}": float(metrics[s.split][s.lang][metric]) for s in stage.sets}
+        by_lang = {f"{s.split}/{s.lang}": float(metrics[s.split][s.lang][metric]) for s in sets}
         row[stage.name] = {"score": sum(by_lang.values()) / len(by_lang), "by_lang": by_lang}
     return row
 
@@ -250,8 +260,11 @@ def transfer(names: list[str], before: dict[str, Any], rows: dict[str, Any], hig
     return result
 
 
-def write_matrix(run: RunConfig, rd: RunDir, stages: list[Stage], progress: dict[str, Any]) -> Path:
-    """metrics.json, report.md and plots/forgetting.png of the whole sequence."""
+def write_matrix(
+    run: RunConfig, rd: RunDir, stages: list[Stage], progress: dict[str, Any], dev: dict[str, Any]
+) -> Path:
+    """metrics.json, report.md and plots/forgetting.png of the whole sequence; `dev`: the final model's dev scores
+    per stage, whose mean is what a sweep ranks the sequence by."""
     names = [s.name for s in stages]
     rows, before = progress["rows"], progress["before"]
     metric = stages[-1].run.task.metric
@@ -268,7 +281,12 @@ def write_matrix(run: RunConfig, rd: RunDir, stages: list[Stage], progress: dict
             "replay": continual.replay,
             "regulariser": continual.regulariser,
             "strength": continual.strength if continual.regulariser != "none" else None,
-        }
+        },
+        "selection": {
+            "metric": metric,
+            "final_dev": dev,
+            "final_score": sum(d["score"] for d in dev.values()) / len(dev) if dev else None,
+        },
     }
     rd.metrics_file.write_text(json.dumps(record, indent=2))
     plots_dir = rd.path / "plots"

@@ -83,6 +83,12 @@ def load_run(path: Path) -> SavedRun:
     run = RunDir(path)
     if not run.is_run():
         raise RunDirError(f"run={path}: not a run directory (no config.yaml)")
+    stages = sorted((path / "stages").glob("*/model/config.json"))
+    if not run.is_finished() and stages:
+        raise RunDirError(
+            f"run={path}: a continual run (trainer.stages) has no model of its own; give one of its stages, e.g. "
+            f"run={stages[-1].parent.parent}"
+        )
     if not run.is_finished():
         raise RunDirError(f"run={path}: the run has no final model (model/config.json); did training finish?")
     config = read_config(run.config_file)
