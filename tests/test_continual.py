@@ -221,6 +221,10 @@ def test_stage_config_errors_name_the_stage_and_the_key(capsys, tiny_models):
         "trainer.stages=[{lang: en}, {data: {max_train_samples: 0}}]",
     )
     assert "trainer.stages[1]: data.max_train_samples: must be >= 1" in err
+    err = cli_error(
+        capsys, "train", f"model={tiny_models['unigram']}", *BASE, "trainer.stages=[{lang: zh}, {task: sentiment}]"
+    )
+    assert "every stage trains the same kind of task" in err and "sentiment: sequence_classification" in err
     err = cli_error(capsys, "train", f"model={tiny_models['unigram']}", *BASE, "trainer.continual.replay=0.2")
     assert "trainer.continual: replay and regularisers act between stages" in err
     err = cli_error(

@@ -89,7 +89,11 @@ def stage_problems(run: RunConfig) -> list[str]:
             "each stage trains a new adapter (use replay, or peft=none)"
         )
     try:
-        stage_configs(run)
+        configs = stage_configs(run)
     except ConfigError as err:
-        problems += err.problems
+        return problems + err.problems
+    kinds = {(config.task.type, config.task.multi_label) for _, config in configs}
+    if len(kinds) > 1:
+        listed = ", ".join(f"{name}: {config.task.type}" for name, config in configs)
+        problems.append(f"trainer.stages: every stage trains the same kind of task, with one head ({listed})")
     return problems
