@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from mlft.cli import main
 from mlft.commands.continual import transfer
-from mlft.engine.continual import Anchor, attach_anchor, estimate_fisher, penalty
+from mlft.engine.continual import Anchor, attach_anchor, estimate_fisher, penalty, with_rows
 from mlft.engine.hooks import Hooks
 
 from conftest import FIXTURES
@@ -157,6 +157,14 @@ def test_the_hook_adds_the_penalty_towards_the_weights_at_attach_time():
         model.weight += 1.0
     loss = hooks.training_loss({}, SimpleNamespace(loss=torch.tensor(0.5)))
     assert loss.item() == pytest.approx(0.5 + 4.0 / 2 * 2)
+
+
+def test_with_compact_embeddings_the_importance_follows_the_trained_rows():
+    importance = {"emb": torch.arange(12.0).view(6, 2), "w": torch.ones(3)}
+    compact = with_rows(Anchor(0.5, importance), "emb", torch.tensor([4, 0, 2]))
+    assert torch.equal(compact.importance["emb"], torch.tensor([[8.0, 9.0], [0.0, 1.0], [4.0, 5.0]]))
+    assert compact.importance["w"] is importance["w"] and compact.strength == 0.5
+    assert with_rows(Anchor(0.5), "emb", torch.tensor([0])).importance is None
 
 
 class Scored(torch.nn.Module):

@@ -102,7 +102,7 @@ def train_stages(
         model = initial_model(first.run, first.task, tokenizer)
         progress["before"] = score_row(model, tokenizer, stages, run)
         write_progress(rd, progress)
-    start = run.model.name_or_path
+    start, saved = run.model.name_or_path, None
     for stage in stages:
         stage_dir = rd.path / "stages" / stage.folder
         stage_run = replace(stage.run, model=replace(stage.run.model, name_or_path=str(start)))
@@ -120,7 +120,9 @@ def train_stages(
         if run.trainer.continual.regulariser == "ewc" and stage.index < len(stages):
             estimate_stage_fisher(run, stages, stage, saved.model, saved.tokenizer, stage_dir)
         write_progress(rd, progress)
-    final = load_run(rd.path / "stages" / stages[-1].folder)
+    # The last stage's model, unless this (resumed) process skipped it.
+    final = saved if saved is not None and saved.origin == rd.path / "stages" / stages[-1].folder else None
+    final = final or load_run(rd.path / "stages" / stages[-1].folder)
     dev = score_row(final.model, final.tokenizer, stages, run, dev=True)
     return write_matrix(run, rd, stages, progress, dev)
 
