@@ -380,6 +380,22 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class PruneConfig:
+    heads: float = 0.0
+    """Share of all attention heads removed, the least important first (Michel et al. 2019; at least one head
+    stays in every layer); 0: none. The model must already be fine-tuned for the task
+    (model.name_or_path=<run>/model); the run then fine-tunes what is left (mlft/models/pruning.py)."""
+    neurons: float = 0.0
+    """Share of all feed-forward neurons removed, the same way; 0: none."""
+    batches: int = 32
+    """Training batches the heads and neurons are scored on (trainer.batch_size each)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.heads > 0 or self.neurons > 0
+
+
+@dataclass(frozen=True)
 class RunConfig:
     model: ModelConfig
     task: TaskConfig
@@ -390,6 +406,8 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     """Knowledge distillation from a trained teacher run (mlft/engine/distill.py)."""
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    """Structured pruning of a fine-tuned model's heads and neurons before training (mlft/models/pruning.py)."""
     seed: int = 42
     run_root: str = "runs"
     """Where run directories are created."""

@@ -65,6 +65,7 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
     if not 0.0 <= run.data.keep_entityless <= 1.0:
         problems.append(f"data.keep_entityless: must be in [0, 1], got {run.data.keep_entityless}")
     problems += _distill_problems(run.distill)
+    problems += _prune_problems(run)
     if run.model.num_layers is not None and run.model.num_layers < 1:
         problems.append(f"model.num_layers: must be >= 1 (or null), got {run.model.num_layers}")
     if run.model.max_length < 8:
@@ -132,6 +133,25 @@ def _bound_problems(run: RunConfig) -> list[str]:
 
 ONE_OR_MORE = ("epochs", "batch_size", "eval_batch_size", "grad_accum", "num_processes", "log_every")
 """Trainer counts that must be at least 1."""
+
+
+def _prune_problems(run: RunConfig) -> list[str]:
+    prune, problems = run.prune, []
+    for key in ("heads", "neurons"):
+        if not 0.0 <= getattr(prune, key) < 1.0:
+            problems.append(f"prune.{key}: the share removed must be in [0, 1), got {getattr(prune, key)}")
+    if prune.batches < 1:
+        problems.append(f"prune.batches: must be >= 1, got {prune.batches}")
+    if prune.enabled and run.peft.method != "none":
+        problems.append(
+            f"prune: prunes the model's own weights, not an adapter (peft.method={run.peft.method}); prune in one "
+            "run, then train an adapter on its model/ (model.name_or_path=<run>/model)"
+        )
+    if prune.enabled and run.trainer.stages:
+        problems.append("prune: would prune again before every stage of trainer.stages; prune in a run of its own")
+    if prune.enabled and run.task.type == "masked_lm":
+        problems.append("prune: scores heads by a fine-tuned task's loss; prune a token or sequence classifier")
+    return problems
 
 
 def _distill_problems(distill: DistillConfig) -> list[str]:

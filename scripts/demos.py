@@ -39,11 +39,21 @@ class Demos:
         print("$", self.commands[-1], flush=True)
         subprocess.run(command, check=True, cwd=ROOT)
 
-    def train(self, name: str, *overrides: str) -> dict:
+    def train(self, name: str, *overrides: str, start: str | None = None) -> dict:
+        """`start`: the model folder to start from (after --model, which only picks the architecture then)."""
         run = self.workdir / name
         extra = ([f"model={self.model}"] if self.model else []) + (QUICK if self.quick else [])
+        extra += [f"model.name_or_path={start}"] if start else []
         self.mlft("train", *overrides, *extra, "trainer.progress=false", f"hydra.run.dir={run}", "overwrite=true")
         return json.loads((run / "metrics.json").read_text())
+
+    def finished(self, name: str, *overrides: str) -> dict:
+        """A run this workdir already holds (its command recorded as reused), else trained now."""
+        metrics = self.workdir / name / "metrics.json"
+        if not metrics.is_file():
+            return self.train(name, *overrides)
+        self.commands.append(f"# reused {self.workdir / name}: mlft train {' '.join(overrides)}")
+        return json.loads(metrics.read_text())
 
     def evaluate(self, name: str, *args: str) -> dict:
         out = self.workdir / f"{name}-eval"
@@ -302,6 +312,50 @@ def continual(d: Demos) -> list[str]:
     return lines
 
 
+PRUNING_VARIANTS = {
+    "unpruned": [],
+    "heads30-neurons30": ["prune.heads=0.3", "prune.neurons=0.3"],
+    "heads50-neurons50": ["prune.heads=0.5", "prune.neurons=0.5"],
+    "6-layers": ["model.num_layers=6"],
+}
+"""Each from the demo model, one more epoch of the demo recipe: unpruned (the same budget without pruning), two
+pruning levels, and the 6-layer cut of the same model (the depth students start from) for comparison."""
+
+
+def pruning(d: Demos) -> list[str]:
+    """Structured pruning of the demo model (MSRA NER, seed 1): heads and neurons scored on 32 training batches,
+    removed, then one epoch of the demo recipe; against the same epoch unpruned and a 6-layer cut."""
+    d.finished("demo-seed1", "experiment=demo", "seed=1")
+    base = d.workdir / "demo-seed1" / "model"
+    lines = []
+    for variant, extra in PRUNING_VARIANTS.items():
+        if d.quick:  # the plumbing check's tiny models have fewer than 6 layers
+            extra = [x.replace("num_layers=6", "num_layers=2") for x in extra]
+        m = d.train(
+            f"prune-{variant}",
+            "experiment=demo",
+            "seed=1",
+            "trainer.eval_before=true",
+            *extra,
+            start=str(base),
+        )
+        before = m.get("before", {}).get("test", {}).get("zh", {}).get("f1")
+        record = m.get("pruning", {})
+        params, blocks = record.get("parameters", {}), record.get("block_parameters", {})
+        size = (
+            f"{blocks['after']:,} of {blocks['before']:,} parameters in the layers ({params['after']:,} of "
+            f"{params['before']:,} in all), "
+            if params
+            else ""
+        )
+        start = f"test F1 {before:.4f} before the epoch, " if before is not None else ""
+        lines.append(
+            f"{variant}: {size}{start}test F1 {m['test']['zh']['f1']:.4f}; "
+            f"{m['throughput']['train_seconds'] / 60:.1f} min of training"
+        )
+    return lines
+
+
 FULL: dict[str, Callable[[Demos], list[str]]] = {
     "adaptation": adaptation,
     "augmentation": augmentation,
@@ -309,6 +363,7 @@ FULL: dict[str, Callable[[Demos], list[str]]] = {
     "continual": continual,
     "ensemble": ensemble,
     "madx": madx,
+    "pruning": pruning,
     "regularisers": regularisers,
     "ner_full": ner_full,
     "sentiment_full": sentiment_full,

@@ -23,6 +23,7 @@ from mlft.errors import ConfigError, UserError
 from mlft.models.lang_adapters import languages, merge_language
 from mlft.models.onnx import FUSABLE
 from mlft.models.pooling import MeanPoolingClassifier
+from mlft.models.pruning import is_pruned
 from mlft.report.model_card import model_card
 
 
@@ -197,7 +198,9 @@ def write_artifact(saved: SavedRun, folder: Path, fmt: str, quantize: str, fuse:
             if fuse:
                 export_eager_onnx(saved.model, Path(stage) / "eager.onnx")
                 fused = graph if quantize == "int8" else target
-                fuse_graph(Path(stage) / "eager.onnx", fused, config.num_attention_heads, config.hidden_size)
+                # A pruned model's layers differ in head count: onnxruntime then reads each layer's from its graph.
+                heads, hidden = (0, 0) if is_pruned(saved.model) else (config.num_attention_heads, config.hidden_size)
+                fuse_graph(Path(stage) / "eager.onnx", fused, heads, hidden)
             else:
                 export_onnx(saved.model, graph)
             if quantize == "int8":

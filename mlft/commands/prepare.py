@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from mlft.models.compact import supports as compact_supported
 from mlft.models.depth import keep_layers
 from mlft.models.freeze import freeze
 from mlft.models.load import check_max_length, dropout_settings, load_model, load_tokenizer, read_model_config
+from mlft.models.pruning import prune_by_importance
 from mlft.models.teacher import check_teacher
 from mlft.tasks import Task, build_task
 
@@ -66,6 +68,8 @@ class Prepared:
     """Training examples each augmentation method added (data.augment)."""
     class_weights: list[float] | None = None
     """The training loss's weight per label (task.class_weights), or None."""
+    pruning: dict[str, Any] | None = None
+    """What prune.* removed (heads, neurons, parameters before and after), or None."""
 
 
 def prepare(run: RunConfig, accelerator: Any, replay: dict[str, list[Example]] | None = None) -> Prepared:
@@ -89,7 +93,6 @@ def prepare(run: RunConfig, accelerator: Any, replay: dict[str, list[Example]] |
     model = initial_model(run, task, tokenizer, dropout)
     if dropout:
         log.info("dropout: %s", ", ".join(f"{key}={value}" for key, value in dropout.items()))
-    freeze(model, model_cfg.freeze_embeddings, model_cfg.freeze_layers)
     start = time.perf_counter()
     encode = Encoder(task, tokenizer, feature_cache_dir() if run.data.cache else None)
     train_features, feature_langs = [], []
@@ -106,6 +109,8 @@ def prepare(run: RunConfig, accelerator: Any, replay: dict[str, list[Example]] |
     }
     cached = f" ({encode.hits} of {encode.calls} sets from the feature cache)" if encode.hits else ""
     log.info("data: read in %.1f s, tokenized in %.1f s%s", load_seconds, timings["encode_seconds"], cached)
+    pruned = prune_model(run, task, tokenizer, model, config, train_features) if run.prune.enabled else None
+    freeze(model, model_cfg.freeze_embeddings, model_cfg.freeze_layers)
     vocab = None
     if model_cfg.compact_embeddings and run.peft.method == "none" and compact_supported(model):
         fed = [f["input_ids"] for f in train_features] + [f["input_ids"] for s in eval_sets for f in s.features]
@@ -144,6 +149,7 @@ def prepare(run: RunConfig, accelerator: Any, replay: dict[str, list[Example]] |
         timings,
         augmented,
         class_weights(run, loaded),
+        pruned,
     )
 
 
@@ -165,6 +171,43 @@ def initial_model(run: RunConfig, task: Task, tokenizer: Any, dropout: dict[str,
         kept = keep_layers(model, model_cfg.num_layers)
         log.info("layers: kept %d (%s of the pretrained stack)", len(kept), ", ".join(map(str, kept)))
     return model
+
+
+def prune_model(
+    run: RunConfig, task: Task, tokenizer: Any, model: Any, config: Any, features: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Removes the least important heads and neurons (prune.*), scored on prune.batches shuffled training
+    batches; the model must come with a head trained for the task's labels (else the scores are noise)."""
+    saved = [config.id2label[i] for i in range(len(config.id2label))] if getattr(config, "id2label", None) else []
+    if task.labels and saved != list(task.labels):
+        raise ConfigError(
+            f"prune: scores heads and neurons by the loss of a model fine-tuned for this task, but "
+            f"{run.model.name_or_path} has labels {saved[:8]} and the task {list(task.labels)[:8]}; start from "
+            "a finished run's model (model.name_or_path=<run>/model)"
+        )
+    order = list(range(len(features)))
+    random.Random(run.seed).shuffle(order)
+    size = run.trainer.batch_size
+    starts = range(0, min(len(order), size * run.prune.batches), size)
+    batches = (
+        task.collate([features[i] for i in order[s : s + size]], tokenizer.pad_token_id, training=True) for s in starts
+    )
+    start = time.perf_counter()
+    summary = prune_by_importance(model, batches, run.prune.heads, run.prune.neurons)
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    heads, neurons, params = summary["heads"], summary["neurons"], summary["parameters"]
+    log.info(
+        "pruning: %d of %d heads and %d of %d neurons kept, %s of %s parameters (scored on %d batches in %.0f s)",
+        heads["after"],
+        heads["before"],
+        neurons["after"],
+        neurons["before"],
+        f"{params['after']:,}",
+        f"{params['before']:,}",
+        len(starts),
+        summary["seconds"],
+    )
+    return summary
 
 
 def augment_training(run: RunConfig, loaded: LoadedData, task: Task) -> dict[str, int]:

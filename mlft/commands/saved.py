@@ -23,6 +23,7 @@ from mlft.errors import ConfigError, RunDirError
 from mlft.models.ensemble import Ensemble, Member, member_problems
 from mlft.models.lang_adapters import attach, saved_languages
 from mlft.models.load import load_tokenizer
+from mlft.models.pruning import pretrained
 from mlft.rundir import Languages, RunDir
 from mlft.tasks import TASKS, Task, build_task, config_problems
 from mlft.validation import validate
@@ -186,7 +187,7 @@ def _load(origin: Path, config: RunConfig, languages: Languages, model_dir: Path
                 raise RunDirError(
                     f"{model_dir}: no {SAFE_WEIGHTS_NAME}; mlft writes and reads model weights as safetensors only"
                 )
-            model = task.model_class.from_pretrained(model_dir, **SAFE_LOAD)
+            model = pretrained(task.model_class.from_pretrained, str(model_dir), **SAFE_LOAD)
     except ConfigError as err:  # the loaders' errors name model.name_or_path; here the folder is the run's
         raise RunDirError([p.replace("model.name_or_path: ", f"{model_dir}: ") for p in err.problems]) from None
     except (OSError, ValueError, RuntimeError) as err:

@@ -317,6 +317,8 @@ def summary(
     if run.task.label_smoothing or weights is not None:
         by_label = dict(zip(prepared.loaded.labels, weights)) if weights is not None else None
         extra["loss"] = {"label_smoothing": run.task.label_smoothing, "class_weights": by_label}
+    if prepared.pruning is not None:
+        extra["pruning"] = prepared.pruning
     if state.inexact_resumes:
         extra["inexact_resumes"] = state.inexact_resumes
     if state.before:

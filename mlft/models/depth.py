@@ -11,6 +11,7 @@ import torch
 
 from mlft.errors import ConfigError
 from mlft.models.freeze import encoder_layers
+from mlft.models.pruning import is_pruned, mark
 
 
 def spread(total: int, keep: int) -> list[int]:
@@ -36,4 +37,6 @@ def keep_layers(model: torch.nn.Module, keep: int) -> list[int]:
             if hasattr(module, "layer_idx"):
                 module.layer_idx = new  # type: ignore[assignment]
     model.config.num_hidden_layers = keep  # type: ignore[union-attr]
+    if is_pruned(model):  # the recorded per-layer sizes follow the kept layers
+        mark(model)
     return kept

@@ -7,6 +7,7 @@ from typing import Any
 
 from mlft.errors import ConfigError
 from mlft.models.cache import resolve
+from mlft.models.pruning import pretrained
 
 
 def load_tokenizer(name_or_path: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
@@ -74,7 +75,8 @@ def load_model(
     `dropout`: config keys that override the model's dropout (see dropout_settings)."""
     name_or_path = resolve(name_or_path)
     try:
-        model = model_class.from_pretrained(
+        model = pretrained(
+            model_class.from_pretrained,
             name_or_path,
             **head,
             **(dropout or {}),

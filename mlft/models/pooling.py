@@ -115,6 +115,7 @@ class MeanPoolingClassifier(PreTrainedModel):
                 revision=revision,
                 trust_remote_code=trust_remote_code,
                 use_safetensors=use_safetensors,
+                ignore_mismatched_sizes=ignore_mismatched_sizes,
                 output_loading_info=True,
             )
         model = cls(config, encoder)
