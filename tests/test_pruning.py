@@ -249,3 +249,18 @@ def test_pruning_config_errors(runs, four_heads, tmp_path, capsys):
     err = cli_error(capsys, *common, f"model={four_heads}", "prune.heads=0.5", f"hydra.run.dir={tmp_path / 'c'}")
     assert "fine-tuned for this task" in err
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+
+
+def test_pruning_composes_with_distillation_from_the_unpruned_run(runs, tmp_path):
+    base, _ = runs
+    student = train(
+        tmp_path / "student",
+        base / "model",
+        "task=ner",
+        *ZH_NER,
+        "trainer.epochs=1",
+        "prune.heads=0.5",
+        f"distill.teacher={base}",
+    )
+    assert metrics(student)["pruning"]["heads"]["after"] == 6
+    assert sum(json.loads((student / "model" / "config.json").read_text())["mlft_pruned"]["heads"]) == 6
