@@ -23,6 +23,7 @@ commands:
             (or model=<exported folder or .onnx file> instead of run=)
   export    a deployable model folder, checked per language against the run:
             mlft export run=<run-dir> format=hf|onnx [quantize=int8] [out=<dir>]
+            (runs=[<run-dir>,...] format=onnx out=<dir>: an ensemble as one graph)
   serve     an HTTP JSON API (POST /predict, GET /health), batched, with request limits:
             mlft serve model=<exported folder> [port=8080]
   report    mean ± std per language over the runs of a sweep (seeds), heatmap across training languages:
@@ -61,7 +62,7 @@ COMMANDS = {
         "predict",
         "mlft predict (run=<run-dir> | model=<export>) input=<file> [key=value ...]",
     ),
-    "export": Command("export", "ExportArgs", "export", "mlft export run=<run-dir> [key=value ...]"),
+    "export": Command("export", "ExportArgs", "export", "mlft export (run=<run-dir> | runs=[...]) [key=value ...]"),
     "serve": Command("serve", "ServeArgs", "serve", "mlft serve (model=<export> | run=<run-dir>) [key=value ...]"),
     "report": Command(
         "report", "ReportArgs", "report", "mlft report (sweep=<dir> | runs=[...]) [key=value ...]", False

@@ -1,4 +1,4 @@
-"""Ensembles of runs (runs=[a,b,...] in eval, predict and serve): probabilities averaged, NER decoded from the
+"""Ensembles of runs (runs=[a,b,...] in eval, predict, serve and export): probabilities averaged, NER decoded from the
 averaged distributions, and runs that do not fit together refused with exit 2."""
 
 from __future__ import annotations
@@ -85,3 +85,20 @@ def test_labels_in_another_order_are_refused():
     assert member_problems([a, b]) == ["runs: b has labels pos, neg; a has neg, pos"]
     assert member_problems([a, routed]) == ["runs: c has language adapters, which an ensemble cannot route yet"]
     assert member_problems([a, a]) == []
+
+
+def test_an_ensemble_exports_as_one_onnx_graph_that_predicts_the_mean(two_seeds, tmp_path, capsys):
+    both = predict(tmp_path, "ensemble", f"runs=[{two_seeds[0]},{two_seeds[1]}]")
+    out = tmp_path / "export"
+    main(["export", f"runs=[{two_seeds[0]},{two_seeds[1]}]", "format=onnx", f"out={out}"])
+    assert "averaging the probabilities of 2 runs" in (out / "README.md").read_text()
+    exported = predict(tmp_path, "exported", f"model={out}")
+    for x, y in zip(both, exported):
+        assert x["label"] == y["label"]
+        for label in ("neg", "pos"):
+            assert y["scores"][label] == pytest.approx(x["scores"][label], abs=1e-4)
+    runs = f"runs=[{two_seeds[0]},{two_seeds[1]}]"
+    result = run_cli("export", runs, "format=hf", "fuse=true")
+    assert result.returncode == 2
+    for message in ("an ensemble has no HuggingFace form", "out: required with runs=", "fuse: graph fusion"):
+        assert message in result.stderr, result.stderr[-1500:]

@@ -1,4 +1,5 @@
-"""`mlft export run=<run-dir> format=hf|onnx [quantize=int8]`: a self-contained model folder, checked per language.
+"""`mlft export run=<run-dir> format=hf|onnx [quantize=int8]`: a self-contained model folder, checked per language;
+`mlft export runs=[a,b,c] format=onnx out=<dir>`: an ensemble of runs as one ONNX graph.
 
 The folder is written under a temporary name and renamed only after the parity gate passed: the
 exported artifact is re-evaluated on the run's dev (or test) data next to the run's own model, and
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlft.commands.evaluate import load_eval_data, score_model
-from mlft.commands.saved import SavedRun, load_exported, load_run, write_export_records
+from mlft.commands.saved import SavedRun, load_ensemble, load_exported, load_run, write_export_records
 from mlft.data.feature_cache import Encoder
 from mlft.destinations import check_writable, share
 from mlft.engine.evaluate import encode_sets
@@ -35,8 +36,11 @@ class ParityError(UserError):
 
 @dataclass(frozen=True)
 class ExportArgs:
-    run: str
+    run: str | None = None
     """The run directory whose final model is exported."""
+    runs: list[str] | None = None
+    """Instead of run: finished runs of the same task, labels and tokenizer, exported as one ONNX graph that
+    averages their probabilities (format=onnx, out= required)."""
     format: Literal["hf", "onnx"] = "hf"
     """hf: safetensors + tokenizer + label maps; onnx: model.onnx for onnxruntime."""
     quantize: Literal["none", "int8"] = "none"
@@ -71,6 +75,10 @@ class ExportArgs:
 
 
 def export(args: ExportArgs) -> Path:
+    if (args.run is None) == (not args.runs):
+        raise ConfigError("run, runs: give exactly one (run=<run-dir>, or runs=[<run-dir>,...] for an ensemble)")
+    if args.runs:
+        ensemble_problems(args)
     if args.quantize == "int8" and args.format != "onnx":
         raise ConfigError("quantize: int8 needs format=onnx")
     if args.fuse and args.format != "onnx":
@@ -79,7 +87,7 @@ def export(args: ExportArgs) -> Path:
         raise ConfigError("vocab_file: only used with trim_vocab=lang|train (it adds pieces to what is kept)")
     if args.out is not None:  # before the model is loaded: the default folder is inside the run
         check_writable(Path(args.out).parent if Path(args.out).exists() else Path(args.out), "out")
-    saved = load_run(Path(args.run))
+    saved = load_ensemble([Path(r) for r in args.runs]) if args.runs else load_run(Path(args.run or ""))
     if languages(saved.model) or args.lang is not None:
         saved = for_language(saved, args.lang)
     if args.fuse and saved.model.config.model_type not in FUSABLE:
@@ -101,6 +109,10 @@ def export(args: ExportArgs) -> Path:
         extra = vocab_file_words(Path(args.vocab_file), args.vocab_min_count) if args.vocab_file else []
         source = trimmed(saved, args.trim_vocab == "train", extra) if args.trim_vocab != "none" else saved
         artifact = write_artifact(source, tmp, args.format, args.quantize, args.fuse)
+        if saved.members:
+            artifact += f", one graph averaging the probabilities of {len(saved.members)} runs: " + ", ".join(
+                map(str, saved.members)
+            )
         if source is not saved:
             data = "training data" if args.trim_vocab == "train" else "data (all splits)"
             data += f" and {Path(args.vocab_file).name}" if args.vocab_file else ""
@@ -127,6 +139,26 @@ def export(args: ExportArgs) -> Path:
     tmp.replace(out)
     print(f"exported {artifact} to {out}", file=sys.stderr)
     return out
+
+
+def ensemble_problems(args: ExportArgs) -> None:
+    """What an ensemble export cannot do (checked before any run is loaded)."""
+    problems = []
+    if args.format != "onnx":
+        problems.append(
+            "format: an ensemble has no HuggingFace form (several models in one); format=onnx writes one graph of "
+            "all of them, or export each run"
+        )
+    if args.out is None:
+        problems.append("out: required with runs= (the export belongs to no single run)")
+    if args.fuse:
+        problems.append("fuse: graph fusion is not built for an ensemble's graph; leave fuse=false")
+    if args.trim_vocab != "none":
+        problems.append("trim_vocab: not for an ensemble; leave trim_vocab=none")
+    if args.lang is not None:
+        problems.append("lang: runs with language adapters cannot form an ensemble")
+    if problems:
+        raise ConfigError(problems)
 
 
 def for_language(saved: SavedRun, lang: str | None) -> SavedRun:

@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers.modeling_outputs import ModelOutput
 
 
 @dataclass
-class EnsembleOutput:
-    logits: torch.Tensor
+class EnsembleOutput(ModelOutput):
+    """A ModelOutput, so that torch.onnx traces the ensemble like any transformers model."""
+
+    logits: torch.Tensor | None = None
 
 
 class Ensemble(torch.nn.Module):
@@ -26,8 +29,12 @@ class Ensemble(torch.nn.Module):
         self.multi_label = multi_label
         self.config = members[0].config  # what callers read: label maps, model type
 
-    def forward(self, **batch: Any) -> EnsembleOutput:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
+    def forward(
+        self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, **batch: Any
+    ) -> EnsembleOutput:
+        # The named inputs are what torch.onnx passes by name (it drops what only **batch would take).
+        batch.update(input_ids=input_ids, attention_mask=attention_mask)
+        inputs = {k: v for k, v in batch.items() if k != "labels" and v is not None}
         logits = [member(**inputs).logits.float() for member in self.members]
         if self.multi_label:
             mean = torch.stack([x.sigmoid() for x in logits]).mean(0).clamp(1e-7, 1 - 1e-7)
