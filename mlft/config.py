@@ -260,9 +260,10 @@ class TrainerConfig:
 class PeftConfig:
     name: str
     """Preset name (the file in configs/peft/)."""
-    method: Literal["none", "lora", "ia3", "loha", "lokr", "adalora"] = "none"
+    method: Literal["none", "lora", "ia3", "loha", "lokr", "adalora", "bottleneck"] = "none"
     """none: every parameter trains; lora, ia3, loha (Hadamard product), lokr (Kronecker product), adalora (LoRA
-    whose ranks are pruned to a budget while training): an adapter and the head train, merged at the end."""
+    whose ranks are pruned to a budget while training): an adapter and the head train, merged at the end;
+    bottleneck: Houlsby/Pfeiffer adapter layers and the head train, kept beside the frozen encoder (not merged)."""
     r: int = 8
     """Rank of LoRA, LoHa and LoKr; AdaLoRA: the average rank its budget ends with."""
     init_r: int = 12
@@ -281,6 +282,11 @@ class PeftConfig:
     """(IA)³: which of target_modules are feed-forward layers (scaled on their input); null: peft's default."""
     lr: float | None = None
     """Learning rate of the adapter weights (they want a larger step than full fine-tuning); null: optimizer.lr."""
+    placement: Literal["pfeiffer", "houlsby"] = "pfeiffer"
+    """Bottleneck adapters: after each block's feed-forward output (pfeiffer), or also after its attention
+    output (houlsby)."""
+    reduction_factor: int = 16
+    """Bottleneck adapters: hidden size / bottleneck size (16: 24 dimensions in a 384-wide encoder)."""
     lang_adapters: dict[str, str] | None = None
     """Language adapters under the task adapter (MAD-X; peft.method=lora): {lang: run directory of a
     task=mlm peft=lang_adapter run, or an adapter folder}. Each language trains, is evaluated and predicts with

@@ -179,6 +179,8 @@ def _peft_problems(peft: PeftConfig, model: ModelConfig) -> list[str]:
         problems.append(
             f"peft.init_r: AdaLoRA prunes from init_r down to r, so it must be >= r ({peft.r}), got {peft.init_r}"
         )
+    if peft.method == "bottleneck" and peft.reduction_factor < 1:
+        problems.append(f"peft.reduction_factor: must be >= 1, got {peft.reduction_factor}")
     for key in ("use_dora", "use_rslora"):
         if getattr(peft, key) and peft.method != "lora":
             problems.append(f"peft.{key}: a LoRA option, but peft.method is {peft.method} (allowed with: lora)")

@@ -34,6 +34,7 @@ METHODS = {
     "ia3": ["peft=ia3"],
     "loha": ["peft=loha"],
     "lokr": ["peft=lokr"],
+    "bottleneck": ["peft=bottleneck"],
 }
 # The demo recipe freezes the lowest 2 layers for full fine-tuning; an adapter decides what trains itself.
 SETTINGS = {

@@ -13,7 +13,7 @@ from transformers import BertConfig, BertForTokenClassification, BertModel
 
 from mlft.cli import main
 from mlft.commands.saved import load_run
-from mlft.models import pruning
+from mlft.models import pruning, rebuild
 from mlft.models.load import load_model
 
 from conftest import build_tokenizer
@@ -124,7 +124,7 @@ def test_a_pruned_model_saves_and_loads_back_with_its_sizes(tmp_path):
     model = tiny_tagger()
     pruning.prune(model, [[1], [0, 3], [0, 1, 2]], [list(range(5)), list(range(48)), [3]])
     model.save_pretrained(tmp_path / "pruned")
-    loaded = pruning.pretrained(BertForTokenClassification.from_pretrained, str(tmp_path / "pruned")).eval()
+    loaded = rebuild.pretrained(BertForTokenClassification.from_pretrained, str(tmp_path / "pruned")).eval()
     assert pruning.sizes(loaded) == pruning.sizes(model)
     with torch.no_grad():
         assert torch.equal(loaded(**batch()).logits, model(**batch()).logits)
@@ -133,7 +133,7 @@ def test_a_pruned_model_saves_and_loads_back_with_its_sizes(tmp_path):
     config["mlft_pruned"]["heads"][0] = 9
     (tmp_path / "pruned" / "config.json").write_text(json.dumps(config))
     with pytest.raises(Exception, match="mlft_pruned"):
-        pruning.pretrained(BertForTokenClassification.from_pretrained, str(tmp_path / "pruned"))
+        rebuild.pretrained(BertForTokenClassification.from_pretrained, str(tmp_path / "pruned"))
 
 
 # A pruned run

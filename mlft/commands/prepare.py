@@ -32,7 +32,7 @@ from mlft.engine.loop import optimizer_steps
 from mlft.engine.rdrop import attach_rdrop
 from mlft.engine.sampling import attach_language_mix
 from mlft.errors import ConfigError
-from mlft.models import lang_adapters
+from mlft.models import bottleneck, lang_adapters
 from mlft.models.adapters import add_adapter, rank_budget, trainable_summary
 from mlft.models.compact import CompactVocab, compact, kept_ids, remap
 from mlft.models.compact import supports as compact_supported
@@ -131,7 +131,12 @@ def prepare(run: RunConfig, accelerator: Any, replay: dict[str, list[Example]] |
         distiller = Distiller(model_teacher, run.distill.alpha, run.distill.temperature, run.task.multi_label)
         d = run.distill
         log.info("distillation: teacher %s (alpha %g, temperature %g)", d.teacher, d.alpha, d.temperature)
-    if run.peft.method != "none":
+    if run.peft.method == "bottleneck":
+        size = max(1, model.config.hidden_size // run.peft.reduction_factor)
+        bottleneck.add(model, run.peft.placement, size)
+        bottleneck.train_only_adapters(model)
+        log.info("bottleneck adapters: %s, %d dimensions", run.peft.placement, size)
+    elif run.peft.method != "none":
         model = add_adapter(model, run.peft, task.peft_task_type, planned_steps(len(train_features), run.trainer))
     if run.peft.lang_adapters:
         model = stack_language_adapters(model, run.peft.lang_adapters, loaded.train_langs, loaded.eval_langs)

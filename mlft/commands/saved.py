@@ -23,7 +23,7 @@ from mlft.errors import ConfigError, RunDirError
 from mlft.models.ensemble import Ensemble, Member, member_problems
 from mlft.models.lang_adapters import attach, saved_languages
 from mlft.models.load import load_tokenizer
-from mlft.models.pruning import pretrained
+from mlft.models.rebuild import pretrained
 from mlft.rundir import Languages, RunDir
 from mlft.tasks import TASKS, Task, build_task, config_problems
 from mlft.validation import validate

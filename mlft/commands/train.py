@@ -28,6 +28,7 @@ from mlft.engine.loop import TrainingLoop, TrainState
 from mlft.engine.selection import final_weights, restore, selection_langs, selection_score
 from mlft.errors import ConfigError
 from mlft.models.adapters import is_peft, merge
+from mlft.models.bottleneck import save_adapter as save_bottleneck
 from mlft.models.compact import expand, record
 from mlft.models.lang_adapters import adapter_folder, attach
 from mlft.report.tables import learning_curves, write_reports
@@ -236,7 +237,9 @@ def finish(
         unwrapped.save_pretrained(rd.model_dir)
     tokenizer.save_pretrained(rd.model_dir)
     share(rd.model_dir)
-    if adapter:
+    if run.peft.method == "bottleneck":
+        save_bottleneck(unwrapped, rd.adapter_dir)
+    if adapter or run.peft.method == "bottleneck":
         share(rd.adapter_dir)
     write_predictions(rd, prepared.eval_sets, predictions)
     extra = summary(run, prepared, state, chosen.steps, select_langs)

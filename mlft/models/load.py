@@ -7,7 +7,7 @@ from typing import Any
 
 from mlft.errors import ConfigError
 from mlft.models.cache import resolve
-from mlft.models.pruning import pretrained
+from mlft.models.rebuild import pretrained
 
 
 def load_tokenizer(name_or_path: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:

@@ -25,6 +25,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from mlft.errors import ConfigError
+from mlft.models.bottleneck import BOTTLENECK_KEY
 
 POOLING_KEY = "mlft_pooling"
 """The config.json entry that marks a model saved by this class."""
@@ -122,7 +123,13 @@ class MeanPoolingClassifier(PreTrainedModel):
         if head is None:  # a hub id or another kind of checkpoint: its encoder and a new classifier
             return model
         missing = [k for k in info["missing_keys"] if not k.startswith("pooler.")]
-        unexpected = [k for k in info["unexpected_keys"] if not k.startswith("classifier.")]
+        # Bottleneck adapters (mlft_bottleneck in config.json) are added and read by mlft.models.rebuild.
+        adapters = getattr(config, BOTTLENECK_KEY, None) is not None
+        unexpected = [
+            k
+            for k in info["unexpected_keys"]
+            if not k.startswith("classifier.") and not (adapters and ".adapter." in k)
+        ]
         if missing or unexpected:
             raise ConfigError(
                 f"model.name_or_path: {name_or_path} does not match its config.json "

@@ -8,9 +8,9 @@ whole model, and the lowest share removed; every layer keeps at least one head a
 Removal slices the Linear layers themselves (query/key/value rows and the attention output's columns of a head;
 the intermediate layer's rows and the output layer's columns of a neuron), so the model is really smaller and
 faster. transformers 5 has no `prune_heads` and its config cannot say that layers differ in size, so a pruned
-model records its per-layer sizes in config.json (`mlft_pruned`) and mlft's loaders cut a freshly built model to
-those sizes before reading the cut layers' weights (`pretrained`). Plain transformers cannot load such a folder
-(it stops at the first size mismatch); its ONNX export runs anywhere.
+model records its per-layer sizes in config.json (`mlft_pruned`) and mlft's loaders cut a freshly built model
+to those sizes before reading the cut layers' weights (`mlft.models.rebuild`). Plain transformers cannot load
+such a folder (it stops at the first size mismatch); its ONNX export runs anywhere.
 
 Layout: BERT-style blocks (`attention.self.query/key/value`, `attention.output.dense`, `intermediate.dense`,
 `output.dense`): BERT, RoBERTa, XLM-R, ELECTRA, CamemBERT and the multilingual-e5 models.
@@ -18,17 +18,11 @@ Layout: BERT-style blocks (`attention.self.query/key/value`, `attention.output.d
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from mlft.errors import ConfigError, RunDirError
 from mlft.models.freeze import encoder_layers
@@ -81,8 +75,7 @@ def blocks(model: torch.nn.Module, key: str) -> list[Block]:
         if block is None or not all(isinstance(m, torch.nn.Linear) for m in (block.out, block.up, block.down)):
             model_type = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
             raise ConfigError(
-                f"{key}: pruning knows BERT-style blocks (bert, roberta, xlm-roberta, electra, camembert), "
-                f"not {model_type}"
+                f"{key}: needs BERT-style blocks (bert, roberta, xlm-roberta, electra, camembert), not {model_type}"
             )
         found.append(block)
     return found
@@ -248,89 +241,3 @@ def _cut(layer: torch.nn.Linear, index: torch.Tensor, dim: int) -> torch.nn.Line
 def _set_heads(attention: Any, heads: int) -> None:
     attention.num_attention_heads = heads
     attention.all_head_size = heads * attention.attention_head_size
-
-
-# Loading -------------------------------------------------------------------------------------------------------
-
-
-def saved_sizes(folder: str) -> dict[str, list[int]] | None:
-    """The recorded sizes of a local model folder; None for unpruned models and hub ids."""
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        recorded = json.loads(path.read_text()).get(PRUNED_KEY)
-    except (OSError, ValueError, AttributeError):
-        return None  # the loader reports an unreadable config itself
-    if recorded is None:
-        return None
-    if not isinstance(recorded, dict):
-        raise RunDirError(f"{path}: {PRUNED_KEY} must be an object with heads and neurons lists")
-    return recorded
-
-
-def pretrained(load: Callable[..., Any], folder: str, **kwargs: Any) -> Any:
-    """`load(folder, **kwargs)` (a from_pretrained); a pruned model is built at full size, cut to its recorded
-    sizes, and its cut layers read from its weights (every one of them must be there, with its shape)."""
-    recorded = saved_sizes(folder)
-    if recorded is None:
-        return load(folder, **kwargs)
-    with _quiet_size_report():
-        model = load(folder, **{**kwargs, "ignore_mismatched_sizes": True})
-    shape(model, recorded, folder)
-    _read_cut_layers(model, Path(folder))
-    return model
-
-
-def _read_cut_layers(model: torch.nn.Module, folder: Path) -> None:
-    names = {id(module): name for name, module in model.named_modules()}
-    wanted = {}
-    for block in blocks(model, str(folder)):
-        for layer in (
-            block.attention.query,
-            block.attention.key,
-            block.attention.value,
-            block.out,
-            block.up,
-            block.down,
-        ):
-            name = names[id(layer)]
-            for param_name, param in layer.named_parameters():
-                wanted[f"{name}.{param_name}"] = param
-    files = _weight_files(folder)
-    found = 0
-    for file in sorted(set(files.values())) if files else []:
-        with safe_open(str(file), framework="pt") as weights:
-            for key in weights.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                if key in wanted:
-                    value = weights.get_tensor(key)
-                    if value.shape != wanted[key].shape:
-                        raise RunDirError(
-                            f"{folder}: {key} has shape {tuple(value.shape)}, {PRUNED_KEY} says otherwise"
-                        )
-                    with torch.no_grad():
-                        wanted[key].copy_(value)
-                    found += 1
-    if found != len(wanted):
-        raise RunDirError(f"{folder}: the weights lack {len(wanted) - found} of the pruned layers' tensors")
-
-
-def _weight_files(folder: Path) -> dict[str, Path]:
-    if (folder / SAFE_WEIGHTS_NAME).is_file():
-        return {"*": folder / SAFE_WEIGHTS_NAME}
-    if (folder / SAFE_WEIGHTS_INDEX_NAME).is_file():
-        index = json.loads((folder / SAFE_WEIGHTS_INDEX_NAME).read_text())
-        return {key: folder / name for key, name in index.get("weight_map", {}).items()}
-    raise RunDirError(f"{folder}: a pruned model needs its weights as safetensors ({SAFE_WEIGHTS_NAME})")
-
-
-@contextmanager
-def _quiet_size_report() -> Iterator[None]:
-    """transformers reports the pruned layers as size mismatches it re-initialised; they are read right after."""
-    logger = logging.getLogger("transformers.modeling_utils")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)

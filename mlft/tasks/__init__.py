@@ -53,6 +53,9 @@ def config_problems(run: RunConfig) -> list[str]:
     problems = list(kind.config_problems(run.task, run.model))
     if run.peft.method != "none" and not kind.peft_task_type:
         problems.append(f"peft.method: {run.task.type} runs train full weights (allowed: none)")
+    if run.peft.method == "bottleneck" and kind.peft_task_type == MASKED_LM:
+        # Its head's output layer is the word embeddings, which bottleneck adapters leave frozen; not built.
+        problems.append("peft.method: bottleneck adapters train token and sequence classifiers (for masked-LM: lora)")
     if run.peft.lang_adapters and kind.peft_task_type == MASKED_LM:
         problems.append("peft.lang_adapters: a masked-LM run trains one language adapter (peft=lang_adapter)")
     return problems + _metric_problems(run.task, kind) + _loss_problems(run, kind) + _augment_problems(run, kind)
