@@ -103,7 +103,7 @@ def train_tokenizer(family: str):
     return tok
 
 
-def build_model_dir(directory: Path, family: str) -> Path:
+def build_model_dir(directory: Path, family: str, layers: int = 2, heads: int = 2) -> Path:
     from transformers import BertConfig, BertModel
 
     tokenizer = build_tokenizer(family)
@@ -111,8 +111,8 @@ def build_model_dir(directory: Path, family: str) -> Path:
     config = BertConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
         intermediate_size=64,
         max_position_embeddings=512,
         pad_token_id=tokenizer.pad_token_id,

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import BertConfig, BertForTokenClassification, BertModel
+from transformers import BertConfig, BertForTokenClassification
 
 from mlft.cli import main
 from mlft.commands.saved import load_run
 from mlft.models import bottleneck
 
-from conftest import build_tokenizer
+from conftest import build_model_dir
 from helpers import ZH_NER, ZH_SENTIMENT, cli_error, metrics, run_cli, train
 
 BOTTLENECK = ["peft=bottleneck", "peft.lr=5e-3", "trainer.epochs=6"]
@@ -53,21 +53,7 @@ def test_a_new_adapter_is_the_identity_and_then_adds_its_bottleneck_before_the_r
 
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("bottleneck-base")
-    tokenizer = build_tokenizer("unigram")
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_model_dir(tmp_path_factory.mktemp("bottleneck-base"), "unigram", heads=4)
 
 
 @pytest.fixture(scope="module")

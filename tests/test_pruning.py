@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertForTokenClassification, BertModel
+from transformers import BertConfig, BertForTokenClassification
 
 from mlft.cli import main
 from mlft.commands.saved import load_run
 from mlft.models import pruning, rebuild
 from mlft.models.load import load_model
 
-from conftest import build_tokenizer
+from conftest import build_model_dir
 from helpers import ZH_NER, cli_error, metrics, train
 
 
@@ -142,21 +142,7 @@ def test_a_pruned_model_saves_and_loads_back_with_its_sizes(tmp_path):
 @pytest.fixture(scope="module")
 def four_heads(tmp_path_factory) -> Path:
     """A tiny BERT with 4 heads a layer (the shared tiny models have 2)."""
-    folder = tmp_path_factory.mktemp("four-heads")
-    tokenizer = build_tokenizer("unigram")
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return build_model_dir(tmp_path_factory.mktemp("four-heads"), "unigram", layers=3, heads=4)
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,7 @@ The model saves like any transformers model: the encoder's weights under its usu
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,6 +24,7 @@ from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from mlft.errors import ConfigError
 from mlft.models.bottleneck import BOTTLENECK_KEY
+from mlft.models.rebuild import quiet_load_report
 
 POOLING_KEY = "mlft_pooling"
 """The config.json entry that marks a model saved by this class."""
@@ -109,7 +108,7 @@ class MeanPoolingClassifier(PreTrainedModel):
         )
         head = _saved_head(Path(name_or_path)) if getattr(config, POOLING_KEY, None) == "mean" else None
         # transformers' own loader reads the encoder (under its prefix) without initialising it first.
-        with _quiet_load_report() if head is not None else nullcontext():
+        with quiet_load_report() if head is not None else nullcontext():
             encoder, info = AutoModel.from_pretrained(
                 name_or_path,
                 config=config,
@@ -144,19 +143,6 @@ class MeanPoolingClassifier(PreTrainedModel):
             return model  # a new label set: the new classifier stays
         model.classifier.load_state_dict({k.removeprefix("classifier."): v for k, v in head.items()})
         return model
-
-
-@contextmanager
-def _quiet_load_report() -> Iterator[None]:
-    """transformers warns with a LOAD REPORT about the pooler a saved mean model lacks and the classifier its
-    encoder skips; from_pretrained checks those keys itself and raises on any other difference."""
-    logger = logging.getLogger("transformers.modeling_utils")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _saved_head(folder: Path) -> dict[str, torch.Tensor] | None:

@@ -46,7 +46,7 @@ def pretrained(load: Callable[..., Any], folder: str, **kwargs: Any) -> Any:
     if not found:
         return load(folder, **kwargs)
     pruned = found.get(pruning.PRUNED_KEY)
-    with _quiet_load_report():  # the rebuilt modules' weights are read right after
+    with quiet_load_report():  # the rebuilt modules' weights are read right after
         model = load(folder, **({**kwargs, "ignore_mismatched_sizes": True} if pruned else kwargs))
     modules: list[torch.nn.Module] = []
     if pruned is not None:
@@ -97,8 +97,9 @@ def _weight_files(folder: Path) -> list[Path]:
 
 
 @contextmanager
-def _quiet_load_report() -> Iterator[None]:
-    """transformers reports the rebuilt modules as re-initialised or unused; they are read right after."""
+def quiet_load_report() -> Iterator[None]:
+    """Silences transformers' LOAD REPORT of weights it re-initialised or left unused, for loaders that read or
+    check those weights themselves (the rebuilt modules here; the mean-pooling head)."""
     logger = logging.getLogger("transformers.modeling_utils")
     level = logger.level
     logger.setLevel(logging.ERROR)
