@@ -32,6 +32,13 @@ METHODS = {
     "rslora": ["peft=lora", "peft.use_rslora=true", "peft.r=16"],
     # LoRA on every linear layer of the blocks (attention and feed-forward), rank 16, a larger step: ~1% trains.
     "lora-all": ["peft=lora", "peft.target_modules=[query,key,value,dense]", "peft.r=16", "peft.lr=2e-3"],
+    "lora-all-x2": [  # the same with twice the update scale (alpha / r = 2)
+        "peft=lora",
+        "peft.target_modules=[query,key,value,dense]",
+        "peft.r=16",
+        "peft.alpha=32",
+        "peft.lr=2e-3",
+    ],
     "adalora": ["peft=adalora"],
     "ia3": ["peft=ia3"],
     "loha": ["peft=loha"],
