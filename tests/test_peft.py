@@ -210,11 +210,18 @@ def test_the_comparison_script_writes_one_row_per_method(tmp_path, tiny_models):
     from conftest import ROOT
 
     out = tmp_path / "peft.md"
-    command = [sys.executable, str(ROOT / "scripts" / "peft_table.py"), "--only", "msra", "--methods", "none,lora"]
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "peft_table.py"),
+        "--only",
+        "msra",
+        "--methods",
+        "none,lora,bottleneck",
+    ]
     command += ["--model", str(tiny_models["unigram"]), "--quick", "--workdir", str(tmp_path / "w"), "--out", str(out)]
     subprocess.run(command, check=True, cwd=ROOT)
-    rows = [line for line in out.read_text().splitlines() if line.startswith(("| none", "| lora"))]
-    assert len(rows) == 2 and "a plumbing check" in out.read_text()
+    rows = [line for line in out.read_text().splitlines() if line.startswith(("| none", "| lora", "| bottleneck"))]
+    assert len(rows) == 3 and "a plumbing check" in out.read_text()
     lora = rows[1].split("|")
     trainable = int(lora[4].split("(")[0].replace(",", ""))
     assert trainable > 0 and float(lora[7]) > 0.1  # the trainable count and a peak RSS in GB

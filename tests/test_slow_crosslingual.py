@@ -51,7 +51,7 @@ def test_the_demonstrations_script_runs_its_recipes_and_writes_a_report(tmp_path
     out = demos.main(
         [
             "--only",
-            "ner_transfer,ensemble,continual",
+            "ner_transfer,ensemble,continual,pruning",
             "--model",
             str(tiny_models["unigram"]),
             "--quick",
@@ -65,3 +65,4 @@ def test_the_demonstrations_script_runs_its_recipes_and_writes_a_report(tmp_path
     assert "MSRA -> MSRA" in report and "-> pd98" in report and "pd98 -> pd98" in report
     assert "ensemble of the 3 runs, test F1" in report and "mlft eval 'runs=[" in report
     assert "seed 2, ewc: MSRA F1" in report and "backward transfer" in report
+    assert "heads50-neurons50: " in report and "parameters in the layers" in report and "6-layers: " in report
