@@ -60,23 +60,18 @@ def gated_loss(model: torch.nn.Module, heads: list[torch.Tensor], neurons: list[
 def test_importance_is_the_loss_gradient_of_each_units_gate():
     model = tiny_tagger().double()
     head_scores, neuron_scores = pruning.importance(model, [batch()])
-    ones_h = [torch.ones(4, dtype=torch.float64) for _ in range(3)]
-    ones_n = [torch.ones(48, dtype=torch.float64) for _ in range(3)]
+    ones = {"heads": [torch.ones(4, dtype=torch.float64)] * 3, "neurons": [torch.ones(48, dtype=torch.float64)] * 3}
     eps = 1e-5
-    for layer, head in ((0, 1), (2, 3)):
-        up = [g.clone() for g in ones_h]
-        down = [g.clone() for g in ones_h]
-        up[layer][head] += eps
-        down[layer][head] -= eps
-        numeric = (gated_loss(model, up, ones_n) - gated_loss(model, down, ones_n)) / (2 * eps)
-        assert float(head_scores[layer][head]) == pytest.approx(abs(float(numeric)), rel=1e-4, abs=1e-8)
-    for layer, neuron in ((1, 5), (2, 40)):
-        up = [g.clone() for g in ones_n]
-        down = [g.clone() for g in ones_n]
-        up[layer][neuron] += eps
-        down[layer][neuron] -= eps
-        numeric = (gated_loss(model, ones_h, up) - gated_loss(model, ones_h, down)) / (2 * eps)
-        assert float(neuron_scores[layer][neuron]) == pytest.approx(abs(float(numeric)), rel=1e-4, abs=1e-8)
+    cases = [("heads", head_scores, 0, 1), ("heads", head_scores, 2, 3)]
+    cases += [("neurons", neuron_scores, 1, 5), ("neurons", neuron_scores, 2, 40)]
+    for kind, scores, layer, unit in cases:
+        losses = []
+        for step in (eps, -eps):  # the loss with this one gate moved up, then down
+            gates = {k: [g.clone() for g in v] for k, v in ones.items()}
+            gates[kind][layer][unit] += step
+            losses.append(gated_loss(model, gates["heads"], gates["neurons"]))
+        numeric = (losses[0] - losses[1]) / (2 * eps)
+        assert float(scores[layer][unit]) == pytest.approx(abs(float(numeric)), rel=1e-4, abs=1e-8)
     # Scoring leaves the model as it was: no hooks, no gradients, its mode kept.
     assert not model.training and all(p.grad is None for p in model.parameters())
     assert all(not b.out._forward_pre_hooks for b in pruning.blocks(model, "test"))

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from mlft.commands.prepare import initial_model
+from mlft.commands.prepare import initial_model, scoring_batches
 from mlft.commands.saved import load_run
 from mlft.commands.stages import stage_configs
 from mlft.commands.train import train
@@ -216,17 +216,11 @@ def estimate_stage_fisher(
     freeze(model, following.freeze_embeddings, following.freeze_layers)
     encode = Encoder(stage.task, tokenizer, feature_cache_dir() if run.data.cache else None)
     features = [f for lang, exs in stage.loaded.splits["train"].items() for f in encode(exs, lang)]
-    order = list(range(len(features)))
-    random.Random(run.seed).shuffle(order)
-    size = run.trainer.batch_size
-    starts = range(0, min(len(order), size * run.trainer.continual.fisher_batches), size)
     torch.manual_seed(run.seed)  # masking of a masked-LM batch
-    batches = (
-        stage.task.collate([features[i] for i in order[s : s + size]], tokenizer.pad_token_id, training=True)
-        for s in starts
-    )
+    count = run.trainer.continual.fisher_batches
+    batches = scoring_batches(stage.task, tokenizer.pad_token_id, features, run.seed, run.trainer.batch_size, count)
     path = save_fisher(estimate_fisher(model, batches), stage_dir)
-    log.info("continual: Fisher information of stage %s on %d batches -> %s", stage.name, len(starts), path)
+    log.info("continual: Fisher information of stage %s on %d batches -> %s", stage.name, len(batches), path)
 
 
 def read_progress(rd: RunDir) -> dict[str, Any]:

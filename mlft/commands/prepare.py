@@ -190,12 +190,8 @@ def prune_model(
             f"{run.model.name_or_path} has labels {saved[:8]} and the task {list(task.labels)[:8]}; start from "
             "a finished run's model (model.name_or_path=<run>/model)"
         )
-    order = list(range(len(features)))
-    random.Random(run.seed).shuffle(order)
-    size = run.trainer.batch_size
-    starts = range(0, min(len(order), size * run.prune.batches), size)
-    batches = (
-        task.collate([features[i] for i in order[s : s + size]], tokenizer.pad_token_id, training=True) for s in starts
+    batches = scoring_batches(
+        task, tokenizer.pad_token_id, features, run.seed, run.trainer.batch_size, run.prune.batches
     )
     start = time.perf_counter()
     summary = prune_by_importance(model, batches, run.prune.heads, run.prune.neurons)
@@ -209,10 +205,21 @@ def prune_model(
         neurons["before"],
         f"{params['after']:,}",
         f"{params['before']:,}",
-        len(starts),
+        len(batches),
         summary["seconds"],
     )
     return summary
+
+
+def scoring_batches(
+    task: Task, pad_id: int, features: list[dict[str, Any]], seed: int, size: int, count: int
+) -> list[dict[str, Any]]:
+    """`count` training batches of `size` features drawn without replacement in an order fixed by `seed`: what
+    pruning scores units on and EWC estimates its Fisher information from."""
+    order = list(range(len(features)))
+    random.Random(seed).shuffle(order)
+    starts = range(0, min(len(order), size * count), size)
+    return [task.collate([features[i] for i in order[s : s + size]], pad_id, training=True) for s in starts]
 
 
 def augment_training(run: RunConfig, loaded: LoadedData, task: Task) -> dict[str, int]:

@@ -102,7 +102,7 @@ def load_adapter(model: Any, folder: Path) -> None:
     check(placement, size, str(folder))
     add(model, placement, size, str(folder))
     state = load_file(str(folder / ADAPTER_WEIGHTS))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    _missing, unexpected = model.load_state_dict(state, strict=False)
     trained = set(adapter_state(model))
     if unexpected or trained - set(state):
         raise RunDirError(f"{folder}: the adapter does not fit this model ({sorted(trained - set(state))[:3]})")

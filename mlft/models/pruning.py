@@ -213,7 +213,7 @@ def sizes(model: torch.nn.Module) -> dict[str, list[int]]:
 
 def mark(model: Any) -> None:
     """Records the per-layer sizes in the config when any layer differs from the config's own sizes."""
-    config = model.config  # type: ignore[union-attr]
+    config = model.config
     now = sizes(model)
     full = all(h == config.num_attention_heads for h in now["heads"]) and all(
         n == config.intermediate_size for n in now["neurons"]
@@ -231,7 +231,8 @@ def _cut(layer: torch.nn.Linear, index: torch.Tensor, dim: int) -> torch.nn.Line
     bias = None if layer.bias is None else layer.bias.detach()
     if bias is not None and dim == 0:
         bias = bias.index_select(0, index.to(bias.device)).clone()
-    cut = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device)
+    # Built on the meta device: its own random initialisation would be thrown away at once.
+    cut = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
     cut.weight = torch.nn.Parameter(weight, requires_grad=layer.weight.requires_grad)
     if bias is not None:
         cut.bias = torch.nn.Parameter(bias.clone(), requires_grad=layer.bias.requires_grad)
