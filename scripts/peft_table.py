@@ -7,7 +7,9 @@
 Every cell comes from a run of `mlft train` in its own process: the task metric (MSRA: test F1; ChatterBot:
 mean zero-shot test accuracy over the languages with at least 20 test utterances), trainable and total
 parameters (env.json), training seconds (metrics.json), the size of what the run must keep to be reloaded (the
-adapter folder for an adapter method, model/ for full fine-tuning) and the process's peak RSS (wait4).
+adapter folder for an adapter method, model/ for full fine-tuning) and the process's peak RSS (wait4). A cell
+is kept as `peft_cell.json` in its run folder; a later call with the same workdir reuses a cell whose command is
+unchanged, so the table can be built over several calls.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ METHODS = {
     "ia3": ["peft=ia3"],
     "loha": ["peft=loha"],
     "lokr": ["peft=lokr"],
+    "lora-all-1e-3": ["peft=lora", "peft.target_modules=[query,key,value,dense]", "peft.r=16", "peft.lr=1e-3"],
     "bottleneck": ["peft=bottleneck"],
+    "houlsby": ["peft=bottleneck", "peft.placement=houlsby"],  # also after each attention block: twice the adapters
 }
 # The demo recipe freezes the lowest 2 layers for full fine-tuning; an adapter decides what trains itself.
 SETTINGS = {
@@ -58,6 +62,10 @@ def run(workdir: Path, setting: str, method: str, extra: list[str]) -> dict:
     args = [*base, *METHODS[method], *(adapter_only if method != "none" else []), *extra]
     args += ["trainer.progress=false", f"hydra.run.dir={out}", "overwrite=true"]
     command = "mlft train " + " ".join(shlex.quote(a) for a in args)
+    cell = out / "peft_cell.json"
+    if cell.is_file() and json.loads(cell.read_text()).get("command") == command:
+        print("reused", out, flush=True)  # a finished cell of an earlier call with the same command
+        return json.loads(cell.read_text())
     print("$", command, flush=True)
     process = subprocess.Popen([sys.executable, "-m", "mlft", "train", *args], cwd=ROOT)
     _, status, usage = os.wait4(process.pid, 0)
@@ -66,7 +74,7 @@ def run(workdir: Path, setting: str, method: str, extra: list[str]) -> dict:
     metrics = json.loads((out / "metrics.json").read_text())
     env = json.loads((out / "env.json").read_text())
     kept = out / ("adapter" if method != "none" else "model")
-    return {
+    row = {
         "command": command,
         "metric": score(setting, metrics),
         "trainable": env["model"]["trainable_parameters"],
@@ -75,6 +83,8 @@ def run(workdir: Path, setting: str, method: str, extra: list[str]) -> dict:
         "kept_mb": sum(f.stat().st_size for f in kept.rglob("*") if f.is_file()) / 1e6,
         "peak_rss_gb": usage.ru_maxrss / 1e6,  # kilobytes on Linux
     }
+    cell.write_text(json.dumps(row, indent=1))
+    return row
 
 
 def score(setting: str, metrics: dict) -> float:
