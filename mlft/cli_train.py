@@ -131,6 +131,7 @@ def precheck(directory: Path, config_name: str, overrides: list[str], multirun: 
         raise ConfigError(f"overrides: {err}") from None
     problems: list[str] = []
     runs = []
+    register_schema_defaults()  # the defaults list of every config starts with it
     with initialize_config_dir(config_dir=str(directory), version_base="1.3"):
         for job in jobs:
             job, bad_groups = _check_group_options(list(job), directory)
@@ -176,10 +177,11 @@ def _check_group_options(overrides: list[str], directory: Path) -> tuple[list[st
         if sep and key.startswith("hydra/") and (missing := missing_plugin(key, value)):
             problems.append(missing)
         elif sep and options and value not in options:
+            why = NOT_PRESETS.get((group, value))
             problems.append(
-                f"{group}: {value!r} is not a {group} preset{did_you_mean(value, options)} "
-                f"(allowed: {', '.join(options)}; see configs/{group}/)"
-            )
+                f"{group}: {value!r} is not a {group} preset" + (f": {why}" if why else did_you_mean(value, options))
+                + f" (allowed: {', '.join(options)}; see configs/{group}/)"
+            )  # fmt: skip
         elif sep and group not in GROUPS and not key.startswith(("+", "~", "hydra.", "hydra/")):
             # Force-add, so that Hydra does not stop at the first unknown key: the schema reports them all.
             kept.append("++" + item)
@@ -209,6 +211,34 @@ def missing_plugin(group: str, option: str) -> str | None:
         return None
     package = module.replace("_", "-")
     return f"{group}: {option!r} needs the {package} plugin (pip install 'mlft[sweep]')"
+
+
+_PAST_KEY_VALUES = (
+    "peft implements it through the encoder's past_key_values, which transformers 5 encoders (BERT, XLM-R, "
+    "DistilBERT) no longer take; peft=lora or peft=bottleneck train as few parameters"
+)
+_VIRTUAL_TOKENS = (
+    "mlft does not build peft's soft prompts (trained virtual tokens in front of the input: token "
+    "classification has no labels for them, and no model/ that eval, predict and export load can hold them); "
+    "peft=lora or peft=bottleneck train as few parameters"
+)
+NOT_PRESETS = {
+    ("peft", "prefix"): _PAST_KEY_VALUES,
+    ("peft", "prefix_tuning"): _PAST_KEY_VALUES,
+    ("peft", "p_tuning"): _VIRTUAL_TOKENS,
+    ("peft", "prompt"): _VIRTUAL_TOKENS,
+    ("peft", "prompt_tuning"): _VIRTUAL_TOKENS,
+    ("peft", "adapter"): "bottleneck adapters are peft=bottleneck (peft.placement=pfeiffer or houlsby)",
+    ("peft", "houlsby"): "use peft=bottleneck peft.placement=houlsby",
+    ("peft", "pfeiffer"): "use peft=bottleneck (Pfeiffer placement is its default)",
+    ("peft", "dora"): "DoRA is a LoRA option: peft=lora peft.use_dora=true",
+    ("peft", "rslora"): "rank-stabilised LoRA is a LoRA option: peft=lora peft.use_rslora=true",
+    ("peft", "task_adapter"): (
+        "a task adapter is any adapter method trained with language adapters: e.g. peft=lora "
+        "'peft.lang_adapters={en: <run>, zh: <run>}'"
+    ),
+}
+"""Names users try that are no preset, with why and what to use instead."""
 
 
 def did_you_mean(value: str, options: list[str]) -> str:

@@ -121,6 +121,17 @@ def test_precheck_reports_unknown_presets_and_keys_together(tiny_models):
     assert "foo: unknown key" in text
 
 
+def test_method_names_that_are_no_preset_say_why_and_what_to_use():
+    with pytest.raises(ConfigError) as err:
+        precheck(config_dir(), "config", ["peft=prefix", "task=ner"], False)
+    (problem,) = [p for p in err.value.problems if p.startswith("peft:")]
+    assert problem.startswith("peft: 'prefix' is not a peft preset: peft implements it through the encoder's")
+    assert "peft=lora or peft=bottleneck" in problem and "(allowed: adalora, bottleneck," in problem
+    with pytest.raises(ConfigError) as err:
+        precheck(config_dir(), "config", ["peft=dora"], False)
+    assert any("peft=lora peft.use_dora=true" in p for p in err.value.problems)
+
+
 def test_wrong_types_on_required_fields_do_not_hide_the_other_problems(tiny_models):
     # lang.train has no default: its wrong type used to stop the range and file checks.
     cfg = compose_cfg(
