@@ -5,9 +5,12 @@
     python scripts/demos.py --full                # also the full NER and sentiment defaults (hours on a CPU)
 
 Each demonstration runs `mlft train experiment=<recipe>` (and `mlft eval`) in its own process under --workdir and
-prints its numbers; the whole report (date, machine, load average before and after, every command, every
-number) goes to --out, by default docs/results/demos.md. `--model` and `--quick` (tiny data) check the plumbing
-with a small model; such a report says so and is not a result.
+prints its numbers. The sentiment demonstrations (and the base runs of pruning and adaptation_head_first) reuse
+a run the workdir already finished and continue one that was stopped from its newest checkpoint (`mlft train
+resume=`), so the hour-long ones can be run over several sittings by repeating the command. The whole report
+(date, machine, load average before and after, every command, every number) goes to --out, by default
+docs/results/demos.md. `--model` and `--quick` (tiny data) check the plumbing with a small model; such a report
+says so and is not a result.
 """
 
 from __future__ import annotations
