@@ -45,6 +45,13 @@ METHODS = {
     "ia3": ["peft=ia3"],
     "loha": ["peft=loha"],
     "lokr": ["peft=lokr"],
+    "lora-all-2-epochs": [  # twice the demo recipe's budget: an adapter learns less per step
+        "peft=lora",
+        "peft.target_modules=[query,key,value,dense]",
+        "peft.r=16",
+        "peft.lr=2e-3",
+        "trainer.epochs=2",
+    ],
     "lora-all-1e-3": ["peft=lora", "peft.target_modules=[query,key,value,dense]", "peft.r=16", "peft.lr=1e-3"],
     "bottleneck": ["peft=bottleneck"],
     "houlsby": ["peft=bottleneck", "peft.placement=houlsby"],  # also after each attention block: twice the adapters
