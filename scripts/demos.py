@@ -388,6 +388,29 @@ def regularisers(d: Demos, seeds: tuple[int, ...] = (1, 2)) -> list[str]:
     return lines
 
 
+PGD_VARIANTS = {
+    "pgd": ["trainer.adversarial=pgd"],
+    "pgd_small": ["trainer.adversarial=pgd", "trainer.adv_epsilon=0.3", "trainer.adv_alpha=0.1"],
+}
+"""PGD at its defaults (3 steps of 0.3 within 1.0) and a third of that (3 steps of 0.1 within 0.3)."""
+
+
+def pgd(d: Demos) -> list[str]:
+    """PGD at two strengths against the plain SMALL_MSRA recipe (the augmentation demonstration's runs, reused),
+    seeds 1 and 2, the same 250 steps."""
+    lines = []
+    for seed in (1, 2):
+        plain = d.finished(f"msra2k-seed{seed}", *SMALL_MSRA, f"seed={seed}")
+        scores = [f"plain {plain['test']['zh']['f1']:.4f}"]
+        for variant, extra in PGD_VARIANTS.items():
+            m = d.finished(f"msra2k-{variant}-seed{seed}", *SMALL_MSRA, *extra, f"seed={seed}")
+            scores.append(
+                f"{variant} {m['test']['zh']['f1']:.4f} ({m['throughput']['train_seconds'] / 60:.1f} min of training)"
+            )
+        lines.append(f"seed {seed}, test F1: " + ", ".join(scores))
+    return lines
+
+
 ZH_THEN_EN = [
     "experiment=demo",
     "task=ner_shared",
@@ -476,6 +499,7 @@ FULL: dict[str, Callable[[Demos], list[str]]] = {
     "continual": continual,
     "ensemble": ensemble,
     "madx": madx,
+    "pgd": pgd,
     "pruning": pruning,
     "regularisers": regularisers,
     "ner_full": ner_full,

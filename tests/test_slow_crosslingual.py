@@ -51,7 +51,7 @@ def test_the_demonstrations_script_runs_its_recipes_and_writes_a_report(tmp_path
     out = demos.main(
         [
             "--only",
-            "ner_transfer,ensemble,continual,pruning,sentiment_ensemble,sentiment_adaptation",
+            "ner_transfer,ensemble,continual,pruning,pgd,sentiment_ensemble,sentiment_adaptation",
             "--model",
             str(tiny_models["unigram"]),
             "--quick",
@@ -66,6 +66,7 @@ def test_the_demonstrations_script_runs_its_recipes_and_writes_a_report(tmp_path
     assert "ensemble of the 3 runs, test F1" in report and "mlft eval 'runs=[" in report
     assert "seed 2, ewc: MSRA F1" in report and "backward transfer" in report
     assert "heads50-neurons50: " in report and "parameters in the layers" in report and "6-layers: " in report
+    assert "seed 2, test F1: plain" in report and "pgd_small" in report
     assert "ensemble of the 3 runs: test accuracy" in report and "seed 2: test accuracy" in report
     assert "(head alone)" in report and "# reused" in report  # the adaptation reuses the ensemble's seeds 1, 2
 
