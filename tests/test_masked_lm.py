@@ -172,6 +172,26 @@ def test_masked_lm_run_adapts_the_encoder_and_reports_before_and_after(tiny_mode
     assert metrics(ner)["dev"]["zh"]["n"] > 0
 
 
+def test_the_head_is_fitted_first_on_a_frozen_encoder_and_carried_into_the_adaptation_run(tiny_models, tmp_path):
+    """The two-step recipe of the guide for a model without a masked-LM head: the head alone, then the encoder."""
+    data = [f"data.train={SENTIMENT / 'zh_train.jsonl'}", f"data.dev={SENTIMENT / 'zh_dev.jsonl'}"]
+    data += [f"data.test={SENTIMENT / 'zh_test.jsonl'}"]
+    base = tiny_models["unigram"]
+    head = train(
+        tmp_path / "head", base, "task=mlm", "lang=zh", *data, "model.freeze_layers=2", "optimizer.head_lr=1e-2"
+    )
+    fitted = metrics(head)
+    assert fitted["dev"]["zh"]["loss"] < fitted["before"]["dev"]["zh"]["loss"]
+    start, after = AutoModelForMaskedLM.from_pretrained(base), AutoModelForMaskedLM.from_pretrained(head / "model")
+    encoder = dict(after.bert.named_parameters())
+    assert all(torch.equal(p, encoder[n]) for n, p in start.bert.named_parameters())  # the encoder did not move
+    assert not torch.equal(start.cls.predictions.transform.dense.weight, after.cls.predictions.transform.dense.weight)
+
+    # The second run starts from the fitted head: its "before" is where the first run ended.
+    adapted = train(tmp_path / "adapt", head / "model", "task=mlm", "lang=zh", *data, "optimizer.lr=5e-5")
+    assert metrics(adapted)["before"]["dev"]["zh"]["loss"] == pytest.approx(fitted["dev"]["zh"]["loss"], abs=1e-5)
+
+
 def test_masked_lm_settings_are_checked(tiny_models, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", f"model={tiny_models['unigram']}", "task=mlm", "lang=zh", "task.mlm_probability=1.5"])
