@@ -5,7 +5,7 @@
     python scripts/demos.py --full                # also the full NER and sentiment defaults (hours on a CPU)
 
 Each demonstration runs `mlft train experiment=<recipe>` (and `mlft eval`) in its own process under --workdir and
-prints its numbers. The sentiment demonstrations (and the base runs of pruning and adaptation_head_first) reuse
+prints its numbers. The sentiment and pgd demonstrations (and the direct runs of pruning and the adaptations) reuse
 a run the workdir already finished and continue one that was stopped from its newest checkpoint (`mlft train
 resume=`), so the hour-long ones can be run over several sittings by repeating the command. The whole report
 (date, machine, load average before and after, every command, every number) goes to --out, by default
@@ -156,8 +156,7 @@ SENTIMENT_TEXT = [
 def sentiment_adaptation(d: Demos) -> list[str]:
     """The sentiment full default from the plain encoder (the ensemble's runs, reused) and from the encoder adapted
     by masked-LM on chnsenti's training text, head first as in adaptation_head_first; seeds 1 and 2."""
-    head_first = [x.replace("=12", "=2") for x in HEAD_FIRST] if d.quick else HEAD_FIRST  # tiny 2-layer models
-    head = d.finished("mlm-chnsenti-head", *SENTIMENT_TEXT, *head_first, "trainer.epochs=1")
+    head = d.finished("mlm-chnsenti-head", *SENTIMENT_TEXT, *head_first(d), "trainer.epochs=1")
     mlm = d.finished(
         "mlm-chnsenti",
         *SENTIMENT_TEXT,
@@ -205,12 +204,9 @@ def adaptation(d: Demos) -> list[str]:
         f"{mlm['dev']['zh']['accuracy']:.3f}; {mlm['throughput']['train_seconds'] / 60:.1f} min of training"
     ]
     for seed in (1, 2):
-        plain = d.train(f"demo-seed{seed}", "experiment=demo", f"seed={seed}")
+        plain = d.finished(f"demo-seed{seed}", "experiment=demo", f"seed={seed}")
         adapted = d.train(
-            f"demo-adapted-seed{seed}",
-            "experiment=demo",
-            f"seed={seed}",
-            f"model.name_or_path={d.workdir}/mlm-msra/model",
+            f"demo-adapted-seed{seed}", "experiment=demo", f"seed={seed}", start=f"{d.workdir}/mlm-msra/model"
         )
         lines.append(
             f"seed {seed}: test F1 {plain['test']['zh']['f1']:.4f} direct, {adapted['test']['zh']['f1']:.4f} after "
@@ -225,11 +221,14 @@ HEAD_FIRST = ["model.freeze_layers=12", "optimizer.head_lr=1e-3"]
 and a random one sends noise into the encoder's top layers when both train from the start."""
 
 
+def head_first(d: Demos) -> list[str]:
+    return [x.replace("=12", "=2") for x in HEAD_FIRST] if d.quick else HEAD_FIRST  # tiny 2-layer models
+
+
 def adaptation_head_first(d: Demos) -> list[str]:
     """The adaptation above in two steps: the masked-LM head alone first, then the encoder with a smaller learning
     rate from there; then the demo recipe from the adapted encoder, seeds 1 and 2 (the direct runs are reused)."""
-    head_first = [x.replace("=12", "=2") for x in HEAD_FIRST] if d.quick else HEAD_FIRST  # tiny 2-layer models
-    head = d.train("mlm-msra-head", *ADAPTATION, *head_first)
+    head = d.train("mlm-msra-head", *ADAPTATION, *head_first(d))
     mlm = d.train("mlm-msra-after-head", *ADAPTATION, "optimizer.lr=5e-5", start=f"{d.workdir}/mlm-msra-head/model")
     lines = [
         f"head alone: dev loss {head['before']['dev']['zh']['loss']:.2f} -> {head['dev']['zh']['loss']:.2f}, "
