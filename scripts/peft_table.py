@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 QUICK = ["data.max_train_samples=32", "data.max_dev_samples=8", "data.max_test_samples=16", "trainer.epochs=1"]
 METHODS = {
     "none": [],
+    "full-2-epochs": ["trainer.epochs=2"],  # full fine-tuning on the budget of the two-epoch LoRA runs
     "lora": ["peft=lora"],
     "dora": ["peft=lora", "peft.use_dora=true"],
     "rslora": ["peft=lora", "peft.use_rslora=true", "peft.r=16"],
@@ -73,7 +74,8 @@ SETTINGS = {
 def run(workdir: Path, setting: str, method: str, extra: list[str]) -> dict:
     base, adapter_only = SETTINGS[setting]
     out = workdir / f"{setting}-{method}"
-    args = [*base, *METHODS[method], *(adapter_only if method != "none" else []), *extra]
+    adapter = any(a.startswith("peft=") for a in METHODS[method])
+    args = [*base, *METHODS[method], *(adapter_only if adapter else []), *extra]
     args += ["trainer.progress=false", f"hydra.run.dir={out}", "overwrite=true"]
     command = "mlft train " + " ".join(shlex.quote(a) for a in args)
     cell = out / "peft_cell.json"
@@ -87,7 +89,7 @@ def run(workdir: Path, setting: str, method: str, extra: list[str]) -> dict:
         raise SystemExit(f"failed: {command}")
     metrics = json.loads((out / "metrics.json").read_text())
     env = json.loads((out / "env.json").read_text())
-    kept = out / ("adapter" if method != "none" else "model")
+    kept = out / ("adapter" if adapter else "model")
     row = {
         "command": command,
         "metric": score(setting, metrics),
