@@ -132,6 +132,13 @@ def test_method_names_that_are_no_preset_say_why_and_what_to_use():
     assert any("peft=lora peft.use_dora=true" in p for p in err.value.problems)
 
 
+def test_the_lora_all_preset_is_the_recipe_measured_in_the_peft_table():
+    # docs/results/peft.md measured these overrides (scripts/peft_table.py lora-all-1e-3); the preset must not drift.
+    measured = ["peft=lora", "peft.target_modules=[query,key,value,dense]", "peft.r=16", "peft.lr=1e-3"]
+    preset, table = (compose_cfg(["model.name_or_path=x", *o])["peft"] for o in (["peft=lora_all"], measured))
+    assert {**preset, "name": "lora"} == table
+
+
 def test_wrong_types_on_required_fields_do_not_hide_the_other_problems(tiny_models):
     # lang.train has no default: its wrong type used to stop the range and file checks.
     cfg = compose_cfg(
