@@ -4,6 +4,7 @@ problem at once, with a suggestion for a near miss; a validated config is never 
 from __future__ import annotations
 
 import dataclasses
+import sys
 import typing
 
 import pytest
@@ -15,7 +16,7 @@ from mlft.commands.saved import run_config as validate
 from mlft.config import RunConfig, config_dir, presets, register_schema_defaults, schema_defaults
 from mlft.errors import ConfigError
 
-from conftest import FIXTURES
+from conftest import FIXTURES, ROOT
 
 DATA = {
     "token_classification": f"data.train={FIXTURES / 'zh_ner' / 'train.conll'}",
@@ -133,8 +134,11 @@ def test_method_names_that_are_no_preset_say_why_and_what_to_use():
 
 
 def test_the_lora_all_preset_is_the_recipe_measured_in_the_peft_table():
-    # docs/results/peft.md measured these overrides (scripts/peft_table.py lora-all-1e-3); the preset must not drift.
-    measured = ["peft=lora", "peft.target_modules=[query,key,value,dense]", "peft.r=16", "peft.lr=1e-3"]
+    # docs/results/peft.md measured the table's lora-all-1e-3 overrides; the preset must not drift from them.
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from peft_table import METHODS
+
+    measured = METHODS["lora-all-1e-3"]
     preset, table = (compose_cfg(["model.name_or_path=x", *o])["peft"] for o in (["peft=lora_all"], measured))
     assert {**preset, "name": "lora"} == table
 
