@@ -277,7 +277,8 @@ class PeftConfig:
     use_rslora: bool = False
     """LoRA: rank-stabilised scaling alpha / sqrt(r) (Kalajdzievski 2023), for larger ranks."""
     target_modules: list[str] | None = None
-    """Linear layers that get an adapter, by name (e.g. [query, value]); null: peft's default for the architecture."""
+    """Linear layers that get an adapter, by name (e.g. [query, value]; [all-linear]: every linear layer of the
+    encoder, not of the head); null: peft's default for the architecture."""
     feedforward_modules: list[str] | None = None
     """(IA)³: which of target_modules are feed-forward layers (scaled on their input); null: peft's default."""
     lr: float | None = None

@@ -225,3 +225,50 @@ def test_the_comparison_script_writes_one_row_per_method(tmp_path, tiny_models):
     lora = rows[1].split("|")
     trainable = int(lora[4].split("(")[0].replace(",", ""))
     assert trainable > 0 and float(lora[7]) > 0.1  # the trainable count and a peak RSS in GB
+
+
+def lora_layers(model, targets: list[str], task_type: str) -> list[str]:
+    """The layers of `model` that get a LoRA adapter with these target_modules."""
+    wrapped = add_adapter(model, PeftConfig(name="lora", method="lora", target_modules=targets), task_type)
+    return sorted(name.removesuffix(".lora_A") for name, _ in wrapped.named_modules() if name.endswith(".lora_A"))
+
+
+@pytest.mark.parametrize("head", ["token", "first", "mean"])
+def test_all_linear_is_on_bert_the_layer_list_the_peft_table_measured(head, tiny_models):
+    # peft=lora_all says [all-linear]; docs/results/peft.md measured [query,key,value,dense] on the BERT-type
+    # offline model. Both must wrap the same layers, heads of each kind around the encoder included.
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    from mlft.models.pooling import MeanPoolingClassifier
+
+    kind = {
+        "token": AutoModelForTokenClassification,
+        "first": AutoModelForSequenceClassification,
+        "mean": MeanPoolingClassifier,
+    }[head]
+    task_type = "TOKEN_CLS" if head == "token" else "SEQ_CLS"
+    path = tiny_models["wordpiece"]
+    measured = lora_layers(kind.from_pretrained(path, num_labels=3), ["query", "key", "value", "dense"], task_type)
+    assert lora_layers(kind.from_pretrained(path, num_labels=3), ["all-linear"], task_type) == measured
+    assert len(measured) >= 12 and not any("classifier" in name for name in measured)  # 6 per block, 2 blocks
+
+
+def test_lora_all_trains_an_architecture_that_names_its_layers_otherwise(tmp_path, tiny_models):
+    # DistilBERT calls its layers q_lin, k_lin, v_lin, out_lin, lin1, lin2: the preset must find them all.
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["wordpiece"])
+    torch.manual_seed(0)
+    config = DistilBertConfig(
+        vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, pad_token_id=tokenizer.pad_token_id
+    )
+    model_dir = tmp_path / "distilbert"
+    DistilBertModel(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    run = train(tmp_path / "run", model_dir, "task=ner", "lang=zh", "trainer.epochs=1", "peft=lora_all", *ZH_NER)
+    adapter = load_file(run / "checkpoints" / "best" / "adapter_model.safetensors")
+    wrapped = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name in adapter if ".lora_A" in name}
+    assert wrapped == {"q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"}
+    assert sum(".lora_A" in name for name in adapter) == 12 and any("classifier" in name for name in adapter)
+    merged = load_file(run / "model" / "model.safetensors")
+    assert not any("lora" in name for name in merged)

@@ -26,6 +26,10 @@ MASKED_LM = "MASKED_LM"
 """The task type of masked-LM heads, which peft has none for: the model is wrapped as it is, and the head's
 transform (dense + LayerNorm before the output layer, new in models shipped without one) trains beside the
 adapter. The output layer is the word embeddings (tied) and stays frozen."""
+ALL_LINEAR = "all-linear"
+"""peft.target_modules=[all-linear]: every linear layer of the encoder, whatever its architecture calls them (BERT:
+query, key, value, dense; DistilBERT: q_lin, ..., lin2; DeBERTa: query_proj, ...). Unlike peft's own all-linear it
+never takes a layer of the task head, which trains in full beside the adapter."""
 
 
 def is_peft(model: Any) -> bool:
@@ -40,6 +44,8 @@ def add_adapter(model: Any, cfg: PeftConfig, task_type: str, total_steps: int = 
     from peft import AdaLoraConfig, IA3Config, LoHaConfig, LoKrConfig, LoraConfig, get_peft_model
 
     targets = list(cfg.target_modules) if cfg.target_modules else None
+    if targets and ALL_LINEAR in targets:
+        targets = encoder_linear_layers(model) + [t for t in targets if t != ALL_LINEAR]
     head: dict[str, Any] = {}
     if task_type == MASKED_LM:
         task_type, head = None, {"modules_to_save": head_transform(model)}  # type: ignore[assignment]
@@ -92,6 +98,20 @@ def add_adapter(model: Any, cfg: PeftConfig, task_type: str, total_steps: int = 
         raise ConfigError(
             f"peft.target_modules: {str(err).splitlines()[0][:200]} (linear layers of this model: {', '.join(names)})"
         ) from None
+
+
+def encoder_linear_layers(model: torch.nn.Module) -> list[str]:
+    """The full names of the linear layers inside the encoder (under the model's base_model_prefix): the heads
+    around it are left out, so the names are exact and match nothing of a head whose layers share a name."""
+    prefix = getattr(model, "base_model_prefix", "")
+    names = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and prefix and name.startswith(prefix + ".")
+    ]
+    if not names:
+        raise ConfigError(f"peft.target_modules: [{ALL_LINEAR}] found no linear layer in this model's encoder")
+    return names
 
 
 def head_transform(model: torch.nn.Module) -> list[str]:
