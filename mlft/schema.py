@@ -61,7 +61,8 @@ def check_value(value: Any, tp: Any, key: str) -> list[str]:
         return [f"{key}: expected {type_name(tp)}, got {value!r}"]
     if origin is list:
         if not isinstance(value, list):
-            return [f"{key}: expected {type_name(tp)}, got {value!r}"]
+            hint = f" (a list of one: {key}=[{value}])" if isinstance(value, (str, int, float)) else ""
+            return [f"{key}: expected {type_name(tp)}, got {value!r}{hint}"]
         (item,) = get_args(tp)
         return [p for i, v in enumerate(value) for p in check_value(v, item, f"{key}[{i}]")]
     if origin is dict:

@@ -94,6 +94,7 @@ def test_every_problem_is_reported_at_once(tiny_models):
             "optimizer.warmup_steps=10",
             "trainer.precision=fp8",
             "task.metric=bleu",
+            "peft.target_modules=all-linear",
         ]
     )
     with pytest.raises(ConfigError) as err:
@@ -101,6 +102,8 @@ def test_every_problem_is_reported_at_once(tiny_models):
     text = "\n".join(err.value.problems)
     for fragment in (
         "trainer.bogus: unknown key",
+        # peft's own spelling is a string; mlft's list says how to write it
+        "peft.target_modules: expected list[str], got 'all-linear' (a list of one: peft.target_modules=[all-linear])",
         "optimizer.lr: expected float",
         "trainer.precision: 'fp8'",
         "allowed: no, bf16, fp16",
