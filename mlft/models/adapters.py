@@ -103,11 +103,10 @@ def add_adapter(model: Any, cfg: PeftConfig, task_type: str, total_steps: int = 
 def encoder_linear_layers(model: torch.nn.Module) -> list[str]:
     """The full names of the linear layers inside the encoder (under the model's base_model_prefix): the heads
     around it are left out, so the names are exact and match nothing of a head whose layers share a name."""
-    prefix = getattr(model, "base_model_prefix", "")
     names = [
         name
         for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and prefix and name.startswith(prefix + ".")
+        if isinstance(module, torch.nn.Linear) and inside_encoder(model, name)
     ]
     if not names:
         raise ConfigError(f"peft.target_modules: [{ALL_LINEAR}] found no linear layer in this model's encoder")
@@ -116,15 +115,20 @@ def encoder_linear_layers(model: torch.nn.Module) -> list[str]:
 
 def head_transform(model: torch.nn.Module) -> list[str]:
     """The layers of a masked-LM head outside the encoder, except the output layer (the tied word embeddings)."""
-    prefix = getattr(model, "base_model_prefix", "")
     output = model.get_output_embeddings()  # type: ignore[operator]
     return [
         name
         for name, module in model.named_modules()
         if isinstance(module, (torch.nn.Linear, torch.nn.LayerNorm))
         and module is not output
-        and not (prefix and name.startswith(prefix + "."))
+        and not inside_encoder(model, name)
     ]
+
+
+def inside_encoder(model: torch.nn.Module, name: str) -> bool:
+    """Whether the module `name` of `model` belongs to its encoder (under base_model_prefix), not to a head."""
+    prefix = getattr(model, "base_model_prefix", "")
+    return bool(prefix) and name.startswith(prefix + ".")
 
 
 def rank_budget(model: Any) -> Callable[[int], None]:
