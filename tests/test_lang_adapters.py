@@ -27,16 +27,18 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def lang_adapter_runs(tiny_models, tmp_path_factory) -> dict[str, Path]:
-    """A language adapter per language, from the sentiment fixtures' text (labels unused)."""
+    """A language adapter per language, from the sentiment fixtures' text (labels unused); the English one on every
+    linear layer of the encoder, so that a task run stacks and routes adapters of two different layer sets."""
     root = tmp_path_factory.mktemp("lang-adapters")
     runs = {}
-    for lang in ("zh", "en"):
+    for lang, layers in (("zh", []), ("en", ["peft.target_modules=[all-linear]"])):
         runs[lang] = train(
             root / lang,
             tiny_models["unigram"],
             "task=mlm",
             f"lang={lang}",
             "peft=lang_adapter",
+            *layers,
             f"data.train={SENTIMENT / f'{lang}_train.jsonl'}",
             f"data.dev={SENTIMENT / f'{lang}_dev.jsonl'}",
             f"data.test={SENTIMENT / f'{lang}_test.jsonl'}",
@@ -74,6 +76,13 @@ def test_a_language_adapter_trains_on_a_frozen_encoder(lang_adapter_runs):
     assert any("intermediate.dense.lora_A" in name for name in weights)
     assert any("cls.predictions.transform" in name for name in weights)  # the head's transform trains beside it
     assert not any("word_embeddings" in name for name in weights)
+    everywhere = load_file(lang_adapter_runs["en"] / "adapter" / "adapter_model.safetensors")
+    assert {name.split(".lora_")[0].rsplit(".", 1)[-1] for name in everywhere if ".lora_" in name} == {
+        "query",
+        "key",
+        "value",
+        "dense",
+    }
 
 
 def test_the_task_adapter_trains_over_frozen_language_adapters_kept_in_the_run(madx_run, lang_adapter_runs):

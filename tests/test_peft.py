@@ -272,3 +272,23 @@ def test_lora_all_trains_an_architecture_that_names_its_layers_otherwise(tmp_pat
     assert sum(".lora_A" in name for name in adapter) == 12 and any("classifier" in name for name in adapter)
     merged = load_file(run / "model" / "model.safetensors")
     assert not any("lora" in name for name in merged)
+
+
+def test_all_linear_on_a_masked_lm_wraps_the_encoder_and_leaves_the_head_to_train_in_full(tiny_models):
+    # A language adapter (task=mlm) with [all-linear] is the same adapter as with the BERT names; the masked-LM
+    # head's transform (also called dense) trains in full beside it, never with an adapter of its own.
+    from transformers import AutoModelForMaskedLM
+
+    from mlft.models.adapters import MASKED_LM
+
+    path = tiny_models["wordpiece"]
+    measured = lora_layers(AutoModelForMaskedLM.from_pretrained(path), ["query", "key", "value", "dense"], MASKED_LM)
+    assert lora_layers(AutoModelForMaskedLM.from_pretrained(path), ["all-linear"], MASKED_LM) == measured
+    assert len(measured) == 12 and not any(".predictions." in name for name in measured)
+    wrapped = add_adapter(
+        AutoModelForMaskedLM.from_pretrained(path),
+        PeftConfig(name="lora", method="lora", target_modules=["all-linear"]),
+        MASKED_LM,
+    )
+    trainable = {name for name, p in wrapped.named_parameters() if p.requires_grad}
+    assert any("predictions.transform.dense" in name and "lora" not in name for name in trainable)
