@@ -104,6 +104,28 @@ def test_whole_word_masking_masks_every_piece_of_a_chosen_word(tokenizers):
                 assert (labels[position] != IGNORE) == (unit in chosen)
 
 
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_tokenised_sentence_is_the_input_the_ner_task_gives_the_encoder(tokenizers, lang):
+    # Masked-LM on the packaged NER corpora adapts the encoder to the input NER fine-tuning then feeds it: for
+    # Chinese characters no bare `▁` between them (is_split_into_words puts one before each), for English the
+    # words' own pieces. Whole-word units are the sentence's tokens.
+    from mlft.tasks.alignment import Aligner, encode_words
+
+    tokenizer = tokenizers["unigram"]
+    words = list("据新华社报道上海今天下雨") if lang == "zh" else ["the", "weather", "in", "shanghai", "today"]
+    [ner] = encode_words(Aligner(tokenizer), words, None, lang, 64, 16)
+    [single] = encode([{"tokens": words}], tokenizer, lang, 64, whole_word=False)
+    [whole] = encode([{"tokens": words}], tokenizer, lang, 64, whole_word=True)
+    assert single["input_ids"] == whole["input_ids"] == ner["input_ids"]
+    if lang == "zh":
+        assert "▁" not in tokenizer.convert_ids_to_tokens(single["input_ids"])
+    inner = len(single["input_ids"]) - 2
+    assert single["units"] == [-1, *range(1, inner + 1), -1]
+    assert sorted(set(whole["units"]) - {-1}) == list(range(len(words)))
+    [cut] = encode([{"tokens": words}], tokenizer, lang, 6, whole_word=False)
+    assert cut["input_ids"] == [*single["input_ids"][:5], single["input_ids"][-1]]
+
+
 def test_chinese_words_come_from_the_segmenter():
     pytest.importorskip("jieba")
     text = "上海今天下雨"

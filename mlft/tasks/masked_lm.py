@@ -27,6 +27,7 @@ import torch
 from mlft.errors import ConfigError, DataError
 from mlft.models.adapters import MASKED_LM
 from mlft.models.masked_positions import MaskedPositionsLM
+from mlft.tasks.alignment import NO_SPACE_LANGS, Aligner
 from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
 from mlft.tasks.protocol import Example
@@ -72,19 +73,29 @@ def encode(
     mask token's id and the vocabulary size that masking needs."""
     features: list[dict[str, Any]] = []
     vocab, mask_id = len(tokenizer), tokenizer.mask_token_id
+    aligner = Aligner(tokenizer) if any("tokens" in ex for ex in examples) else None
     for index, ex in enumerate(examples):
-        if "tokens" in ex:
-            enc = tokenizer(ex["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
-            words = enc.word_ids()
+        if aligner is not None and "tokens" in ex:
+            ids, words = tokenised(ex["tokens"], aligner, lang, max_length)
         else:
             enc = tokenizer(ex["text"], truncation=True, max_length=max_length, return_offsets_mapping=whole_word)
-            words = word_ids(enc["offset_mapping"], words_of(ex["text"], lang)) if whole_word else None
-        special = tokenizer.get_special_tokens_mask(enc["input_ids"], already_has_special_tokens=True)
+            ids = enc["input_ids"]
+            words = word_ids(enc["offset_mapping"], words_of(ex["text"], lang)) if whole_word else []
+        special = tokenizer.get_special_tokens_mask(ids, already_has_special_tokens=True)
         units = [-1 if s else (words[i] if whole_word else i) for i, s in enumerate(special)]
-        features.append(
-            {"input_ids": enc["input_ids"], "units": units, "example": index, "mask_id": mask_id, "vocab": vocab}
-        )
+        features.append({"input_ids": ids, "units": units, "example": index, "mask_id": mask_id, "vocab": vocab})
     return features
+
+
+def tokenised(tokens: list[str], aligner: Aligner, lang: str, max_length: int) -> tuple[list[int], list[int]]:
+    """A tokenised sentence's ids, truncated, as the token-classification task encodes it (mlft.tasks.alignment),
+    and the word of each id (-1: a special token). `is_split_into_words` would put SentencePiece's bare `▁`
+    before every character of a Chinese sentence: half of the masked targets trivial, the length doubled, and an
+    input the later NER run never sees."""
+    pieces = aligner.pieces(tokens, space_before=lang not in NO_SPACE_LANGS)
+    ids = [i for piece in pieces for i in piece][: max_length - 2]
+    words = [w for w, piece in enumerate(pieces) for _ in piece][: max_length - 2]
+    return [aligner.cls_id, *ids, aligner.sep_id], [-1, *words, -1]
 
 
 def mask(feature: dict[str, Any], probability: float, generator: torch.Generator | None) -> tuple[list, list]:
