@@ -27,6 +27,7 @@ import torch
 from mlft.errors import ConfigError, DataError
 from mlft.models.adapters import MASKED_LM
 from mlft.models.masked_positions import MaskedPositionsLM
+from mlft.tasks import alignment
 from mlft.tasks.alignment import NO_SPACE_LANGS, Aligner
 from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
@@ -259,7 +260,7 @@ class MaskedLM:
 
     def cache_key(self) -> str:
         settings = {"task": self.name, "max_length": self.max_length, "whole_word": self.whole_word}
-        return encoding_key(settings, sys.modules[__name__])
+        return encoding_key(settings, sys.modules[__name__], alignment)  # tokenised sentences go through it
 
     def encode(self, examples: list[Example], tokenizer: Any, lang: str) -> list[dict[str, Any]]:
         if tokenizer.mask_token_id is None:
