@@ -27,11 +27,12 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def lang_adapter_runs(tiny_models, tmp_path_factory) -> dict[str, Path]:
-    """A language adapter per language, from the sentiment fixtures' text (labels unused); the English one on every
-    linear layer of the encoder, so that a task run stacks and routes adapters of two different layer sets."""
+    """A language adapter per language, from the sentiment fixtures' text (labels unused); the English one on named
+    layers instead of the preset's every linear layer, so that a task run stacks and routes adapters of two
+    different layer sets."""
     root = tmp_path_factory.mktemp("lang-adapters")
     runs = {}
-    for lang, layers in (("zh", []), ("en", ["peft.target_modules=[all-linear]"])):
+    for lang, layers in (("zh", []), ("en", ["peft.target_modules=[query,value,intermediate.dense,output.dense]"])):
         runs[lang] = train(
             root / lang,
             tiny_models["unigram"],
@@ -72,16 +73,19 @@ def test_a_language_adapter_trains_on_a_frozen_encoder(lang_adapter_runs):
     assert env["model"]["trainable_parameters"] < 0.5 * env["model"]["parameters"]
     weights = load_file(run / "adapter" / "adapter_model.safetensors")
     adapted = {name.split(".lora_")[0].rsplit(".", 1)[-1] for name in weights if ".lora_" in name}
-    assert adapted == {"query", "value", "dense"}  # attention, and the feed-forward's intermediate and output
-    assert any("intermediate.dense.lora_A" in name for name in weights)
+    assert adapted == {"query", "key", "value", "dense"}  # every linear layer of the encoder
+    assert sum(".lora_A" in name for name in weights) == 12  # 6 per block, 2 blocks
     assert any("cls.predictions.transform" in name for name in weights)  # the head's transform trains beside it
     assert not any("word_embeddings" in name for name in weights)
-    everywhere = load_file(lang_adapter_runs["en"] / "adapter" / "adapter_model.safetensors")
-    assert {name.split(".lora_")[0].rsplit(".", 1)[-1] for name in everywhere if ".lora_" in name} == {
-        "query",
-        "key",
-        "value",
-        "dense",
+    named = load_file(lang_adapter_runs["en"] / "adapter" / "adapter_model.safetensors")
+    wrapped = {name.split(".lora_A")[0].split(".layer.", 1)[1].split(".", 1)[1] for name in named if ".lora_A" in name}
+    # peft matches a name by its suffix: output.dense is the attention's output projection and the feed-forward's
+    assert wrapped == {
+        "attention.self.query",
+        "attention.self.value",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
     }
 
 
