@@ -233,10 +233,6 @@ NOT_PRESETS = {
     ("peft", "pfeiffer"): "use peft=bottleneck (Pfeiffer placement is its default)",
     ("peft", "dora"): "DoRA is a LoRA option: peft=lora peft.use_dora=true",
     ("peft", "rslora"): "rank-stabilised LoRA is a LoRA option: peft=lora peft.use_rslora=true",
-    ("peft", "task_adapter"): (
-        "a task adapter is any adapter method trained with language adapters: e.g. peft=lora "
-        "'peft.lang_adapters={en: <run>, zh: <run>}'"
-    ),
 }
 """Names users try that are no preset, with why and what to use instead."""
 

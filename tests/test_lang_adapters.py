@@ -59,7 +59,7 @@ def madx_run(tiny_models, lang_adapter_runs, tmp_path_factory) -> Path:
         NER_DATASETS,
         "lang.train=[en]",
         "lang.eval=[en,zh]",
-        "peft=lora",
+        "peft=task_adapter",
         f"peft.lang_adapters={{{adapters}}}",
         "trainer.epochs=2",
     )
