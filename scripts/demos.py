@@ -56,10 +56,11 @@ class Demos:
         its newest checkpoint (`resume=`), else trained now: hour-long runs can span several sessions."""
         run = self.workdir / name
         metrics = run / "metrics.json"
+        given = " ".join([*overrides, *([f"model.name_or_path={start}"] if start else [])])
         if metrics.is_file():
-            self.commands.append(f"# reused {run}: mlft train {' '.join(overrides)}")
+            self.commands.append(f"# reused {run}: mlft train {given}")
         elif (run / "config.yaml").is_file():
-            self.commands.append(f"# continued {run}: mlft train {' '.join(overrides)}")
+            self.commands.append(f"# continued {run}: mlft train {given}")
             self.mlft("train", f"resume={run}")
         else:
             return self.train(name, *overrides, start=start)
@@ -272,20 +273,21 @@ def language_adapter_run(d: Demos, lang: str) -> tuple[dict, dict]:
     return head, adapter
 
 
+ALL_LINEAR_16 = ["peft=task_adapter", "peft.r=16", "peft.target_modules=[all-linear]"]
+
 TASK_ADAPTERS = {
     "lora": (["peft=task_adapter"], (1, 2, 3, 4, 5)),
-    "lora-all": (
-        ["peft=task_adapter", "peft.r=16", "peft.target_modules=[all-linear]", "peft.lr=1e-3"],
-        (1, 2, 3),
-    ),
+    "lora-all-1e-3": ([*ALL_LINEAR_16, "peft.lr=1e-3"], (1, 2, 3)),
+    "lora-all-5e-4": ([*ALL_LINEAR_16, "peft.lr=5e-4"], (1, 2, 3)),
 }
 """The MAD-X task adapters compared, with their seeds: the preset (rank 8 on query/value), and rank 16 on every
-linear layer with peft=lora_all's learning rate (the LoRA recipe that matches full fine-tuning on MSRA)."""
+linear layer (peft=lora_all's adapter, the LoRA that matches full fine-tuning on MSRA) at its learning rate and at
+half of it."""
 
 
 def madx(d: Demos) -> list[str]:
     """Zero-shot NER English -> Chinese (WNUT-16 -> MSRA) with a LoRA task adapter, with and without language
-    adapters under it (two task adapters, several seeds; runs the workdir holds are reused)."""
+    adapters under it (TASK_ADAPTERS, several seeds; runs the workdir holds are reused)."""
     lines = []
     for lang in ("en", "zh"):
         head, m = language_adapter_run(d, lang)
