@@ -48,21 +48,26 @@ def lang_adapter_runs(tiny_models, tmp_path_factory) -> dict[str, Path]:
     return runs
 
 
-@pytest.fixture(scope="module")
-def madx_run(tiny_models, lang_adapter_runs, tmp_path_factory) -> Path:
-    """A NER task adapter trained on English with the English adapter, evaluated on English and Chinese."""
-    adapters = ", ".join(f"{lang}: '{run}'" for lang, run in lang_adapter_runs.items())
+def task_run(run_dir: Path, model: Path, adapters: dict[str, Path], epochs: int) -> Path:
+    """A NER task adapter trained on English over the English adapter, evaluated on English and Chinese."""
+    given = ", ".join(f"{lang}: '{run}'" for lang, run in adapters.items())
     return train(
-        tmp_path_factory.mktemp("madx") / "run",
-        tiny_models["unigram"],
+        run_dir,
+        model,
         "task=ner",
         NER_DATASETS,
         "lang.train=[en]",
         "lang.eval=[en,zh]",
         "peft=task_adapter",
-        f"peft.lang_adapters={{{adapters}}}",
-        "trainer.epochs=2",
+        f"peft.lang_adapters={{{given}}}",
+        f"trainer.epochs={epochs}",
     )
+
+
+@pytest.fixture(scope="module")
+def madx_run(tiny_models, lang_adapter_runs, tmp_path_factory) -> Path:
+    """Every language with its own adapter."""
+    return task_run(tmp_path_factory.mktemp("madx") / "run", tiny_models["unigram"], lang_adapter_runs, epochs=2)
 
 
 def test_a_language_adapter_trains_on_a_frozen_encoder(lang_adapter_runs):
@@ -215,17 +220,7 @@ def test_a_language_scored_without_the_adapter_its_task_adapter_trained_over_is_
     tiny_models, lang_adapter_runs, tmp_path, caplog
 ):
     # Measured on the offline default: trained over the en adapter, MSRA without one was all O.
-    run = train(
-        tmp_path / "run",
-        tiny_models["unigram"],
-        "task=ner",
-        NER_DATASETS,
-        "lang.train=[en]",
-        "lang.eval=[en,zh]",
-        "peft=task_adapter",
-        f"peft.lang_adapters={{en: '{lang_adapter_runs['en']}'}}",
-        "trainer.epochs=1",
-    )
+    run = task_run(tmp_path / "run", tiny_models["unigram"], {"en": lang_adapter_runs["en"]}, epochs=1)
     warned = [
         r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "no language adapter" in r.getMessage()
     ]
