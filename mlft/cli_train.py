@@ -250,7 +250,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _relaunch(run_dir: Path, processes: int, cpu: bool, trust_remote_code: bool) -> None:
+def _relaunch(run_dir: Path, processes: int, cpu: bool, granted: list[str]) -> None:
     """Runs the saved job with `processes` processes (torchrun, as `accelerate launch` does), in `run_dir`."""
     import torch
 
@@ -273,14 +273,20 @@ def _relaunch(run_dir: Path, processes: int, cpu: bool, trust_remote_code: bool)
         RunDir(run_dir).composable_config.stem,
         f"hydra.run.dir={run_dir}",
     ]
-    if trust_remote_code:  # asked for on this command line; the saved config alone may not grant it
-        command.append("model.trust_remote_code=true")
+    command += granted  # consents given on this command line: the saved config alone may not grant them
     env = {**os.environ, RUN_DIR_ENV: str(run_dir.resolve())}
     if cpu or not torch.cuda.is_available():
         env["ACCELERATE_USE_CPU"] = "true"
     result = subprocess.run(command, env=env)
     if result.returncode:
         raise SystemExit(result.returncode)
+
+
+GRANTS = {
+    "model.trust_remote_code": lambda run: run.model.trust_remote_code,
+    "task.trust_metric_code": lambda run: run.task.trust_metric_code,
+}
+"""Consents a saved config cannot give (mlft.saved_config): passed on to the processes of a relaunched run."""
 
 
 def _train_job(cfg: DictConfig) -> float | None:
@@ -332,7 +338,8 @@ def _train_job_unchecked(cfg: DictConfig) -> Path:
             claimed_dir = RunDir(run_dir).claim(run.overwrite, unique)
             claimed_dir.save_config(run, overrides, settings)
             run_dir = claimed_dir.path
-        _relaunch(run_dir, run.trainer.num_processes, run.trainer.cpu, run.model.trust_remote_code)
+        granted = [key + "=true" for key, on in GRANTS.items() if on(run)]
+        _relaunch(run_dir, run.trainer.num_processes, run.trainer.cpu, granted)
         return run_dir
     origin = os.environ.get(ORIGIN_ENV)
     if run.trainer.stages:

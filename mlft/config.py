@@ -67,6 +67,10 @@ class TaskConfig:
     evaluate: str | None = None
     """An `evaluate` module (hub name, or path of a local script or folder) whose numbers are reported beside the
     built-in metrics, named `<module>` or `<module>.<key>`."""
+    trust_metric_code: bool = False
+    """Run the Python of task.evaluate's module (a local script or a hub module, which is code too). Only the
+    command line grants it: a saved config's value is never read (resume, --config-path, eval, predict, export,
+    serve, a teacher, an ensemble), as with model.trust_remote_code."""
     higher_is_better: bool | None = None
     """Whether task.metric is better higher: only for a metric of task.evaluate (default true); built-in metrics
     know their direction."""

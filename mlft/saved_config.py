@@ -4,8 +4,8 @@ A run directory may come from someone else. Its `.hydra/config.yaml` holds a `hy
 defaults list that Hydra would obey (callbacks and logging handlers are instantiated from `_target_`
 and `()`), a `model.trust_remote_code` that would run the model folder's Python, and a `task.evaluate`
 module, which is Python too. So the saved file is checked, then staged as a clean copy: the run's own values
-under mlft's shipped Hydra settings. Remote code and evaluate modules must be asked for again on the command
-line.
+under mlft's shipped Hydra settings, without the consent to run a metric module. Remote code and evaluate modules
+must be granted again on the command line (model.trust_remote_code=true, task.trust_metric_code=true).
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mlft.config import PRIMARY_CONFIG
 from mlft.errors import ConfigError
+from mlft.metric_spec import PREFIX, parse_metric
 
 TRUST_KEY = "model.trust_remote_code"
+METRIC_KEY = "task.trust_metric_code"
 CODE_KEYS = ("_target_", "()")
 """Keys that make Hydra or logging.config call a Python object by name."""
 
@@ -33,8 +35,17 @@ def _code_keys(node: Any, path: str) -> list[str]:
     return []
 
 
-def _trusted_on_command_line(overrides: list[str]) -> bool:
-    return any(o.lstrip("+~") in (f"{TRUST_KEY}=true", f"{TRUST_KEY}=True") for o in overrides)
+def _granted(key: str, overrides: list[str]) -> bool:
+    return any(o.lstrip("+~") in (f"{key}=true", f"{key}=True") for o in overrides)
+
+
+def _metric_module(task: dict[str, Any]) -> str | None:
+    """The evaluate module a task section names, as task.evaluate or in the task.metric=evaluate:<module> shorthand."""
+    metric = task.get("metric")
+    if isinstance(metric, str) and metric.startswith(PREFIX):
+        return parse_metric(metric)[0]
+    module = task.get("evaluate")
+    return str(module) if module else None
 
 
 def problems(saved: dict[str, Any], shipped_defaults: list[Any], overrides: list[str], source: Path) -> list[str]:
@@ -52,14 +63,15 @@ def problems(saved: dict[str, Any], shipped_defaults: list[Any], overrides: list
                 f"defaults: {entry!r} in {source}: a saved config holds resolved values, not config groups; "
                 "pick groups on the command line instead"
             )
-    module = (saved.get("task") or {}).get("evaluate")
-    if module and not any(o.lstrip("+~").startswith(("task.evaluate=", "task.metric=evaluate:")) for o in overrides):
+    module = _metric_module(saved.get("task") or {})
+    replaced = any(o.lstrip("+~").startswith(("task.evaluate=", "task.metric=")) for o in overrides)
+    if module and not replaced and not _granted(METRIC_KEY, overrides):
         found.append(
-            f"task.evaluate: {module!r} in {source}: an evaluate module is Python code and runs only when named on "
-            f"the command line: add task.evaluate={module} if you trust it (or task.evaluate=null)"
+            f"task.evaluate: {module!r} in {source}: an evaluate module is Python code and runs only when the "
+            f"command line grants it: add {METRIC_KEY}=true if you trust it (or task.evaluate=null)"
         )
     trust = (saved.get("model") or {}).get("trust_remote_code")
-    if trust is True and not _trusted_on_command_line(overrides):
+    if trust is True and not _granted(TRUST_KEY, overrides):
         found.append(
             f"{TRUST_KEY}: true in {source}; remote code runs only when asked for on the command line: "
             f"add {TRUST_KEY}=true if you trust the model's author"
@@ -85,5 +97,7 @@ def stage(
     if found:
         raise ConfigError(found)
     values = {k: v for k, v in saved.items() if k not in ("hydra", "defaults")}
+    if isinstance(values.get("task"), dict):  # consent to run a metric module comes from the command line only
+        values["task"] = {k: v for k, v in values["task"].items() if k != "trust_metric_code"}
     stage_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(OmegaConf.create({**hydra_settings, **values}), stage_dir / f"{PRIMARY_CONFIG}.yaml")

@@ -52,6 +52,11 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
     if run.trainer.eval_strategy != "steps" and run.trainer.eval_steps is not None:
         problems.append("trainer.eval_steps: only used with trainer.eval_strategy=steps")
     problems += _trainer_problems(run.trainer)
+    if run.task.evaluate is not None and not run.task.trust_metric_code:
+        problems.append(
+            f"task.evaluate: {run.task.evaluate!r} is an evaluate module, which is Python code; it runs only when the "
+            "command line grants it: add task.trust_metric_code=true if you trust it"
+        )
     problems += _peft_problems(run.peft, run.model)
     if run.resume is not None and run.peft.method == "adalora":
         # Its rank-importance averages live in peft's allocator, outside the checkpointed state.

@@ -16,6 +16,8 @@ from helpers import ZH_NER, ZH_SENTIMENT, cli_error, metrics, run_cli, train
 
 METRICS = FIXTURES / "metrics"
 SENTIMENT = ["task=sentiment", "lang=zh", "trainer.epochs=3", *ZH_SENTIMENT]
+GRANT = "task.trust_metric_code=true"
+"""A metric module is Python code: it runs only when the command line grants it."""
 
 
 def predictions(run, name):
@@ -23,7 +25,9 @@ def predictions(run, name):
 
 
 def test_a_local_module_selects_checkpoints_and_reaches_reports_and_eval(tmp_path, tiny_models):
-    run = train(tmp_path / "run", tiny_models["wordpiece"], *SENTIMENT, f"task.metric=evaluate:{METRICS / 'kappa'}")
+    run = train(
+        tmp_path / "run", tiny_models["wordpiece"], *SENTIMENT, f"task.metric=evaluate:{METRICS / 'kappa'}", GRANT
+    )
     m = metrics(run)
     rows = predictions(run, "test-zh.jsonl")
     expected = cohen_kappa_score([r["label"] for r in rows], [r["prediction"]["label"] for r in rows])
@@ -44,14 +48,15 @@ def test_a_local_module_selects_checkpoints_and_reaches_reports_and_eval(tmp_pat
 
 def test_a_saved_config_never_runs_its_evaluate_module_unless_named_again(tmp_path, tiny_models, capsys):
     run = train(tmp_path / "run", tiny_models["wordpiece"], *SENTIMENT[:3], *SENTIMENT[3:5], "trainer.epochs=1",
-                f"task.evaluate={METRICS / 'kappa'}")  # fmt: skip
+                f"task.evaluate={METRICS / 'kappa'}", GRANT)  # fmt: skip
     out = tmp_path / "eval"
     main(["eval", f"run={run}", f"out={out}"])
     scored = json.loads((out / "metrics.json").read_text())["dev"]["zh"]
     assert "kappa" not in scored and "accuracy" in scored
     err = cli_error(capsys, "train", "--config-path", str(run / ".hydra"), "--config-name", "config",
                     f"hydra.run.dir={tmp_path / 'again'}")  # fmt: skip
-    assert "task.evaluate:" in err and "an evaluate module is Python code and runs only when named" in err
+    assert "task.evaluate:" in err and "an evaluate module is Python code and runs only when the command line" in err
+    assert "add task.trust_metric_code=true" in err
 
 
 def test_a_module_with_several_numbers_reports_each_and_selects_the_named_key(tmp_path, tiny_models):
@@ -64,6 +69,7 @@ def test_a_module_with_several_numbers_reports_each_and_selects_the_named_key(tm
         "trainer.epochs=2",
         *ZH_NER,
         f"task.metric=evaluate:{script}:tags",
+        GRANT,
     )
     test = metrics(run)["test"]["zh"]
     rows = predictions(run, "test-zh.jsonl")
@@ -78,8 +84,8 @@ def test_a_module_with_several_numbers_reports_each_and_selects_the_named_key(tm
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        ([f"task.metric=evaluate:{METRICS / 'kappa'}:agreement"], "'kappa.agreement' is not reported"),
-        (["task.metric=evaluate:f1"], "'f1' is the built-in metric of that name"),
+        ([f"task.metric=evaluate:{METRICS / 'kappa'}:agreement", GRANT], "'kappa.agreement' is not reported"),
+        (["task.metric=evaluate:f1", GRANT], "'f1' is the built-in metric of that name"),
         (["task.higher_is_better=false"], "task.higher_is_better: only for a metric of task.evaluate"),
         (["task.metric=perplexity"], "allowed: accuracy, macro_f1, micro_f1, or evaluate:<module>"),
     ],
@@ -99,6 +105,7 @@ def test_an_unknown_hub_module_offline_is_a_config_error(tmp_path, tiny_models):
         f"hydra.run.dir={tmp_path / 'run'}",
         *SENTIMENT,
         "task.metric=evaluate:mlft-no-such-metric",
+        GRANT,
         env={"HF_HUB_OFFLINE": "1", "HF_HUB_DOWNLOAD_TIMEOUT": "5"},
     )
     assert result.returncode == 2, result.stderr[-2000:]
@@ -111,6 +118,6 @@ def test_masked_lm_cannot_take_an_evaluate_module(tmp_path, tiny_models, capsys)
     text.write_text("some text\n" * 8)
     err = cli_error(
         capsys, "train", f"model={tiny_models['wordpiece']}", "task=mlm", "lang=en", f"data.train={text}",
-        f"task.evaluate={METRICS / 'kappa'}", f"hydra.run.dir={tmp_path / 'run'}",
+        f"task.evaluate={METRICS / 'kappa'}", GRANT, f"hydra.run.dir={tmp_path / 'run'}",
     )  # fmt: skip
     assert "task.evaluate: masked_lm predictions cannot go to an evaluate module" in err

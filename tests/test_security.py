@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ast
+import json
 import shutil
 from pathlib import Path
+
+import pytest
 
 import mlft
 from mlft.config import ModelConfig, config_dir
@@ -205,3 +208,64 @@ def test_a_model_folder_with_a_pickle_payload_exits_2(ner_run, tiny_models, tmp_
 def test_hydra_rerun_of_a_pickled_config_is_refused(tmp_path, capsys):
     (tmp_path / "config.pickle").write_bytes(b"not read")
     assert "--experimental-rerun" in exit_2(capsys, "train", "--experimental-rerun", str(tmp_path / "config.pickle"))
+
+
+def marker_metric(folder: Path, marker: Path) -> Path:
+    """A local evaluate module (a folder holding <name>.py) that leaves `marker` when it is imported."""
+    folder.mkdir(parents=True)
+    source = (Path(__file__).parent / "fixtures" / "metrics" / "kappa" / "kappa.py").read_text()
+    (folder / f"{folder.name}.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n" + source)
+    return folder
+
+
+def test_a_metric_script_in_a_saved_config_runs_for_no_command_that_reads_it(
+    ner_run, sentiment_run, tmp_path, capsys, monkeypatch
+):
+    marker = tmp_path / "metric-script-ran"
+    module = marker_metric(tmp_path / "evil_metric", marker)
+    runs = [hostile_copy(ner_run, tmp_path / "a"), hostile_copy(ner_run, tmp_path / "b")]
+    grant = {"metric": f"evaluate:{module}", "evaluate": None, "trust_metric_code": True}
+    for run in runs:  # the shorthand, which the earlier check did not read, and a consent the file gives itself
+        for saved in (run / "config.yaml", run / ".hydra" / "config.yaml"):
+            edit_yaml(saved, lambda c: c["task"].update(grant))
+    run = runs[0]
+    for argv in (
+        ["train", f"resume={run}"],
+        ["train", "--config-path", str(run / ".hydra"), "--config-name", "config", f"hydra.run.dir={tmp_path}/new"],
+    ):
+        err = exit_2(capsys, *argv)
+        assert "task.trust_metric_code=true" in err and str(module) in err, err
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "in.txt").write_text("张伟在北京工作。\n")
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)  # serve loads the run, then would listen
+    from mlft.cli import main
+
+    for argv in (
+        ["eval", f"run={run}", f"out={tmp_path / 'eval'}"],
+        ["eval", f"runs=[{runs[0]},{runs[1]}]", f"out={tmp_path / 'ensemble'}"],
+        ["predict", f"run={run}", f"input={tmp_path / 'in.txt'}", f"output={tmp_path / 'out.jsonl'}"],
+        ["export", f"run={run}", f"out={tmp_path / 'export'}", "max_drop=100"],
+        ["serve", f"run={run}", "port=0"],
+        ["train", "task=ner", "lang=zh", f"model={ner_run / 'model'}", f"distill.teacher={run}", "trainer.epochs=1"]
+        + [f"data.train={Path(__file__).parent / 'fixtures' / 'zh_ner' / 'train.conll'}", "trainer.progress=false"]
+        + [f"hydra.run.dir={tmp_path / 'student'}"],
+    ):
+        main(argv)
+        assert not marker.exists(), argv
+    scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]["zh"]
+    assert "f1" in scored and not any(key.startswith("evil_metric") for key in scored)
+    assert not marker.exists()
+
+
+def test_a_hub_metric_module_needs_the_consent_too(tiny_models, tmp_path, capsys, monkeypatch):
+    import evaluate
+
+    monkeypatch.setattr(evaluate, "load", lambda *a, **k: pytest.fail("evaluate.load was called"))
+    data = f"data.train={Path(__file__).parent / 'fixtures' / 'zh_ner' / 'train.conll'}"
+    run = tmp_path / "run"
+    args = ["train", "task=ner", "lang=zh", f"model={tiny_models['unigram']}", data, f"hydra.run.dir={run}"]
+    err = exit_2(capsys, *args, "task.evaluate=seqeval")
+    assert "task.evaluate: 'seqeval' is an evaluate module, which is Python code" in err
+    assert "task.trust_metric_code=true" in err and not run.exists()

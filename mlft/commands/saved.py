@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from mlft.commands.stages import stage_problems
-from mlft.config import RunConfig
+from mlft.config import RunConfig, to_container
 from mlft.errors import ConfigError, RunDirError
 from mlft.models.ensemble import Ensemble, Member, member_problems
 from mlft.models.lang_adapters import attach, saved_languages
@@ -160,22 +160,23 @@ def read_config(path: Path) -> RunConfig:
         raise RunDirError(f"{path}: cannot read the run's config ({_first_line(err)})") from None
     if not isinstance(saved, DictConfig):
         raise RunDirError(f"{path}: not a run config (expected a mapping)")
-    config = run_config(saved)
-    # A saved config never enables the model's own code (mlft train asks for it on the command line), nor an
-    # evaluate module (Python too): eval, predict, serve and export score with the task's built-in metrics.
-    config = replace(config, model=replace(config.model, trust_remote_code=False))
-    return without_evaluate_module(config)
+    return run_config(inert(to_container(saved)))
 
 
-def without_evaluate_module(config: RunConfig, module: str | None = None) -> RunConfig:
-    """The config with `module` as task.evaluate (None: none); a metric of the dropped module becomes the task type's
-    first built-in metric."""
-    task = config.task
-    builtin = list(TASKS[task.type].metrics) if task.type in TASKS else [task.metric]
-    keeps_metric = task.metric in builtin or (module is not None and module == task.evaluate)
-    metric = task.metric if keeps_metric else builtin[0]
-    higher = task.higher_is_better if keeps_metric else None
-    return replace(config, task=replace(task, evaluate=module, metric=metric, higher_is_better=higher))
+def inert(config: dict[str, Any]) -> dict[str, Any]:
+    """A saved config that runs no code: never the model's own (mlft train asks for it on the command line), nor an
+    evaluate module (Python too; eval, predict, serve and export score with the task's built-in metrics). A metric
+    of the dropped module becomes the task type's first built-in metric."""
+    model, task = config.get("model"), config.get("task")
+    if isinstance(model, dict):
+        model["trust_remote_code"] = False
+    if isinstance(task, dict):
+        metric = task.get("metric")
+        builtin = list(TASKS[task["type"]].metrics) if task.get("type") in TASKS else []
+        if builtin and metric not in builtin:
+            task["metric"], task["higher_is_better"] = builtin[0], None
+        task["evaluate"], task["trust_metric_code"] = None, False
+    return config
 
 
 def _load(origin: Path, config: RunConfig, languages: Languages, model_dir: Path, model: Any = None) -> SavedRun:
