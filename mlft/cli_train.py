@@ -323,7 +323,7 @@ def _train_job_unchecked(cfg: DictConfig) -> Path:
     from mlft.commands.saved import run_config
     from mlft.commands.train import train
     from mlft.engine.devices import shared_run_dir, world_size
-    from mlft.rundir import RunDir
+    from mlft.rundir import RunDir, read_paths
 
     hc = HydraConfig.get()
     run = run_config(cfg)  # the one typed config this job runs with
@@ -335,7 +335,7 @@ def _train_job_unchecked(cfg: DictConfig) -> Path:
     unique = not any(o.startswith("hydra.run.dir=") for o in hc.overrides.hydra)
     if run.trainer.num_processes > 1 and world_size() <= 1 and not claimed:
         if run.resume is None:
-            claimed_dir = RunDir(run_dir).claim(run.overwrite, unique)
+            claimed_dir = RunDir(run_dir).claim(run.overwrite, unique, read_paths(run))
             claimed_dir.save_config(run, overrides, settings)
             run_dir = claimed_dir.path
         granted = [key + "=true" for key, on in GRANTS.items() if on(run)]

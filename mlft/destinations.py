@@ -1,6 +1,7 @@
 """Where a command writes: checked before the work starts, and left readable to others as the umask allows.
 
-An hour of training or prediction must not end in a traceback because its output cannot be written.
+An hour of training or prediction must not end in a traceback because its output cannot be written, and a write
+must never land outside the folder it was meant for, nor replace what the command reads.
 """
 
 from __future__ import annotations
@@ -51,3 +52,30 @@ def share(path: Path) -> None:
             os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
         except OSError:  # another owner's file in a shared folder stays as it is
             continue
+
+
+def check_within(path: Path, root: Path, key: str) -> None:
+    """Refuses a path inside `root` as written that leads outside it through a link (a run's `evals/` or `export/`
+    pointing elsewhere would make the command write there)."""
+    try:
+        path.absolute().relative_to(root.absolute())
+    except ValueError:
+        return  # not inside `root` as written: where it goes is the user's choice
+    real, real_root = path.resolve(), root.resolve()
+    if real != real_root and real_root not in real.parents:
+        raise ConfigError(f"{key}: {path} leads outside {root} (through a link, to {real}); nothing was written")
+
+
+def check_not_read(
+    path: Path, reads: list[tuple[str, Path]], key: str, folders: list[tuple[str, Path]] | None = None
+) -> None:
+    """Refuses an output that is, holds or lies inside something the command reads (`reads`: what and where), or
+    that is or holds one of `folders` (which may take new entries: a run's export/ folder)."""
+    target = path.resolve()
+    for what, source in reads + (folders or []):
+        real = source.resolve()
+        inside = real in target.parents and (what, source) in reads
+        if target == real or inside or target in real.parents:
+            raise ConfigError(
+                f"{key}: {path} would replace {what} {source}, which this command reads; nothing was written"
+            )

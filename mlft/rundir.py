@@ -30,6 +30,7 @@ import json
 import platform
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -98,34 +99,49 @@ class RunDir:
 
     # Creating and removing
 
-    def claim(self, overwrite: bool, unique: bool = False) -> RunDir:
+    def claim(self, overwrite: bool, unique: bool = False, reads: Sequence[tuple[str, Path]] = ()) -> RunDir:
         """Takes the directory for a new run and returns it.
 
-        It must hold no earlier run; overwrite=true removes the earlier run. Creating `.hydra/` is the atomic
-        step, so of two runs that start together only one gets the directory; with `unique` the other takes
-        `<dir>-2` (then -3, ...) instead of failing.
+        It must hold no earlier run; overwrite=true removes the earlier run's files, but only of a run (never files
+        of a folder that holds no run) and never what the new run reads (`reads`: key and path of each input).
+        Creating `.hydra/` is the atomic step, so of two runs that start together only one gets the directory; with
+        `unique` the other takes `<dir>-2` (then -3, ...) instead of failing.
         """
         candidate = self
         for n in itertools.count(2):
             try:
-                return candidate._claim(overwrite)
+                return candidate._claim(overwrite, reads)
             except RunDirError:
                 if not unique:
                     raise
             candidate = RunDir(self.path.with_name(f"{self.path.name}-{n}"))
         raise AssertionError("unreachable")
 
-    def _claim(self, overwrite: bool) -> RunDir:
-        present = [p for p in self.markers if p.exists()]
+    def _claim(self, overwrite: bool, reads: Sequence[tuple[str, Path]]) -> RunDir:
+        present = [p for p in self.markers if p.exists() or p.is_symlink()]
+        names = ", ".join(p.name for p in present)
         if present and not overwrite:
             raise RunDirError(
-                f"{self.path}: already holds a run ({', '.join(p.name for p in present)}); nothing was changed. "
+                f"{self.path}: already holds a run ({names}); nothing was changed. "
                 f"Continue it with resume={self.path}, choose another hydra.run.dir, or pass overwrite=true to "
                 "replace it"
             )
+        if present and not (self.config_file.is_file() or self.composable_config.is_file()):
+            raise RunDirError(
+                f"{self.path}: holds {names} but no mlft run (no config.yaml); overwrite=true replaces only an "
+                "earlier run's files, so nothing was changed: choose another hydra.run.dir"
+            )
+        doomed = [p.resolve() for p in present]
+        for key, path in reads:
+            target = path.resolve()
+            if any(target == d or d in target.parents for d in doomed):
+                raise RunDirError(
+                    f"{key}: {path} is inside {self.path}, whose earlier run overwrite=true would delete; nothing "
+                    "was changed: choose another hydra.run.dir (or copy the input out of the run first)"
+                )
         try:
-            for path in present:
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            for path in present:  # a link is removed itself, never what it points to
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
             self.path.mkdir(parents=True, exist_ok=True)
             self.hydra_dir.mkdir()
         except FileExistsError:
@@ -193,6 +209,29 @@ class RunDir:
 
     def env(self) -> dict[str, Any]:
         return json.loads(self.env_file.read_text()) if self.env_file.is_file() else {}
+
+
+def read_paths(run: RunConfig) -> list[tuple[str, Path]]:
+    """The local files and folders a run reads, each with its key: what overwrite=true must never delete."""
+    found: list[tuple[str, Path]] = []
+    candidates: list[tuple[str, str | None]] = [
+        ("model.name_or_path", run.model.name_or_path),
+        ("distill.teacher", run.distill.teacher),
+        ("data.augment.synonyms", run.data.augment.synonyms),
+        ("data.augment.dictionary", run.data.augment.dictionary),
+        ("task.evaluate", run.task.evaluate),
+        *((f"data.{split}", getattr(run.data, split)) for split in ("train", "dev", "test")),
+        *((f"peft.lang_adapters.{lang}", path) for lang, path in (run.peft.lang_adapters or {}).items()),
+        *(
+            (f"task.datasets.{lang}", source.replace("{split}", split))
+            for lang, source in run.task.datasets.items()
+            for split in ("train", "dev", "test")
+        ),
+    ]
+    for key, value in candidates:
+        if value and not value.startswith(("hub:", "builtin:")) and Path(value).exists():
+            found.append((key, Path(value)))
+    return found
 
 
 def _resolved(langs: list[str], config: RunConfig) -> list[str]:

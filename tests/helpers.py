@@ -38,6 +38,16 @@ def train_recipe(run_dir: Path, model: Path, *overrides: str) -> Path:
     return run_dir
 
 
+def snapshot(root: Path) -> dict[str, bytes | str | None]:
+    """Every file with its bytes, every folder (None) and every link (its target), so that an empty folder left
+    behind, or a file written through a link, is caught too."""
+    found: dict[str, bytes | str | None] = {}
+    for p in sorted(root.rglob("*")):
+        content = str(p.readlink()) if p.is_symlink() else p.read_bytes() if p.is_file() else None
+        found[str(p.relative_to(root))] = content
+    return found
+
+
 def metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 

@@ -17,6 +17,7 @@ import torch
 from mlft.cli import main
 
 from conftest import FIXTURES
+from helpers import snapshot
 
 ZH_TRAIN = (FIXTURES / "zh_ner" / "train.conll").read_bytes()
 SENT_TRAIN = (FIXTURES / "sentiment" / "zh_train.jsonl").read_bytes()
@@ -334,11 +335,6 @@ def small_vocab_model(directory: Path, model: Path) -> None:
     encoder.resize_token_embeddings(8)
     encoder.save_pretrained(directory)
     AutoTokenizer.from_pretrained(model).save_pretrained(directory)
-
-
-def snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every file with its bytes and every folder (None), so that an empty folder left behind is caught too."""
-    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
 
 
 def test_the_table_has_at_least_fifty_distinct_cases():

@@ -36,7 +36,7 @@ from mlft.errors import ConfigError
 from mlft.models.freeze import freeze
 from mlft.models.load import load_tokenizer
 from mlft.report import plots
-from mlft.rundir import RunDir
+from mlft.rundir import RunDir, read_paths
 from mlft.tasks import Task, build_task, higher_is_better
 
 log = logging.getLogger("mlft")
@@ -75,7 +75,7 @@ def train_stages(
     resuming = run.resume is not None
     rd = RunDir(run_dir)
     if not resuming:
-        rd = rd.claim(run.overwrite, unique=unique_dir)
+        rd = rd.claim(run.overwrite, unique_dir, read_paths(run))
         rd.save_config(run, overrides, hydra_settings)
         for leftover in (rd.path / "stages", rd.path / PROGRESS_FILE):  # of the run overwrite=true replaces
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)

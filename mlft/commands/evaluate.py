@@ -11,7 +11,7 @@ from mlft.commands.saved import SavedRun, load_ensemble, load_run
 from mlft.config import DataConfig
 from mlft.data.feature_cache import Encoder, feature_cache_dir
 from mlft.data.load import load_data
-from mlft.destinations import check_writable
+from mlft.destinations import check_within, check_writable
 from mlft.engine.devices import make_accelerator
 from mlft.engine.evaluate import EvalSet, encode_sets, evaluate_sets
 from mlft.errors import ConfigError
@@ -76,7 +76,12 @@ def check_eval_args(args: EvalArgs) -> None:
         problems.append("run, runs: give exactly one (run=<run-dir>, or runs=[<run-dir>,...] for an ensemble)")
     if problems:
         raise ConfigError(problems)
-    check_writable(Path(args.out) if args.out else default_out(args).parent, "out")
+    out = Path(args.out) if args.out else default_out(args).parent
+    if args.out and out.exists() and not out.is_dir():
+        raise ConfigError(f"out: {args.out} is a file; give a folder for metrics.json and report.md")
+    for run in [args.run] if args.run else args.runs or []:
+        check_within(out, Path(run), "out")
+    check_writable(out, "out")
 
 
 def default_out(args: EvalArgs) -> Path:

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlft.commands.evaluate import load_eval_data, score_model
+from mlft.commands.manifest import check_replaceable, write_manifest
 from mlft.commands.saved import SavedRun, load_ensemble, load_exported, load_run, write_export_records
 from mlft.data.feature_cache import Encoder
-from mlft.destinations import check_writable, share
+from mlft.destinations import check_not_read, check_within, check_writable, share
 from mlft.engine.evaluate import encode_sets
 from mlft.errors import ConfigError, UserError
 from mlft.models.lang_adapters import languages, merge_language
@@ -86,7 +87,7 @@ def export(args: ExportArgs) -> Path:
     if args.vocab_file is not None and args.trim_vocab == "none":
         raise ConfigError("vocab_file: only used with trim_vocab=lang|train (it adds pieces to what is kept)")
     if args.out is not None:  # before the model is loaded: the default folder is inside the run
-        check_writable(Path(args.out).parent if Path(args.out).exists() else Path(args.out), "out")
+        check_destination(Path(args.out), [Path(r) for r in args.runs or [args.run or ""]], args.overwrite)
     saved = load_ensemble([Path(r) for r in args.runs]) if args.runs else load_run(Path(args.run or ""))
     if languages(saved.model) or args.lang is not None:
         saved = for_language(saved, args.lang)
@@ -96,13 +97,10 @@ def export(args: ExportArgs) -> Path:
         )
     name = args.format + ("-fused" if args.fuse else "") + ("-int8" if args.quantize == "int8" else "")
     out = Path(args.out) if args.out else saved.run.export_dir / name
-    if out.exists() and not args.overwrite:
-        raise ConfigError(f"out: {out} exists; nothing was written (pass overwrite=true to replace it)")
-    check_writable(out.parent if out.exists() else out, "out")  # the folder is built beside it, then renamed
-    tmp = out.with_name(f".tmp-{out.name}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    check_destination(out, [saved.run.path], args.overwrite)
+    # Built beside it under a name of its own, then renamed: a failure leaves `out` as it was.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
     try:
         from mlft.models.trim import vocab_file_words
 
@@ -130,15 +128,35 @@ def export(args: ExportArgs) -> Path:
             parity or "(parity check skipped)",
         )
         (tmp / "README.md").write_text(card)
+        write_manifest(tmp, args.format, artifact)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     share(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.replace(out)
+    if out.exists():  # an earlier export (check_destination): moved aside first, so no moment has neither
+        earlier = tmp.with_name(f".old-{out.name}-{tmp.name}")
+        out.replace(earlier)
+        tmp.replace(out)
+        shutil.rmtree(earlier)
+    else:
+        tmp.replace(out)
     print(f"exported {artifact} to {out}", file=sys.stderr)
     return out
+
+
+def check_destination(out: Path, runs: list[Path], overwrite: bool) -> None:
+    """Where the export goes: writable, never out of a run through a link, and, with overwrite=true, only an earlier
+    export folder with no file mlft did not write (never a run, its model, an ancestor of it, or the user's files)."""
+    for run in runs:
+        check_within(out, run, "out")
+    if not (out.exists() or out.is_symlink()):
+        check_writable(out, "out")
+        return
+    if not overwrite:
+        raise ConfigError(f"out: {out} exists; nothing was written (pass overwrite=true to replace it)")
+    check_not_read(out, [], "out", folders=[("the run", run) for run in runs])
+    check_replaceable(out, "out")
+    check_writable(out.parent, "out")
 
 
 def ensemble_problems(args: ExportArgs) -> None:

@@ -32,7 +32,7 @@ from mlft.models.bottleneck import save_adapter as save_bottleneck
 from mlft.models.compact import expand, record
 from mlft.models.lang_adapters import adapter_folder, attach
 from mlft.report.tables import learning_curves, write_reports
-from mlft.rundir import Languages, RunDir, data_changes, now
+from mlft.rundir import Languages, RunDir, data_changes, now, read_paths
 from mlft.tasks import higher_is_better
 from mlft.tasks.evaluate_metric import check_metric
 
@@ -64,7 +64,7 @@ def train(
     fresh = not resuming and not claimed and is_main_process(run.trainer.cpu)
     rd = RunDir(run_dir)
     if fresh:
-        rd = rd.claim(run.overwrite, unique=unique_dir and world_size() == 1)
+        rd = rd.claim(run.overwrite, unique_dir and world_size() == 1, read_paths(run))
         rd.save_config(run, overrides or [], hydra_settings or {})
     # trainer.tensorboard=false (an older spelling of tracker=none) turns the default tracker off.
     tracker = "none" if run.tracker == "tensorboard" and not run.trainer.tensorboard else run.tracker
