@@ -50,7 +50,7 @@ HYDRA_INFO_FLAGS = {
     "--shell-completion",
     "-sc",
 }
-FREE_MAPS = ("task.datasets", "task.label_map", "task.columns")
+FREE_MAPS = ("task.datasets", "task.label_map", "task.columns", "data.columns")
 """Config maps whose keys are the user's (languages, labels, column names), not fixed by the schema."""
 RUN_DIR_ENV = "MLFT_RUN_DIR"  # set by a launcher for its child processes: the directory is already claimed
 ORIGIN_ENV = "MLFT_CONFIG_ORIGIN"  # the --config-path a run was started from, for its env.json (and its children)

@@ -78,13 +78,14 @@ class TaskConfig:
     """Sequence classification with several labels per text (label is a list)."""
     decoding: Literal["viterbi", "argmax"] = "viterbi"
     """NER: the best tag sequence without invalid I- transitions (viterbi), or each token's own best tag (argmax)."""
-    datasets: dict[str, str] = field(default_factory=dict)
-    """Dataset per language (used when data.train/dev/test are not given): builtin:<corpus>, hub:<id>, or
-    a file path where `{split}` stands for train, dev and test (e.g. data/de/{split}.conll)."""
+    datasets: dict[str, str | dict[str, str]] = field(default_factory=dict)
+    """Dataset per language (used when data.train/dev/test are not given): builtin:<corpus>, hub:<id>, or a file
+    path where `{split}` stands for train, dev and test (e.g. data/de/{split}.conll); or a source per split
+    ({train: hub:rajpurkar/squad, test: hub:google/xquad/xquad.de@validation}: a language evaluated only)."""
     labels: list[str] | None = None
     """Fixed label set; by default the labels seen in the training data."""
     columns: dict[str, str] = field(default_factory=dict)
-    """Column names of the task's datasets (tokens, tags, text, text_pair, label), over data.columns."""
+    """The column of a field in the task's datasets, where it is not named like the field (over data.columns)."""
     masking: Literal["token", "whole_word"] = "token"
     """Masked-LM: the unit masked together, a token or every token of a word (space-separated words; jieba's
     words for Chinese)."""
@@ -99,6 +100,17 @@ class TaskConfig:
     class_weights: Literal["balanced"] | list[float] | None = None
     """Weights of the classes in the training loss, for skewed single-label classification: balanced (n / (k ×
     the class's count in the training data), as scikit-learn) or one number per label in task.labels order."""
+    max_question_length: int = 64
+    """Question answering: tokens of a question kept in every window of its context (a longer one is cut)."""
+    max_answer_length: int = 30
+    """Question answering: the longest answer predicted, in tokens."""
+    n_best: int = 20
+    """Question answering: the best starts and ends of each window searched for the best span."""
+    no_answer: bool = False
+    """Question answering: questions may have no answer in their context (SQuAD 2.0): training learns the CLS
+    position for them, and a question is predicted to have none when the CLS score beats the best span."""
+    null_threshold: float = 0.0
+    """Question answering with no_answer: how much the CLS score must beat the best span's for no answer."""
 
 
 ALL_LANGS = "all"
@@ -299,16 +311,6 @@ class PeftConfig:
 
 
 @dataclass(frozen=True)
-class ColumnsConfig:
-    tokens: str = "tokens"
-    tags: str = "tags"
-    text: str = "text"
-    text_pair: str | None = None
-    label: str = "label"
-    lang: str = "lang"
-
-
-@dataclass(frozen=True)
 class AugmentConfig:
     """Training-data augmentation (never dev or test); every method off by default. mlft/data/augment.py."""
 
@@ -348,8 +350,9 @@ class DataConfig:
     """Training data: a file (CoNLL, JSONL, CSV, TSV) or hub:<id>[/<config>]."""
     dev: str | None = None
     test: str | None = None
-    format: Literal["auto", "conll", "text", "jsonl", "csv", "tsv"] = "auto"
-    """auto: by suffix (.jsonl, .csv, .tsv); other files are CoNLL columns, or one text per line for masked-LM."""
+    format: Literal["auto", "conll", "text", "jsonl", "json", "csv", "tsv"] = "auto"
+    """auto: by suffix (.jsonl; .json: a SQuAD file, else one object per line; .csv, .tsv); other files are CoNLL
+    columns, or one text per line for masked-LM."""
     scheme: Scheme = "IOB2"
     """Label scheme of the input tags; converted to IOB2 on load."""
     repair: bool = False
@@ -358,8 +361,9 @@ class DataConfig:
     """CoNLL: column of the token (0-based)."""
     tag_column: int = -1
     """CoNLL: column of the tag (0-based; negative counts from the end, as in Python)."""
-    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
-    """Column names in JSONL/CSV/TSV/hub data."""
+    columns: dict[str, str | None] = field(default_factory=dict)
+    """The column of a field of the task type in JSONL/CSV/TSV/hub data, where it is not named like the field
+    (data.columns.text=review, data.columns.text_pair=hypothesis; data.columns.lang: each record's language)."""
     label_separator: str | None = None
     """Multi-label CSV/TSV: separator inside the label column (e.g. '|')."""
     max_train_samples: int | None = None
@@ -436,6 +440,13 @@ def to_container(cfg: DictConfig | dict) -> dict[str, Any]:
     data.pop("hydra", None)
     data.pop("defaults", None)
     return data
+
+
+def dataset_source(task: TaskConfig, lang: str, split: str) -> str | None:
+    """Where the task's dataset of `lang` has its `split` (None: the language has no such split)."""
+    given = task.datasets[lang]
+    source = given.get(split) if isinstance(given, dict) else given
+    return source.replace("{split}", split) if source is not None else None
 
 
 def resolve_langs(requested: list[str], task: TaskConfig, key: str) -> list[str]:

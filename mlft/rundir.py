@@ -38,7 +38,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from mlft.config import ALL_LANGS, RunConfig, resolve_langs
+from mlft.config import ALL_LANGS, RunConfig, dataset_source, resolve_langs
 from mlft.errors import RunDirError
 
 # The files of a report (a run's final results, or one `mlft eval`): in the run or in evals/<time>/.
@@ -223,8 +223,8 @@ def read_paths(run: RunConfig) -> list[tuple[str, Path]]:
         *((f"data.{split}", getattr(run.data, split)) for split in ("train", "dev", "test")),
         *((f"peft.lang_adapters.{lang}", path) for lang, path in (run.peft.lang_adapters or {}).items()),
         *(
-            (f"task.datasets.{lang}", source.replace("{split}", split))
-            for lang, source in run.task.datasets.items()
+            (f"task.datasets.{lang}", dataset_source(run.task, lang, split))
+            for lang in run.task.datasets
             for split in ("train", "dev", "test")
         ),
     ]

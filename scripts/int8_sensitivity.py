@@ -34,7 +34,7 @@ import onnx
 from export_table import joiner, score, test_sentences, throughput
 from transformers import pipeline
 
-from mlft.commands.export import ExportArgs, export
+from mlft.commands.export import ExportArgs, export, graph_io
 from mlft.commands.saved import SavedRun, load_exported, load_run
 from mlft.data.schemes import spans_to_iob2, to_spans
 from mlft.models.onnx import export_eager_onnx, fuse_graph, quantize_int8
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         fused, eager, fused_eager = Path(tmp) / "fused.onnx", Path(tmp) / "eager.onnx", Path(tmp) / "fused-eager.onnx"
         heads, hidden = run.model.config.num_attention_heads, run.model.config.hidden_size
         fuse_graph(source, fused, heads, hidden)
-        export_eager_onnx(run.model, eager)
+        export_eager_onnx(run.model, eager, *graph_io(run))
         fuse_graph(eager, fused_eager, heads, hidden)
 
         def variant(name: str, build: Callable[[Path], None]) -> None:

@@ -24,8 +24,8 @@ def fixture_text() -> list[str]:
                 words = []
             else:
                 words.append(line.split()[0])
-    for path in sorted(FIXTURES.rglob("*.jsonl")):
-        texts += [json.loads(line)["text"] for line in path.read_text().splitlines()]
+    for path in sorted(FIXTURES.rglob("*.jsonl")):  # (QA's fixtures have questions and contexts instead)
+        texts += [r["text"] for r in map(json.loads, path.read_text().splitlines()) if "text" in r]
     return texts * 3
 
 
@@ -137,6 +137,22 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """A tiny BERT for each tokenizer family: {'wordpiece': dir, 'unigram': dir, 'bpe': dir}."""
     root = tmp_path_factory.mktemp("models")
     return {family: build_model_dir(root / family, family) for family in ("wordpiece", "unigram", "bpe")}
+
+
+@pytest.fixture(scope="session")
+def bert_model(tmp_path_factory, tiny_models) -> Path:
+    """The tiny WordPiece model with a BERT tokenizer class, which gives a pair's second text segment id 1 (the
+    tokenizer of `tiny_models` leaves segment ids out, as XLM-R's does)."""
+    import shutil
+
+    from tokenizers import Tokenizer
+    from transformers import BertTokenizerFast
+
+    directory = tmp_path_factory.mktemp("bert") / "model"
+    shutil.copytree(tiny_models["wordpiece"], directory)
+    tokenizer = Tokenizer.from_file(str(TOKENIZERS / "wordpiece.json"))
+    BertTokenizerFast(tokenizer_object=tokenizer, **SPECIALS["wordpiece"]).save_pretrained(directory)
+    return directory
 
 
 @pytest.fixture(scope="session")

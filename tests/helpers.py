@@ -106,9 +106,11 @@ def read_examples(
     path: Path, kind: str = "sequence_classification", columns: dict | None = None, label_separator: str | None = None
 ) -> list[dict]:
     """A data file's examples as a task type reads them."""
-    from mlft.config import ColumnsConfig, DataConfig
+    from mlft.config import DataConfig
     from mlft.data.load import read_source, to_examples
 
     rules = task_rules(kind, multi_label=label_separator is not None)
     data = DataConfig(label_separator=label_separator)
-    return to_examples(read_source(str(path), "train", data, rules, columns or vars(ColumnsConfig())), rules)
+    examples = to_examples(read_source(str(path), "train", data, rules, columns or {}), rules)
+    rules.convert_labels(examples, "IOB2", False)
+    return examples

@@ -103,3 +103,37 @@ def test_only_rundir_names_the_files_of_a_run():
             continue
         text = path.read_text()
         assert not [n for n in names if n in text], f"{path.relative_to(SOURCE)} spells a run file's name"
+
+
+def test_only_task_types_name_model_outputs_and_example_fields():
+    """The task owns the model boundary: outside mlft/tasks/ no module reads a model output by name (`.logits`,
+    "start_logits") or names a field of a task type's examples. Exempt: the column names that headerless formats
+    and packaged corpora give their records (a CoNLL file's tokens and tags, a text file's lines, a corpus's columns),
+    and "text" as the name of a file format."""
+    from mlft.tasks import TASKS
+
+    outputs = {"logits", "start_logits", "end_logits"}
+    outputs |= {o.name for kind in TASKS.values() for o in getattr(kind, "model_outputs", ())}
+    fields = {f for kind in TASKS.values() for f in (*kind.fields, *kind.optional_fields)}
+    formats = {"data/readers.py": {"tokens", "tags", "text"}, "data/builtin.py": {"tokens", "tags", "text", "label"}}
+    formats["config.py"] = formats["data/load.py"] = {"text"}  # data.format=text
+    found = []
+    for path in sorted(SOURCE.rglob("*.py")):
+        where = str(path.relative_to(SOURCE))
+        if where.startswith("tasks/"):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in outputs:
+                found.append(f"{where}:{node.lineno}: .{node.attr}")
+            named = outputs | (fields - formats.get(where, set()))
+            if isinstance(node, ast.Constant) and node.value in named and id(node) not in docstrings:
+                found.append(f"{where}:{node.lineno}: {node.value!r}")
+    assert not found, found

@@ -114,8 +114,9 @@ def test_hub_presets_map_columns_to_the_standard_schema(preset, tmp_path):
         features[label_column] = datasets.Sequence(label) if token_task else label
     datasets.Dataset.from_list([row], features=features).to_parquet(str(tmp_path / "train.parquet"))
     rules = task_rules(task.type)
-    columns = {**vars(DataConfig().columns), **task.columns}
+    columns = {**DataConfig().columns, **task.columns}
     (example,) = to_examples(read_source(f"hub:{tmp_path}", "train", DataConfig(), rules, columns), rules)
+    rules.convert_labels([example], "IOB2", False)
     if token_task:
         assert example["tokens"] == row["tokens"] and example["tags"] == ["B-PER", "I-PER"]
     else:

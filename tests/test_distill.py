@@ -13,6 +13,8 @@ from mlft.cli import main
 from mlft.engine.distill import Distiller, soft_loss
 from mlft.errors import ConfigError
 from mlft.models.depth import keep_layers, spread
+from mlft.tasks.protocol import BATCH, LENGTH, Output
+from mlft.tasks.token_classification import TokenClassification
 
 from conftest import FIXTURES
 from helpers import ZH_NER, metrics, train
@@ -64,16 +66,34 @@ def test_a_batch_without_labelled_tokens_gives_zero_not_nan():
 def test_the_distiller_mixes_gold_and_soft_loss_with_a_frozen_teacher(tiny_models):
     teacher = AutoModelForTokenClassification.from_pretrained(tiny_models["unigram"], num_labels=3)
     teacher.train()
-    distiller = Distiller(teacher, alpha=0.25, temperature=2.0, multi_label=False)
+    outputs = TokenClassification.model_outputs
+    distiller = Distiller(teacher, 0.25, 2.0, outputs, ("input_ids", "attention_mask"))
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     input_ids = torch.randint(5, teacher.config.vocab_size, (2, 6))
     labels = torch.randint(0, 3, (2, 6))
     batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
     targets = distiller.targets(batch)
-    assert torch.equal(targets, teacher(input_ids=input_ids, attention_mask=batch["attention_mask"]).logits)
+    logits = teacher(input_ids=input_ids, attention_mask=batch["attention_mask"]).logits
+    assert targets.keys() == {"logits"} and torch.equal(targets["logits"], logits)
     student, gold = torch.randn(2, 6, 3), torch.tensor(0.8)
-    mixed = distiller.loss(student, gold, labels, targets)
-    assert mixed.item() == pytest.approx(0.75 * 0.8 + 0.25 * soft_loss(student, targets, labels, 2.0, False).item())
+    mixed = distiller.loss({"logits": student}, gold, batch, targets)
+    expected = 0.75 * 0.8 + 0.25 * soft_loss(student, logits, labels, 2.0, False).item()
+    assert mixed.item() == pytest.approx(expected)
+
+
+def test_the_distiller_averages_the_soft_loss_over_every_declared_output():
+    outputs = (Output("start_logits", (BATCH, LENGTH)), Output("end_logits", (BATCH, LENGTH)))
+
+    class TwoHeads(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            return {"start_logits": input_ids.float(), "end_logits": -input_ids.float()}
+
+    distiller = Distiller(TwoHeads(), 0.5, 1.0, outputs, ("input_ids", "attention_mask"))
+    batch = {"input_ids": torch.tensor([[1, 2, 3]]), "attention_mask": torch.ones(1, 3), "start_positions": 0}
+    targets = distiller.targets(batch)
+    student = {"start_logits": torch.zeros(1, 3), "end_logits": torch.zeros(1, 3)}
+    soft = [soft_loss(student[k], targets[k], None, 1.0, False).item() for k in ("start_logits", "end_logits")]
+    assert distiller.loss(student, torch.tensor(0.0), batch, targets).item() == pytest.approx(0.5 * sum(soft) / 2)
 
 
 def test_spread_keeps_first_and_last_evenly():

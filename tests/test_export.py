@@ -13,6 +13,7 @@ import torch
 from mlft.cli import main
 
 from conftest import FIXTURES, ROOT
+from helpers import train
 
 pytest.importorskip("onnxruntime", reason="needs the export extra: pip install 'mlft[export]'")
 TEXTS = FIXTURES / "zh_texts.txt"
@@ -121,9 +122,9 @@ def test_an_export_that_drops_beyond_max_drop_fails_and_writes_nothing(ner_run, 
 
     real = OnnxModel.forward
 
-    def noisy(self, input_ids, attention_mask, **kwargs):
-        out = real(self, input_ids, attention_mask)
-        return type(out)(logits=torch.randn_like(out.logits) * 10)
+    def noisy(self, **batch):
+        out = real(self, **batch)
+        return type(out)(logits=torch.randn_like(out["logits"]) * 10)
 
     monkeypatch.setattr(OnnxModel, "forward", noisy)
     out = tmp_path / "onnx"
@@ -357,3 +358,60 @@ def test_trim_vocab_refuses_bpe_tokenizers(tiny_models):
     data = json.loads(bpe.backend_tokenizer.to_str())
     with pytest.raises(ConfigError, match="trim_vocab: BPE tokenizers are not supported"):
         trim_tokenizer_json(data, {0, 1, 2})
+
+
+def test_an_nli_pair_exported_to_onnx_keeps_its_segment_ids(bert_model, tmp_path, capsys, monkeypatch):
+    """A BERT-type model tells a pair's two texts apart by segment ids: the graph takes them as an input, and a graph
+    without them (every token read as segment 0, what the exporter wrote before) fails the parity gate. The run's
+    head is set to answer entailment exactly when the pooled states carry the second segment's embedding, so the
+    gate sees the difference whatever the tiny model learnt."""
+    import onnx
+    from safetensors.torch import save_file
+
+    from mlft.commands.saved import load_run
+    from mlft.tasks.sequence_classification import SequenceClassification
+
+    pairs = [line.split("\t")[:2] for line in (FIXTURES / "nli" / "dev.tsv").read_text().splitlines()[1:]]
+    dev = tmp_path / "dev.tsv"  # every pair an entailment: what the constructed head answers with segment ids
+    dev.write_text("premise\thypothesis\tlabel\n" + "".join(f"{a}\t{b}\tentailment\n" for a, b in pairs))
+    run = train(
+        tmp_path / "run",
+        bert_model,
+        "task=nli",
+        "lang=en",
+        "trainer.epochs=1",
+        "model.pooling=mean",
+        f"data.train={FIXTURES / 'nli' / 'train.tsv'}",
+        f"data.dev={dev}",
+        "data.columns.text=premise",
+        "data.columns.text_pair=hypothesis",
+    )
+    saved = load_run(run)
+    model, tokenizer = saved.model.eval(), saved.tokenizer
+    batch = tokenizer([a for a, _ in pairs], [b for _, b in pairs], return_tensors="pt", padding=True)
+    pooled: list[torch.Tensor] = []
+    model.classifier.register_forward_pre_hook(lambda module, args: pooled.append(args[0].detach()))
+    with torch.no_grad():
+        model(**batch)
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    direction = pooled[0].mean(0) - pooled[1].mean(0)
+    threshold = ((pooled[0] @ direction).min() + (pooled[1] @ direction).max()) / 2
+    assert (pooled[0] @ direction).min() > threshold > (pooled[1] @ direction).max()  # every pair apart
+    head = {"classifier.weight": torch.zeros_like(model.classifier.weight), "classifier.bias": torch.zeros(3)}
+    head["classifier.weight"][0], head["classifier.bias"][0] = direction, -threshold  # entailment is label 0
+    model.load_state_dict(head, strict=False)
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    (run / "model" / "model.safetensors").unlink()  # model/ may share its file with the best checkpoint
+    save_file(weights, run / "model" / "model.safetensors", metadata={"format": "pt"})
+
+    main(["export", f"run={run}", "format=onnx", f"out={tmp_path / 'pair'}", "max_drop=0"])
+    graph = onnx.load(str(tmp_path / "pair" / "model.onnx"))
+    assert [i.name for i in graph.graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert "| en | 1.0000 | 1.0000 |" in capsys.readouterr().err
+    monkeypatch.setattr(
+        SequenceClassification, "model_inputs", lambda self, tokenizer: ("input_ids", "attention_mask")
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", f"run={run}", "format=onnx", f"out={tmp_path / 'single'}", "max_drop=0"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "en: accuracy 1.0000 -> 0.0000" in err, err

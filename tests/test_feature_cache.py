@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
 from mlft.config import ModelConfig, TaskConfig
-from mlft.data.feature_cache import Encoder, from_arrays, to_arrays
+from mlft.data.feature_cache import Encoder, entry_name, from_arrays, to_arrays
 from mlft.data.readers import read_conll
 from mlft.tasks import build_task
 
@@ -60,6 +61,29 @@ def test_a_change_to_any_input_is_a_new_entry(tmp_path, tokenizers):
         encode = Encoder(task, tokenizer, tmp_path)
         assert encode(exs, lang) == task.encode(exs, tokenizer, lang) and encode.hits == 0
     assert len(list(tmp_path.glob("*.safetensors"))) == 1 + len(variants)
+
+
+def test_every_field_of_an_example_is_in_the_key_whatever_the_task_type(tmp_path):
+    """A task type with fields of its own (a question and its context): two sets of the same size in one language
+    are two entries, and where an example was read from is no part of the key."""
+
+    class Echo:
+        def cache_key(self) -> str:
+            return "echo"
+
+        def encode(self, examples: list[dict], tokenizer: Any, lang: str) -> list[dict]:
+            return [
+                {"input_ids": [len(ex["question"]), len(ex["context"])], "example": i} for i, ex in enumerate(examples)
+            ]
+
+    first = [{"question": "谁？", "context": "张伟在北京。", "loc": "a.json:1"}]
+    other = [{"question": "哪里？", "context": "张伟在北京。", "loc": "a.json:1"}]
+    moved = [{**first[0], "loc": "b.json:7"}]
+    assert entry_name("k", first, "zh") != entry_name("k", other, "zh")
+    assert entry_name("k", first, "zh") == entry_name("k", moved, "zh")
+    encode = Encoder(Echo(), None, tmp_path)
+    encode.encoding = "echo"  # Echo has no tokenizer to serialize
+    assert encode(first, "zh") != encode(other, "zh") and encode.hits == 0
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from mlft.engine.adversarial import EmbeddingPerturbation, attach_pgd
 from mlft.engine.class_loss import attach_class_loss, balanced_weights
 from mlft.engine.hooks import Hooks
 from mlft.engine.rdrop import attach_rdrop, symmetric_kl
+from mlft.tasks.token_classification import TokenClassification
 
 from conftest import FIXTURES
 from helpers import ZH_NER, cli_error, metrics, train
@@ -97,7 +98,7 @@ def test_pgd_keeps_the_clean_gradient_plus_the_last_moved_pass_only(tiny_models)
 def test_rdrop_adds_the_symmetric_kl_of_two_dropout_passes(tiny_models):
     model, batch = ner_model_and_batch(tiny_models, dropout=0.3)
     hooks = Hooks()
-    attach_rdrop(hooks, alpha=2.0)
+    attach_rdrop(hooks, 2.0, TokenClassification.model_outputs)
     for start in hooks.batch_start:
         start(batch)
     assert batch["input_ids"].shape[0] == 6  # the batch stacked on itself
@@ -126,7 +127,7 @@ def test_label_smoothing_and_class_weights_are_torch_cross_entropy_of_the_logits
     batch["attention_mask"] = torch.ones_like(batch["input_ids"])
     outputs = model.eval()(**batch)
     hooks = Hooks()
-    attach_class_loss(hooks, smoothing=0.2, weights=[3.0, 1.0])
+    attach_class_loss(hooks, smoothing=0.2, weights=[3.0, 1.0], output="logits")
     expected = F.cross_entropy(outputs.logits, batch["labels"], weight=torch.tensor([3.0, 1.0]), label_smoothing=0.2)
     assert torch.allclose(hooks.training_loss(batch, outputs), expected)
     assert not torch.allclose(expected, outputs.loss)

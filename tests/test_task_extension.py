@@ -20,6 +20,7 @@ from mlft.errors import DataError
 from mlft.tasks import TASKS
 from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
+from mlft.tasks.protocol import BATCH, Output
 
 from conftest import FIXTURES
 from helpers import metrics, train
@@ -36,6 +37,9 @@ class TextRegression:
     plain_files = None
     evaluate_before = False
     fields = ("text", "label")
+    optional_fields = ()
+    column_fallbacks: dict = {}
+    model_outputs = (Output("logits", (BATCH, "value")),)
 
     def __init__(self, labels: list[str], max_length: int):
         self.labels, self.max_length, self.pad_to_multiple_of = labels, max_length, 1
@@ -48,12 +52,12 @@ class TextRegression:
     def config_problems(task: Any, model: Any) -> list[str]:
         return []
 
-    def example(self, record: dict, columns: dict, loc: str, text_cells: bool) -> dict:
-        text, value = record.get(columns["text"]), record.get(columns["label"])
+    def example(self, record: dict, columns: dict, loc: str, cells: Any) -> dict:
+        text, value = record.get(columns.get("text", "text")), record.get(columns.get("label", "label"))
         try:
             return {"text": str(text), "label": float(value)}
         except (TypeError, ValueError):
-            raise DataError(f"{loc}: {columns['label']!r} must be a number, got {value!r}") from None
+            raise DataError(f"{loc}: label must be a number, got {value!r}") from None
 
     def convert_labels(self, examples: list[dict], scheme: str, repair: bool) -> None:
         return None
@@ -75,6 +79,9 @@ class TextRegression:
 
     def filter_training(self, examples: list[dict], max_length: int | None, keep_unlabelled: float) -> list[dict]:
         return [ex for ex in examples if max_length is None or len(ex["text"]) <= max_length]
+
+    def model_inputs(self, tokenizer: Any) -> tuple[str, ...]:
+        return ("input_ids", "attention_mask")
 
     def head_config(self) -> dict:
         return {"num_labels": 1, "problem_type": "regression"}
@@ -100,8 +107,8 @@ class TextRegression:
             batch["labels"] = torch.tensor([f["labels"] for f in features])
         return batch
 
-    def outputs(self, logits: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        return {"value": logits.float().squeeze(-1)}
+    def outputs(self, scores: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"value": scores["logits"].float().squeeze(-1)}
 
     def decode(self, examples: list[dict], features: list[dict], outs: list[dict]) -> list[dict]:
         predictions: list[dict] = [{} for _ in examples]
@@ -113,11 +120,12 @@ class TextRegression:
         errors = [p["value"] - ex["label"] for ex, p in zip(examples, predictions)]
         return {"mse": sum(e * e for e in errors) / len(errors), "mae": sum(abs(e) for e in errors) / len(errors)}
 
-    def from_text(self, text: str, lang: str) -> tuple[dict, Any]:
-        return {"text": text}, None
+    def from_request(self, request: str | dict, lang: str) -> tuple[dict | None, Any]:
+        text = request if isinstance(request, str) else request["text"]
+        return ({"text": text} if text.strip() else None), text
 
-    def to_record(self, text: str, context: Any, prediction: dict | None) -> dict:
-        return {"text": text, "value": prediction["value"] if prediction else None}
+    def to_record(self, request: str | dict, context: Any, prediction: dict | None) -> dict:
+        return {"text": context, "value": prediction["value"] if prediction else None}
 
     def vocabulary_texts(self, examples: list[dict]) -> list[str]:
         return []

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 from omegaconf import OmegaConf
 
-from mlft.config import config_dir, schema_defaults
+from mlft.config import ModelConfig, TaskConfig, config_dir, schema_defaults
 from mlft.data.builtin import CORPORA, read_builtin
 from mlft.errors import UserError
+from mlft.tasks import TASKS, build_task
 
 
 def _label_summary(examples: list[dict]) -> str:
-    counts: Counter[str] = Counter()
-    for ex in examples:
-        if "tags" in ex:
-            counts.update(t[2:] for t in ex["tags"] if t != "O")
-        else:
-            counts.update(ex["label"] if isinstance(ex["label"], list) else [ex["label"]])
-    names = sorted(counts)
+    """The label names of a corpus, as the task type whose fields its examples have reads them."""
+    kinds = [kind for kind in TASKS.values() if examples and all(f in examples[0] for f in kind.fields)]
+    if not kinds:
+        return ""
+    kind = max(kinds, key=lambda k: len(k.fields))  # NER's tokens and tags over masked-LM's tokens alone
+    config = TaskConfig(name=kind.name, type=kind.name, metric=next(iter(kind.metrics)))
+    rules = build_task(config, ModelConfig(name="any", name_or_path="any"), [])
+    names = sorted({name for ex in examples for name in rules.label_names(ex)})
     return ", ".join(names[:8]) + (f" (+{len(names) - 8})" if len(names) > 8 else "")
 
 

@@ -27,6 +27,7 @@ from mlft.models.onnx import FUSABLE
 from mlft.models.pooling import MeanPoolingClassifier
 from mlft.models.pruning import is_pruned
 from mlft.report.model_card import model_card
+from mlft.tasks.protocol import BATCH, LENGTH
 
 
 class ParityError(UserError):
@@ -228,6 +229,15 @@ def trimmed(saved: SavedRun, train_only: bool, extra: list[str]) -> SavedRun:
     return replace(saved, model=model, tokenizer=tokenizer)
 
 
+def graph_io(saved: SavedRun) -> tuple[tuple[str, ...], dict[str, dict[int, str]]]:
+    """An exported graph's inputs and outputs, as the task declares them: segment ids where the tokenizer makes them
+    (a pair's two texts), and every output the task reads, each with its dynamic axes."""
+    outputs = {
+        o.name: {i: axis for i, axis in enumerate(o.axes) if axis in (BATCH, LENGTH)} for o in saved.task.model_outputs
+    }
+    return saved.task.model_inputs(saved.tokenizer), outputs
+
+
 def write_artifact(saved: SavedRun, folder: Path, fmt: str, quantize: str, fuse: bool = False) -> str:
     """Writes model, tokenizer, label maps and the run's config into `folder`; returns a description."""
     saved.tokenizer.save_pretrained(folder)
@@ -240,19 +250,20 @@ def write_artifact(saved: SavedRun, folder: Path, fmt: str, quantize: str, fuse:
     config = saved.model.config
     config.save_pretrained(folder)  # label maps for onnxruntime users and `mlft predict`
     target = folder / "model.onnx"
+    inputs, outputs = graph_io(saved)
     if not fuse and quantize == "none":
-        export_onnx(saved.model, target)  # written in place: a large model's external weight files go with it
+        export_onnx(saved.model, target, inputs, outputs)  # written in place: large models' weight files go with it
     else:
         with tempfile.TemporaryDirectory() as stage:
             graph = Path(stage) / "model.onnx"
             if fuse:
-                export_eager_onnx(saved.model, Path(stage) / "eager.onnx")
+                export_eager_onnx(saved.model, Path(stage) / "eager.onnx", inputs, outputs)
                 fused = graph if quantize == "int8" else target
                 # A pruned model's layers differ in head count: onnxruntime then reads each layer's from its graph.
                 heads, hidden = (0, 0) if is_pruned(saved.model) else (config.num_attention_heads, config.hidden_size)
                 fuse_graph(Path(stage) / "eager.onnx", fused, heads, hidden)
             else:
-                export_onnx(saved.model, graph)
+                export_onnx(saved.model, graph, inputs, outputs)
             if quantize == "int8":
                 quantize_int8(graph, target)
     what = "ONNX, dynamic int8 weights" if quantize == "int8" else "ONNX fp32"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,8 @@ from mlft.models.lang_adapters import language
 
 LANG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 """A language code as requests give it: zh, en, pt-BR, hi-Latn."""
+Request = str | dict[str, Any]
+"""What is predicted: a line of raw text, or a JSON object of the task's fields."""
 
 
 @dataclass(frozen=True)
@@ -72,28 +75,47 @@ class Predictor:
         self.model = self.accelerator.prepare(saved.model)
         self.default_lang = saved.languages.train[0] if saved.languages.train else "und"
 
-    def __call__(self, lines: list[str], lang: str | None = None, batch_size: int = 64) -> list[dict[str, Any]]:
-        """One JSON-ready record per line; empty lines give empty predictions."""
+    def __call__(
+        self,
+        requests: list[Request],
+        lang: str | None = None,
+        batch_size: int = 64,
+        where: Callable[[int], str] = lambda i: f"request {i + 1}",
+    ) -> list[dict[str, Any]]:
+        """One JSON-ready record per request (a line of text, or a JSON object of the task's fields); empty lines
+        give empty predictions. A request the task cannot read is a DataError naming `where(index)`."""
         lang = lang or self.default_lang
         task, tokenizer = self.saved.task, self.saved.tokenizer
-        keep = [i for i, line in enumerate(lines) if line.strip()]
-        read = [task.from_text(lines[i], lang) for i in keep]
-        examples = [example for example, _ in read]
+        read = read_all(task, requests, lang, where)
+        keep = [i for i, (example, _) in enumerate(read) if example is not None]
+        examples = [read[i][0] for i in keep]
         features = task.encode(examples, tokenizer, lang)
         with language(self.accelerator.unwrap_model(self.model), lang):  # its language adapter, if the run has them
             outs = predict_features(
                 self.accelerator,
                 self.model,
                 features,
-                lambda f: task.collate(f, tokenizer.pad_token_id),
-                task.outputs,
+                task,
+                tokenizer.pad_token_id,
                 batch_size,
                 progress=self.progress,
                 desc="predict",
             )
         predictions = dict(zip(keep, task.decode(examples, features, outs)))
-        contexts = dict(zip(keep, (context for _, context in read)))
-        return [task.to_record(line, contexts.get(i), predictions.get(i)) for i, line in enumerate(lines)]
+        return [task.to_record(r, read[i][1], predictions.get(i)) for i, r in enumerate(requests)]
+
+
+def read_all(task: Any, requests: list[Request], lang: str, where: Callable[[int], str]) -> list[tuple[Any, Any]]:
+    """Each request as the task reads it: (example or None for an empty one, its context); every problem at once."""
+    read, problems = [], []
+    for i, request in enumerate(requests):
+        try:
+            read.append(task.from_request(request, lang))
+        except DataError as err:
+            problems += [f"{where(i)}: {problem}" for problem in err.problems]
+    if problems:
+        raise DataError(problems[:20] + ([f"... {len(problems) - 20} more"] if len(problems) > 20 else []))
+    return read
 
 
 def load_for_prediction(run: str | None, model: str | None, runs: list[str] | None = None) -> SavedRun:
@@ -108,15 +130,15 @@ def load_for_prediction(run: str | None, model: str | None, runs: list[str] | No
     return load_run(Path(run)) if run else load_exported(Path(model or ""))
 
 
-def read_requests(path: Path) -> list[tuple[str, str | None]]:
-    """(text, language or None) per line: a text file's lines, or a JSONL file's objects with "text", optionally
-    "text_pair" (sentence pairs) and "lang" (that line's language; otherwise lang= or the run's own)."""
+def read_requests(path: Path) -> list[tuple[Request, str | None]]:
+    """(request, language or None) per line: a text file's lines, or a JSONL file's objects (the task's fields, e.g.
+    {"text": ...}; "lang": that line's language, otherwise lang= or the run's own)."""
     lines = read_lines(path)
     if lines and lines[-1] == "":
         lines = lines[:-1]
     if path.suffix != ".jsonl":
         return [(line, None) for line in lines]
-    requests: list[tuple[str, str | None]] = []
+    requests: list[tuple[Request, str | None]] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             requests.append(("", None))
@@ -125,15 +147,15 @@ def read_requests(path: Path) -> list[tuple[str, str | None]]:
             record = json.loads(line)
         except ValueError as err:
             raise DataError(f"{path}:{number}: not JSON ({err})") from None
-        text, pair, lang = (record.get(k) if isinstance(record, dict) else None for k in ("text", "text_pair", "lang"))
-        if not isinstance(text, str) or not (pair is None or isinstance(pair, str)):
-            raise DataError(f'{path}:{number}: expected {{"text": "...", "lang": "zh"}} ("text_pair" for pairs)')
+        if not isinstance(record, dict):
+            raise DataError(f'{path}:{number}: expected a JSON object (e.g. {{"text": "...", "lang": "zh"}})')
+        lang = record.get("lang")
         if lang is not None and not (isinstance(lang, str) and LANG.match(lang)):
             raise DataError(f"{path}:{number}: lang: {lang!r} is not a language code (e.g. zh, en, pt-BR)")
-        problem = lone_surrogate(text) or (lone_surrogate(pair) if pair else None)
+        problem = next(filter(None, (lone_surrogate(v) for v in record.values() if isinstance(v, str))), None)
         if problem:
             raise DataError(f"{path}:{number}: {problem}")
-        requests.append((text if pair is None else f"{text}\t{pair}", lang))
+        requests.append((record, lang))
     return requests
 
 
@@ -183,7 +205,8 @@ def predict(args: PredictArgs) -> None:
     # One call per language: NER splits words by language, and a run with language adapters switches them.
     for lang in dict.fromkeys(lang for _, lang in requests):
         chosen = [i for i, (_, given) in enumerate(requests) if given == lang]
-        answers = predictor([requests[i][0] for i in chosen], lang or args.lang, args.batch_size)
+        lines = [f"{source}:{i + 1}" for i in chosen]  # where each request was read, for errors
+        answers = predictor([requests[i][0] for i in chosen], lang or args.lang, args.batch_size, lines.__getitem__)
         for i, record in zip(chosen, answers):
             records[i] = {**record, "lang": lang} if lang else record
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)

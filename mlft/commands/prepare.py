@@ -128,8 +128,8 @@ def prepare(run: RunConfig, accelerator: Any, replay: dict[str, list[Example]] |
         teacher = (saved.task.name, saved.task.labels, saved.tokenizer, saved.model)
         student = (task.name, loaded.labels, tokenizer)
         model_teacher = check_teacher(run.distill.teacher, teacher, student, vocab)
-        distiller = Distiller(model_teacher, run.distill.alpha, run.distill.temperature, run.task.multi_label)
         d = run.distill
+        distiller = Distiller(model_teacher, d.alpha, d.temperature, task.model_outputs, task.model_inputs(tokenizer))
         log.info("distillation: teacher %s (alpha %g, temperature %g)", d.teacher, d.alpha, d.temperature)
     if run.peft.method == "bottleneck":
         size = max(1, model.config.hidden_size // run.peft.reduction_factor)
@@ -153,7 +153,7 @@ def prepare(run: RunConfig, accelerator: Any, replay: dict[str, list[Example]] |
         distiller,
         timings,
         augmented,
-        class_weights(run, loaded),
+        class_weights(run, loaded, task),
         pruned,
     )
 
@@ -254,10 +254,10 @@ def attach_features(run: RunConfig, prepared: Prepared, accelerator: Any, anchor
             hooks, prepared.model, trainer.adv_epsilon, trainer.adv_alpha, trainer.adv_steps, accelerator.backward
         )
     if trainer.rdrop:
-        attach_rdrop(hooks, trainer.rdrop)
+        attach_rdrop(hooks, trainer.rdrop, prepared.task.model_outputs)
     weights = prepared.class_weights
     if run.task.label_smoothing or weights is not None:
-        attach_class_loss(hooks, run.task.label_smoothing, weights)
+        attach_class_loss(hooks, run.task.label_smoothing, weights, prepared.task.model_outputs[0].name)
         if weights is not None:
             log.info("class weights: %s", ", ".join(f"{x}: {w:.3f}" for x, w in zip(prepared.loaded.labels, weights)))
     if run.trainer.save_steps:
@@ -273,13 +273,13 @@ def attach_features(run: RunConfig, prepared: Prepared, accelerator: Any, anchor
     return hooks
 
 
-def class_weights(run: RunConfig, loaded: LoadedData) -> list[float] | None:
+def class_weights(run: RunConfig, loaded: LoadedData, task: Task) -> list[float] | None:
     """task.class_weights as one number per label (balanced: from the training data's class counts)."""
     given = run.task.class_weights
     if given is None:
         return None
     if given == "balanced":
-        train = [ex["label"] for examples in loaded.splits["train"].values() for ex in examples]
+        train = [label for exs in loaded.splits["train"].values() for ex in exs for label in task.label_values(ex)]
         return balanced_weights(loaded.labels, train)
     if len(given) != len(loaded.labels):
         raise ConfigError(

@@ -118,7 +118,8 @@ def load_ensemble(paths: list[Path]) -> SavedRun:
     if problems:
         raise ConfigError(problems)
     first = runs[0]
-    model = Ensemble([s.model for s in runs], first.config.task.multi_label)
+    outputs = {o.name: o.probabilities for o in first.task.model_outputs}
+    model = Ensemble([s.model for s in runs], first.task.model_inputs(first.tokenizer), outputs)
     return replace(first, model=model, members=tuple(paths))
 
 

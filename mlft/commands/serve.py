@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mlft.commands.predict import LANG, Predictor, load_for_prediction
+from mlft.commands.predict import LANG, Predictor, Request, load_for_prediction
 from mlft.errors import ConfigError
 
 
@@ -54,9 +54,9 @@ class Batcher:
 
     def __init__(self, predictor: Predictor, max_batch: int, wait_s: float):
         self.predictor, self.max_batch, self.wait_s = predictor, max_batch, wait_s
-        self.queue: asyncio.Queue[tuple[list[str], str | None, asyncio.Future]] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[list[Request], str | None, asyncio.Future]] = asyncio.Queue()
 
-    async def submit(self, texts: list[str], lang: str | None) -> list[dict[str, Any]]:
+    async def submit(self, texts: list[Request], lang: str | None) -> list[dict[str, Any]]:
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         await self.queue.put((texts, lang, future))
         return await future
@@ -75,7 +75,7 @@ class Batcher:
             for lang in dict.fromkeys(item[1] for item in batch):
                 await self._answer([item for item in batch if item[1] == lang], lang)
 
-    async def _answer(self, group: list[tuple[list[str], str | None, asyncio.Future]], lang: str | None) -> None:
+    async def _answer(self, group: list[tuple[list[Request], str | None, asyncio.Future]], lang: str | None) -> None:
         """One model call for the group; if it fails, each request alone, so that one bad request fails only itself."""
         loop = asyncio.get_running_loop()
         lines = [text for texts, _, _ in group for text in texts]
@@ -198,7 +198,7 @@ def build_app(predictor: Predictor, args: ServeArgs) -> Any:
                 raise HTTPException(422, f"texts[{i}]: {problem}")
         if body.lang is not None and not LANG.match(body.lang):
             raise HTTPException(422, f"lang: {body.lang!r} is not a language code (e.g. zh, en, pt-BR)")
-        return {"predictions": await batcher.submit(body.texts, body.lang)}
+        return {"predictions": await batcher.submit(list[Request](body.texts), body.lang)}
 
     return app
 

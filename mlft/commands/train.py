@@ -13,6 +13,7 @@ from typing import Any
 
 from mlft.commands.prepare import Prepared, attach_features, prepare
 from mlft.config import RunConfig
+from mlft.data.readers import LOCATION
 from mlft.destinations import share
 from mlft.engine import checkpoint, tracking
 from mlft.engine.continual import StageInputs
@@ -265,7 +266,7 @@ def warn_changes(changes: list[dict[str, str]], when: str) -> None:
 
 
 # What an example holds besides its gold fields.
-EXAMPLE_META = ("loc", "lang", "file", "first_line")
+EXAMPLE_META = (*LOCATION, "lang")
 
 
 def write_predictions(

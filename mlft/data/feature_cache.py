@@ -3,7 +3,7 @@
 A cache entry is named by a hash of everything the features depend on: the tokenizer's serialized
 vocabulary and settings, the task type's cache key (its encoding settings, such as labels,
 max_length and stride, and the source of its encoding code), the language, and the content of the
-examples. Changing any of them
+examples (every field, whatever the task type). Changing any of them
 makes a new entry; an entry is never updated in place. Entries are safetensors files (flat arrays
 plus offsets), written atomically; nothing is unpickled. Deleting the folder is always safe; past
 $MLFT_FEATURE_CACHE_GB gigabytes (default 10) the least recently used entries are deleted.
@@ -23,13 +23,12 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from mlft.data.readers import LOCATION
 from mlft.destinations import share
 from mlft.models.cache import cache_root
 
 log = logging.getLogger("mlft")
 
-# The example fields an encoder reads.
-EXAMPLE_FIELDS = ("tokens", "tags", "text", "text_pair", "label")
 # Feature values the format can hold (one int or float, a list of them, a list of int pairs) and their dtype.
 KINDS = {"int": np.int64, "float": np.float64, "ints": np.int64, "floats": np.float64, "pairs": np.int64}
 
@@ -66,10 +65,11 @@ def encoding_key(task: Encodes, tokenizer: Any) -> str | None:
 
 
 def entry_name(encoding: str, examples: list[dict[str, Any]], lang: str) -> str:
-    """The entry for these examples in this language, under one encoding key."""
-    fields = [[ex.get(k) for k in EXAMPLE_FIELDS] for ex in examples]
-    digest = hashlib.blake2b(json.dumps([encoding, lang, fields], ensure_ascii=False).encode(), digest_size=20)
-    return digest.hexdigest()
+    """The entry for these examples in this language, under one encoding key: every field of every example counts
+    (whatever fields the task type has), only where an example was read from does not."""
+    content = [{k: v for k, v in ex.items() if k not in LOCATION} for ex in examples]
+    text = json.dumps([encoding, lang, content], ensure_ascii=False, sort_keys=True, default=repr)
+    return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
 
 
 def _flat(values: list[Any]) -> tuple[str, np.ndarray] | None:

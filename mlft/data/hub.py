@@ -13,23 +13,19 @@ from mlft.errors import DataError
 
 # mlft split name -> names datasets use for it, in order of preference.
 SPLIT_NAMES = {"train": ("train",), "dev": ("validation", "dev", "valid"), "test": ("test",)}
-# Fallback column names of common hub datasets.
-FALLBACKS = {
-    "tags": ("ner_tags",),
-    "text": ("sentence", "premise", "sentence1"),
-    "text_pair": ("hypothesis", "sentence2"),
-}
 
 
-def parse_hub_spec(spec: str) -> tuple[str, str | None]:
-    """'hub:owner/name/config' -> ('owner/name', 'config'); a local path is returned whole."""
+def parse_hub_spec(spec: str) -> tuple[str, str | None, str | None]:
+    """'hub:owner/name/config@split' -> ('owner/name', 'config', 'split'); a local path is returned whole. The
+    split, when given, is read whichever split mlft asks for (XQuAD's only split is `validation`, its test set)."""
     rest = spec.removeprefix("hub:")
     if Path(rest).exists():
-        return rest, None
+        return rest, None, None
+    rest, _, split = rest.partition("@")
     parts = rest.split("/")
     if len(parts) == 3:
-        return "/".join(parts[:2]), parts[2]
-    return rest, None
+        return "/".join(parts[:2]), parts[2], split or None
+    return rest, None, split or None
 
 
 def _class_names(features: Any) -> dict[str, list[str]]:
@@ -42,30 +38,35 @@ def _class_names(features: Any) -> dict[str, list[str]]:
     return names
 
 
-def _resolve_columns(columns: dict[str, Any], present: list[str]) -> dict[str, Any]:
+def _resolve_columns(
+    columns: dict[str, Any], fallbacks: dict[str, tuple[str, ...]], present: list[str]
+) -> dict[str, Any]:
+    """The column of each field: the configured one (by default named like the field), else the first of the
+    field's usual hub names that the dataset has."""
     resolved = dict(columns)
-    for key, fallbacks in FALLBACKS.items():
-        if resolved.get(key) not in present:
-            resolved[key] = next((f for f in fallbacks if f in present), resolved.get(key))
-    if resolved.get("text_pair") not in present:
-        resolved["text_pair"] = None
+    for key, names in fallbacks.items():
+        if resolved.get(key, key) not in present:
+            found = next((name for name in names if name in present), None)
+            if found is not None:
+                resolved[key] = found
     return resolved
 
 
-def read_hub(spec: str, split: str, columns: dict[str, Any]) -> Source:
+def read_hub(spec: str, split: str, columns: dict[str, Any], fallbacks: dict[str, tuple[str, ...]]) -> Source:
     """Loads one split of a hub (or local) dataset; class ids become their names."""
     import datasets
 
-    path, config = parse_hub_spec(spec)
+    path, config, fixed = parse_hub_spec(spec)
     try:
         dataset_dict = datasets.load_dataset(path, config)
     except (FileNotFoundError, ValueError, ConnectionError) as err:
         raise DataError(
             f"{spec}: cannot load dataset ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
         ) from None
-    name = next((n for n in SPLIT_NAMES[split] if n in dataset_dict), None)
+    wanted = (fixed,) if fixed else SPLIT_NAMES[split]
+    name = next((n for n in wanted if n in dataset_dict), None)
     if name is None:
-        raise DataError(f"{spec}: no {split} split (splits: {', '.join(dataset_dict)})")
+        raise DataError(f"{spec}: no {fixed or split} split (splits: {', '.join(dataset_dict)})")
     dataset = dataset_dict[name]
     names = _class_names(dataset.features)
     records = []
@@ -74,4 +75,4 @@ def read_hub(spec: str, split: str, columns: dict[str, Any]) -> Source:
             value = row[column]
             row[column] = [labels[v] for v in value] if isinstance(value, list) else labels[value]
         records.append(Record(row, f"{spec}[{name}]:{i + 1}"))
-    return Source(records, _resolve_columns(columns, dataset.column_names))
+    return Source(records, _resolve_columns(columns, fallbacks, dataset.column_names))

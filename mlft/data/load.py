@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlft.config import ALL_LANGS, DataConfig, TaskConfig, resolve_langs
+from mlft.config import ALL_LANGS, DataConfig, TaskConfig, dataset_source, resolve_langs
 from mlft.data.builtin import read_builtin
 from mlft.data.hub import read_hub
 from mlft.data.labelmap import apply_label_map
-from mlft.data.readers import Example, Source, detect_format, from_examples, lone_surrogate, read_file
+from mlft.data.readers import Cells, Example, Source, detect_format, from_examples, lone_surrogate, read_file
 from mlft.errors import ConfigError, DataError
 
 SPLITS = ("train", "dev", "test")
+LANG = "lang"
+"""The column that gives a record its language (data.columns.lang renames it), whatever the task."""
 Splits = dict[str, dict[str, list[Example]]]  # split -> language -> examples
 
 
@@ -30,8 +32,10 @@ class ExampleRules(Protocol):
     name: str
     plain_files: str | None
     fields: tuple[str, ...]
+    optional_fields: tuple[str, ...]
+    column_fallbacks: dict[str, tuple[str, ...]]
 
-    def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, text_cells: bool) -> Example: ...
+    def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, cells: Cells | None) -> Example: ...
 
     def convert_labels(self, examples: list[Example], scheme: str, repair: bool) -> None: ...
 
@@ -74,7 +78,7 @@ def read_source(source: str, split: str, data: DataConfig, rules: ExampleRules, 
     if source.startswith("builtin:"):
         return from_examples(read_builtin(source, split))
     if source.startswith("hub:"):
-        return read_hub(source, split, columns)
+        return read_hub(source, split, columns, rules.column_fallbacks)
     path = Path(source)
     fmt = detect_format(path, rules.plain_files or "conll") if data.format == "auto" else data.format
     if fmt in ("conll", "text") and rules.plain_files is None:
@@ -87,16 +91,16 @@ def read_source(source: str, split: str, data: DataConfig, rules: ExampleRules, 
 def to_examples(source: Source, rules: ExampleRules) -> list[Example]:
     """The task type's examples of a source's records, with their location and language; every problem at once."""
     if source.header is not None:
-        wanted = [source.columns[f] for f in rules.fields if source.columns.get(f)]
+        wanted = [source.columns.get(f) or f for f in rules.fields]
         missing = [c for c in wanted if c not in source.header]
         if missing:
             where = source.records[0].loc.rsplit(":", 1)[0] if source.records else "table"
             raise DataError(f"{where}:1: missing column(s) {', '.join(missing)} (header: {', '.join(source.header)})")
     examples, problems = [], list(source.problems)
-    lang_column = source.columns.get("lang")
+    lang_column = source.columns.get(LANG, LANG)
     for record in source.records:
         try:
-            example = rules.example(record.values, source.columns, record.loc, source.text_cells)
+            example = rules.example(record.values, source.columns, record.loc, source.cells)
         except DataError as err:
             problems += err.problems
             continue
@@ -173,7 +177,7 @@ def load_data(
     """Reads train (for `train_langs`) and dev/test (for `eval_langs`) into the task type's examples."""
     splits: Splits = {s: {} for s in SPLITS}
     sources: dict[str, str] = {}
-    columns = vars(data.columns)
+    columns = {field: column for field, column in data.columns.items() if column}
     # Files given on the command line replace the task's packaged datasets for every split: a user's
     # training file is never silently evaluated on another corpus's dev or test set.
     use_task_datasets = all(getattr(data, split) is None for split in SPLITS)
@@ -191,13 +195,18 @@ def load_data(
                 sources[f"{split}/{lang}"] = explicit
             continue
         for lang in langs if use_task_datasets else []:
-            source = read_source(task.datasets[lang], split, data, rules, {**columns, **task.columns})
+            given = dataset_source(task, lang, split)
+            if given is None:  # a language with a dataset for some splits only (evaluated, not trained on)
+                continue
+            source = read_source(given, split, data, rules, {**columns, **task.columns})
             splits[split][lang] = to_examples(source, rules)
-            sources[f"{split}/{lang}"] = task.datasets[lang]
+            sources[f"{split}/{lang}"] = given
     limit = {"train": data.max_train_samples, "dev": data.max_dev_samples, "test": data.max_test_samples}
     dropped: Counter = Counter()
     for split, by_lang in splits.items():
         for lang, exs in by_lang.items():
+            for ex in exs:  # every example knows its language (scoring may depend on it: QA's normalisation)
+                ex.setdefault(LANG, lang)
             # Packaged corpora are IOB2 already; data.scheme describes the user's own files.
             scheme = "IOB2" if sources.get(f"{split}/{lang}", "").startswith("builtin:") else data.scheme
             if task.label_map is not None:

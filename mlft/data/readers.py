@@ -17,15 +17,19 @@ from typing import Any
 from mlft.errors import DataError
 
 Example = dict[str, Any]
-FORMATS = ("conll", "text", "jsonl", "csv", "tsv")
+LOCATION = ("loc", "file", "first_line")
+"""The keys of an example that say where it was read from, never what it says."""
+FORMATS = ("conll", "text", "jsonl", "json", "csv", "tsv")
 COLUMN_SUFFIXES = ("conll", "conllu", "bio", "iob", "iob2", "bioes", "bmes")
 
 
 def detect_format(path: Path, plain: str = "conll") -> str:
     """The format by suffix; `plain` is what other files hold (the task type says: column files or text lines)."""
     suffix = path.suffix.lower().lstrip(".")
-    if suffix in ("jsonl", "json", "ndjson"):
+    if suffix in ("jsonl", "ndjson"):
         return "jsonl"
+    if suffix == "json":
+        return "json"
     if suffix in ("csv", "tsv"):
         return suffix
     if suffix in COLUMN_SUFFIXES:
@@ -131,35 +135,37 @@ class Record:
     """Column files: the line of the first token, so that a problem with one token names that token's line."""
 
 
+@dataclass(frozen=True)
+class Cells:
+    """How a table (CSV/TSV), whose every cell is text, spells what other formats hold as lists: a token list is
+    space-separated, and a list of labels is separated by `list_separator` (data.label_separator) when given."""
+
+    list_separator: str | None = None
+
+
 @dataclass
 class Source:
     """What one file or dataset split holds, and how to read its records."""
 
     records: list[Record]
     columns: dict[str, Any]
-    """Column name per standard field (tokens, tags, text, text_pair, label, lang)."""
-    text_cells: bool = False
-    """Every value is a string (CSV/TSV cells): token lists are space-separated."""
+    """The column of each standard field that is not named like the field itself (data.columns), and `lang`."""
+    cells: Cells | None = None
+    """Set for tables: every value is a string (CSV/TSV cells)."""
     header: list[str] | None = None
     """A table's column names (its line 1)."""
     problems: list[str] = field(default_factory=list)
     """Records that could not be read (file:line: ...), reported together with the task type's findings."""
 
 
-STANDARD_COLUMNS = {"tokens": "tokens", "tags": "tags", "text": "text", "text_pair": None, "label": "label"}
-"""The fields of records that are already examples (column files, packaged corpora)."""
-
-
 def from_examples(examples: list[Example]) -> Source:
-    """Examples already in standard fields as a source (packaged corpora, column files)."""
+    """Records already named by the standard fields as a source (packaged corpora, column files)."""
     records = [Record({k: v for k, v in ex.items() if k != "loc"}, ex["loc"], ex.get("first_line")) for ex in examples]
-    pair = any(ex.get("text_pair") is not None for ex in examples)
-    return Source(records, {**STANDARD_COLUMNS, "text_pair": "text_pair" if pair else None})
+    return Source(records, {})
 
 
 def read_jsonl(path: Path, columns: dict[str, Any]) -> Source:
     records, problems = [], []
-    spellings: dict[str, tuple[Any, str]] = {}  # label text -> its first raw value and where it occurs
     for number, line in enumerate(read_lines(path), start=1):
         if not line.strip():
             continue
@@ -173,20 +179,53 @@ def read_jsonl(path: Path, columns: dict[str, Any]) -> Source:
             problems.append(f"{loc}: expected a JSON object, got {type(record).__name__}")
             continue
         records.append(Record(record, loc))
-        raw = record.get(columns.get("label") or "")
-        if isinstance(raw, (int, str)) and not isinstance(raw, bool):
-            first, first_loc = spellings.setdefault(str(raw), (raw, loc))
-            if type(first) is not type(raw):
-                problems.append(
-                    f"{loc}: label {raw!r} is the label {first!r} of {first_loc} written as a "
-                    f"{type(raw).__name__}; write every label the same way"
-                )
     return Source(records, columns, problems=problems)
 
 
-def read_table(path: Path, columns: dict[str, Any], delimiter: str, label_separator: str | None) -> Source:
-    """CSV/TSV with a header row; every cell is text (token lists space-separated, labels split on
-    `label_separator` when given)."""
+def read_json(path: Path, columns: dict[str, Any]) -> Source:
+    """A SQuAD file ({"data": [{"paragraphs": [{"context", "qas": [...]}]}]}, versions 1.1 and 2.0): one record per
+    question with its context, named by SQuAD's own keys and located at the line of its id; any other .json file is
+    read as JSONL (one object per line)."""
+    text = read_text(path)
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        document = None
+    if not (isinstance(document, dict) and isinstance(document.get("data"), list)):
+        return read_jsonl(path, columns)
+    records, problems = [], []
+    position, line = 0, 1
+    for a, article in enumerate(document["data"]):
+        paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
+        if not isinstance(paragraphs, list):
+            problems.append(f"{path}:{line}: data[{a}]: expected an article with a list of paragraphs")
+            continue
+        for p, paragraph in enumerate(paragraphs):
+            qas = paragraph.get("qas") if isinstance(paragraph, dict) else None
+            if not isinstance(qas, list):
+                problems.append(f"{path}:{line}: data[{a}].paragraphs[{p}]: expected a context and a list of qas")
+                continue
+            for q, qa in enumerate(qas):
+                if not isinstance(qa, dict):
+                    problems.append(f"{path}:{line}: data[{a}].paragraphs[{p}].qas[{q}]: expected an object")
+                    continue
+                # The line of the question's id, where the file spells it as json.dumps does; else the last one.
+                found = text.find(json.dumps(qa.get("id"), ensure_ascii=False), position)
+                if found >= 0:
+                    line += text.count("\n", position, found)
+                    position = found
+                record = {key: value for key, value in qa.items() if key != "plausible_answers"}
+                record["context"] = paragraph.get("context")
+                if isinstance(article.get("title"), str):
+                    record["title"] = article["title"]
+                records.append(Record(record, f"{path}:{line}"))
+    if not records and not problems:
+        raise DataError(f"{path}:1: no questions found (a SQuAD file's data[].paragraphs[].qas[])")
+    return Source(records, columns, problems=problems)
+
+
+def read_table(path: Path, columns: dict[str, Any], delimiter: str, list_separator: str | None) -> Source:
+    """CSV/TSV with a header row; every cell is text (see Cells)."""
     # Quoted fields may hold line breaks: the csv module reads the text itself, strictly, so that a quote that
     # is never closed is an error at the line where it opens instead of a field swallowing the rest of the file.
     reader = csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter=delimiter, strict=True)
@@ -208,22 +247,18 @@ def read_table(path: Path, columns: dict[str, Any], delimiter: str, label_separa
         if None in row or any(v is None for v in row.values()):
             problems.append(f"{path}:{start}: expected {len(header)} fields")
             continue
-        values: dict[str, Any] = dict(row)
-        label = columns.get("label")
-        if label_separator and label in values:
-            values[label] = [x.strip() for x in values[label].split(label_separator) if x.strip()]
-        records.append(Record(values, f"{path}:{start}"))
+        records.append(Record(dict(row), f"{path}:{start}"))
     if not records and not problems:
         raise DataError(f"{path}:2: no rows after the header")
-    return Source(records, columns, text_cells=True, header=list(header), problems=problems)
+    return Source(records, columns, cells=Cells(list_separator), header=list(header), problems=problems)
 
 
 def read_text_lines(path: Path) -> Source:
-    """One text per line; blank lines are skipped."""
+    """One text per line, as the record's `text` column; blank lines are skipped."""
     records = [
         Record({"text": line}, f"{path}:{n}") for n, line in enumerate(read_lines(path), start=1) if line.strip()
     ]
-    return Source(records, {"text": "text"})
+    return Source(records, {})
 
 
 def read_file(
@@ -232,7 +267,7 @@ def read_file(
     columns: dict[str, Any],
     token_column: int = 0,
     tag_column: int = -1,
-    label_separator: str | None = None,
+    list_separator: str | None = None,
 ) -> Source:
     """Reads a local file in `fmt` ('auto' picks by suffix)."""
     fmt = detect_format(path) if fmt == "auto" else fmt
@@ -242,4 +277,6 @@ def read_file(
         return read_text_lines(path)
     if fmt == "jsonl":
         return read_jsonl(path, columns)
-    return read_table(path, columns, "," if fmt == "csv" else "\t", label_separator)
+    if fmt == "json":
+        return read_json(path, columns)
+    return read_table(path, columns, "," if fmt == "csv" else "\t", list_separator)

@@ -18,39 +18,64 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mlft.tasks.protocol import Output
+
 
 class Distiller:
-    """Holds the teacher (in evaluation mode, no gradients) and mixes its soft targets into the loss."""
+    """Holds the teacher (in evaluation mode, no gradients) and mixes its soft targets into the loss, for every
+    output the task reads (NER's and a classifier's logits; a QA model's start and end scores, averaged)."""
 
-    def __init__(self, teacher: torch.nn.Module, alpha: float, temperature: float, multi_label: bool):
+    def __init__(
+        self,
+        teacher: torch.nn.Module,
+        alpha: float,
+        temperature: float,
+        outputs: tuple[Output, ...],
+        inputs: tuple[str, ...],
+    ):
         self.teacher = teacher.eval().requires_grad_(False)
-        self.alpha, self.temperature, self.multi_label = alpha, temperature, multi_label
+        self.alpha, self.temperature, self.outputs, self.inputs = alpha, temperature, outputs, inputs
 
     @torch.no_grad()
-    def targets(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The teacher's logits for a training batch (computed once per batch, also for an adversarial pass)."""
-        return self.teacher(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    def targets(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The teacher's scores for a training batch (computed once per batch, also for an adversarial pass)."""
+        result = self.teacher(**{k: v for k, v in batch.items() if k in self.inputs})
+        return {output.name: result[output.name] for output in self.outputs}
 
     def loss(
-        self, logits: torch.Tensor, gold_loss: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor
+        self, student: Any, gold_loss: torch.Tensor, batch: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]
     ) -> torch.Tensor:
-        soft = soft_loss(logits, teacher, labels, self.temperature, self.multi_label)
-        return (1 - self.alpha) * gold_loss + self.alpha * soft
+        terms = [
+            soft_loss(
+                student[o.name],
+                teacher[o.name],
+                batch.get("labels") if o.per_position else None,
+                self.temperature,
+                o.probabilities == "sigmoid",
+            )
+            for o in self.outputs
+        ]
+        return (1 - self.alpha) * gold_loss + self.alpha * (sum(terms) / len(terms))
 
 
 def soft_loss(
-    student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float, multi_label: bool
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor | None,
+    temperature: float,
+    multi_label: bool,
 ) -> torch.Tensor:
-    """T² × the mean KL divergence from the teacher's softened outputs to the student's, over labelled positions.
+    """T² × the mean KL divergence from the teacher's softened outputs to the student's, over scored rows.
 
-    Token logits are (batch, tokens, labels) with labels -100 where the gold loss ignores a token;
-    text logits are (batch, labels).
+    Per-position scores are (batch, tokens, classes) with `labels` -100 where the gold loss ignores a token; other
+    scores are (batch, classes), one distribution per row (the classes of a QA start score are the positions).
     """
     t = temperature
     student, teacher = student.float() / t, teacher.float() / t
-    keep = labels != -100
-    # A masked-LM student's training logits are already those of the labelled positions only.
-    student, teacher = (x[keep] if x.dim() == 3 else x for x in (student, teacher))
+    if labels is not None:
+        keep = labels != -100
+        # A masked-LM student's training logits are already those of the labelled positions only.
+        student, teacher = (x[keep] if x.dim() == keep.dim() + 1 else x for x in (student, teacher))
     if student.numel() == 0:
         return student.sum()  # no labelled token in the batch: nothing to match, and no NaN from an empty mean
     if multi_label:
@@ -65,14 +90,14 @@ def soft_loss(
 def attach_distillation(hooks: Any, distiller: Distiller, accelerator: Any) -> None:
     """The loss mixes in the teacher's soft targets, computed once per batch (also for an adversarial pass)."""
     distiller.teacher.to(accelerator.device)  # it only runs forward: not wrapped for data parallelism
-    targets: dict[str, torch.Tensor] = {}
+    targets: dict[str, dict[str, torch.Tensor]] = {}
 
     def teacher_targets(batch: dict[str, torch.Tensor]) -> None:
         with accelerator.autocast():
-            targets["logits"] = distiller.targets(batch)
+            targets["scores"] = distiller.targets(batch)
 
     def loss(batch: dict[str, torch.Tensor], outputs: Any, gold: torch.Tensor) -> torch.Tensor:
-        return distiller.loss(outputs.logits, gold, batch["labels"], targets["logits"])
+        return distiller.loss(outputs, gold, batch, targets["scores"])
 
     hooks.batch_start.append(teacher_targets)
     hooks.loss.append(loss)

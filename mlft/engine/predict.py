@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
@@ -43,17 +43,28 @@ def show_progress(accelerator: Accelerator, enabled: bool) -> bool:
     return enabled and accelerator.is_local_main_process and sys.stderr.isatty()
 
 
+class Reads(Protocol):
+    """What running a model needs from a task type (mlft.tasks.protocol.Task has it)."""
+
+    model_outputs: tuple[Any, ...]
+
+    def collate(self, features: list[dict[str, Any]], pad_id: int, training: bool = False) -> dict[str, Any]: ...
+
+    def outputs(self, scores: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+
 def predict_features(
     accelerator: Accelerator,
     model: torch.nn.Module,
     features: list[dict[str, Any]],
-    collate: Callable[[list[dict]], dict[str, torch.Tensor]],
-    outputs: Callable[[torch.Tensor, torch.Tensor | None], dict[str, torch.Tensor]],
+    task: Reads,
+    pad_id: int,
     batch_size: int,
     progress: bool = False,
     desc: str = "eval",
 ) -> list[dict[str, Any]]:
-    """Runs the model over features on all processes; returns per-feature outputs, in order, everywhere.
+    """Runs the model over features on all processes; returns per-feature outputs (the task's `outputs` of the
+    model outputs it declares), in order, everywhere.
 
     Batches are gathered with `gather_for_metrics`, which drops the samples that the last uneven
     batch duplicated, so the result equals a single-process run.
@@ -66,7 +77,7 @@ def predict_features(
         torch.utils.data.Subset(IndexedFeatures(features), order),
         batch_size=batch_size,
         shuffle=False,
-        collate_fn=collate_with_index(collate),
+        collate_fn=collate_with_index(lambda f: task.collate(f, pad_id)),
         generator=torch.Generator(),  # see TrainingLoop.setup: loaders must not draw from the global RNG
     )
     # Not accelerator.prepare: that would register the loader in the checkpointed state, and
@@ -82,13 +93,13 @@ def predict_features(
         for batch in tqdm(loader, desc=desc, disable=not shown, leave=False):
             index = batch.pop("index")
             # Labels go in too: a masked-LM model then scores only the masked positions (its loss is unused).
-            labels = batch.get("labels")
             with accelerator.autocast():
-                logits = model(**batch).logits
+                result = model(**batch)
+            scores = {output.name: result[output.name] for output in task.model_outputs}
             # Per-position outputs have each process's own batch width: equal widths before gathering.
             outs = {
                 k: accelerator.pad_across_processes(v, dim=1, pad_index=0) if v.dim() > 1 else v
-                for k, v in outputs(logits, labels).items()
+                for k, v in task.outputs(scores, batch).items()
             }
             gathered_index, gathered = accelerator.gather_for_metrics((index, outs))
             for row, i in enumerate(gathered_index.tolist()):

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from mlft.tasks.protocol import Output
+
 IGNORED = -100
 """The label of positions that are not scored (padding, special tokens, later word pieces)."""
 
@@ -23,23 +25,25 @@ def doubled(batch: dict[str, torch.Tensor]) -> None:
         batch[key] = torch.cat([value, value])
 
 
-def symmetric_kl(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """½(KL(p₁‖p₂) + KL(p₂‖p₁)) between the two halves' distributions, mean over scored positions."""
-    first, second = logits.float().chunk(2)
+def symmetric_kl(scores: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """½(KL(p₁‖p₂) + KL(p₂‖p₁)) between the two halves' distributions over the last axis, mean over scored rows
+    (where `labels` has an entry per row, the rows where it is set)."""
+    first, second = scores.float().chunk(2)
     log_p, log_q = first.log_softmax(-1), second.log_softmax(-1)
     per_position = 0.5 * ((log_p.exp() * (log_p - log_q)).sum(-1) + (log_q.exp() * (log_q - log_p)).sum(-1))
-    scored = labels.chunk(2)[0] != IGNORED if labels.dim() == per_position.dim() else None
+    scored = labels.chunk(2)[0] != IGNORED if labels is not None and labels.dim() == per_position.dim() else None
     if scored is None:
         return per_position.mean()
     return (per_position * scored).sum() / scored.sum().clamp_min(1)
 
 
-def attach_rdrop(hooks: Any, alpha: float) -> None:
-    """Doubles every training batch first (before a teacher or anything else sees it) and adds the KL term
-    last (after any other change of the loss)."""
+def attach_rdrop(hooks: Any, alpha: float, outputs: tuple[Output, ...]) -> None:
+    """Doubles every training batch first (before a teacher or anything else sees it) and adds the KL term, averaged
+    over the task's declared outputs, last (after any other change of the loss)."""
 
-    def with_consistency(batch: dict[str, torch.Tensor], outputs: Any, loss: torch.Tensor) -> torch.Tensor:
-        return loss + alpha * symmetric_kl(outputs.logits, batch["labels"])
+    def with_consistency(batch: dict[str, torch.Tensor], result: Any, loss: torch.Tensor) -> torch.Tensor:
+        terms = [symmetric_kl(result[o.name], batch.get("labels")) for o in outputs]
+        return loss + alpha * (sum(terms) / len(terms))
 
     hooks.batch_start.insert(0, doubled)
     hooks.loss.append(with_consistency)

@@ -1,46 +1,46 @@
-"""An ensemble of finished runs as one model: the members' probabilities averaged.
+"""An ensemble of finished runs as one model: the members' probabilities averaged, for every output the task reads.
 
-The ensemble's "logits" are the log of the mean probabilities (softmax heads) or their log-odds (multi-label
-sigmoid heads), so a task's own `outputs` turns them back into exactly the mean probabilities, and NER's Viterbi
-decodes the averaged per-token distributions. Members must agree on what the outputs mean: the same task type,
-the same labels in the same order, and the same tokenizer (so one encoding of the input fits all).
+Each averaged output is the log of the mean probabilities (softmax outputs) or their log-odds (multi-label sigmoid
+outputs), so a task's own `outputs` turns it back into exactly the mean probabilities, NER's Viterbi decodes the
+averaged per-token distributions, and a QA span search reads the averaged start and end distributions. Members must
+agree on what the outputs mean: the same task type, the same labels in the same order, and the same tokenizer (so
+one encoding of the input fits all).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from transformers.modeling_outputs import ModelOutput
 
 
-@dataclass
-class EnsembleOutput(ModelOutput):
-    """A ModelOutput, so that torch.onnx traces the ensemble like any transformers model."""
-
-    logits: torch.Tensor | None = None
-
-
 class Ensemble(torch.nn.Module):
-    def __init__(self, members: list[torch.nn.Module], multi_label: bool):
+    def __init__(
+        self,
+        members: list[torch.nn.Module],
+        inputs: tuple[str, ...],
+        outputs: dict[str, Literal["softmax", "sigmoid"]],
+    ):
+        """`inputs`: what a batch gives the model; `outputs`: each output averaged, and how it is a probability."""
         super().__init__()
         self.members = torch.nn.ModuleList(members)
-        self.multi_label = multi_label
+        self.inputs, self.outputs = inputs, outputs
         self.config = members[0].config  # what callers read: label maps, model type
 
-    def forward(
-        self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, **batch: Any
-    ) -> EnsembleOutput:
-        # The named inputs are what torch.onnx passes by name (it drops what only **batch would take).
-        batch.update(input_ids=input_ids, attention_mask=attention_mask)
-        inputs = {k: v for k, v in batch.items() if k != "labels" and v is not None}
-        logits = [member(**inputs).logits.float() for member in self.members]
-        if self.multi_label:
-            mean = torch.stack([x.sigmoid() for x in logits]).mean(0).clamp(1e-7, 1 - 1e-7)
-            return EnsembleOutput(mean.log() - (1 - mean).log())
-        mean = torch.stack([x.softmax(-1) for x in logits]).mean(0)
-        return EnsembleOutput(mean.clamp_min(1e-12).log())
+    def forward(self, **batch: Any) -> ModelOutput:
+        inputs = {k: v for k, v in batch.items() if k in self.inputs and v is not None}
+        results = [member(**inputs) for member in self.members]
+        averaged = {}
+        for name, kind in self.outputs.items():
+            scores = [result[name].float() for result in results]
+            if kind == "sigmoid":
+                mean = torch.stack([x.sigmoid() for x in scores]).mean(0).clamp(1e-7, 1 - 1e-7)
+                averaged[name] = mean.log() - (1 - mean).log()
+            else:
+                averaged[name] = torch.stack([x.softmax(-1) for x in scores]).mean(0).clamp_min(1e-12).log()
+        return ModelOutput(**averaged)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ from transformers.modeling_outputs import ModelOutput
 from mlft.errors import ConfigError
 
 log = logging.getLogger("mlft")
-INPUTS = ("input_ids", "attention_mask")
+
+Axes = dict[int, str]
+"""The axes of a graph input or output that vary between calls (index -> name: batch, length)."""
 
 
 def _onnxruntime() -> Any:
@@ -26,26 +28,39 @@ def _onnxruntime() -> Any:
     return onnxruntime
 
 
-def export_onnx(model: torch.nn.Module, path: Path, opset: int = 17) -> None:
-    """Writes `model` (logits from input_ids and attention_mask) with dynamic batch and length axes."""
+class _Outputs(torch.nn.Module):
+    """The model as a graph: its inputs by position, its declared outputs as a tuple, in order."""
+
+    def __init__(self, model: torch.nn.Module, inputs: tuple[str, ...], outputs: tuple[str, ...]):
+        super().__init__()
+        self.model, self.inputs, self.outputs = model, inputs, outputs
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        result = self.model(**dict(zip(self.inputs, tensors)))
+        return tuple(result[name] for name in self.outputs)
+
+
+def export_onnx(
+    model: torch.nn.Module, path: Path, inputs: tuple[str, ...], outputs: dict[str, Axes], opset: int = 17
+) -> None:
+    """Writes `model` as a graph from the named `inputs` (batch and length dynamic) to the named `outputs` (each with
+    its dynamic axes), as the task declares them."""
     _onnxruntime()
     model = model.eval().to("cpu")
-    example = {
-        "input_ids": torch.ones((2, 8), dtype=torch.long),
-        "attention_mask": torch.ones((2, 8), dtype=torch.long),
-    }
-    axes = {name: {0: "batch", 1: "length"} for name in (*INPUTS, "logits")}
-    if model(**example).logits.dim() == 2:
-        axes["logits"] = {0: "batch"}
+    # Segment ids of 0 exist in every model that takes them; other inputs are ids and masks of 1.
+    example = tuple(
+        (torch.zeros if name == "token_type_ids" else torch.ones)((2, 8), dtype=torch.long) for name in inputs
+    )
+    axes: dict[str, Axes] = {name: {0: "batch", 1: "length"} for name in inputs}
+    axes.update(outputs)
     with warnings.catch_warnings():  # the TorchScript exporter warns about tracing branches of the HF code
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model,
-            (),
+            _Outputs(model, inputs, tuple(outputs)),
+            example,
             str(path),
-            kwargs=example,
-            input_names=list(INPUTS),
-            output_names=["logits"],
+            input_names=list(inputs),
+            output_names=list(outputs),
             dynamic_axes=axes,
             opset_version=opset,
             dynamo=False,
@@ -56,13 +71,13 @@ FUSABLE = ("bert", "roberta", "xlm-roberta")
 """Model types whose graphs onnxruntime's transformer optimizer fuses (its `bert` patterns)."""
 
 
-def export_eager_onnx(model: Any, path: Path) -> None:
+def export_eager_onnx(model: Any, path: Path, inputs: tuple[str, ...], outputs: dict[str, Axes]) -> None:
     """export_onnx with eager attention: its MatMul/Softmax subgraph is what onnxruntime fuses into one Attention
     node (the SDPA export's is not). The model's own attention implementation is restored afterwards."""
     before = model.config._attn_implementation
     model.set_attn_implementation("eager")
     try:
-        export_onnx(model, path)
+        export_onnx(model, path, inputs, outputs)
     finally:
         model.set_attn_implementation(before)
 
@@ -90,7 +105,8 @@ def quantize_int8(source: Path, target: Path, exclude: list[str] | None = None) 
 
 
 class OnnxModel(torch.nn.Module):
-    """An onnxruntime session behind the forward() of a transformers model (logits only)."""
+    """An onnxruntime session behind the forward() of a transformers model: the inputs its graph takes, by name, and
+    every output it has, by name."""
 
     def __init__(self, path: Path):
         super().__init__()
@@ -101,8 +117,13 @@ class OnnxModel(torch.nn.Module):
             raise ConfigError(f"model={path}: not a loadable ONNX model ({str(err).splitlines()[0][:200]})") from None
         self.config = AutoConfig.from_pretrained(path.parent)
         self.path = path
+        self.inputs = [node.name for node in self.session.get_inputs()]
+        self.outputs = [node.name for node in self.session.get_outputs()]
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> ModelOutput:
-        feeds = {"input_ids": input_ids.cpu().numpy(), "attention_mask": attention_mask.cpu().numpy()}
-        (logits,) = self.session.run(["logits"], feeds)
-        return ModelOutput(logits=torch.from_numpy(logits))
+    def forward(self, **batch: torch.Tensor) -> ModelOutput:
+        missing = [name for name in self.inputs if name not in batch]
+        if missing:
+            raise ConfigError(f"model={self.path}: the graph takes {', '.join(missing)}, which the task does not give")
+        feeds = {name: batch[name].cpu().numpy() for name in self.inputs}
+        results = self.session.run(self.outputs, feeds)
+        return ModelOutput(**{name: torch.from_numpy(value) for name, value in zip(self.outputs, results)})

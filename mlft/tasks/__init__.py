@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from mlft.config import ModelConfig, RunConfig, TaskConfig
+from mlft.data.load import LANG
 from mlft.metric_spec import module_name
 from mlft.models.adapters import MASKED_LM
 from mlft.tasks.evaluate_metric import EvaluateScored
 from mlft.tasks.masked_lm import MaskedLM
 from mlft.tasks.protocol import Example, Task
+from mlft.tasks.question_answering import QuestionAnswering
 from mlft.tasks.sequence_classification import SequenceClassification
 from mlft.tasks.token_classification import TokenClassification
 
@@ -22,6 +24,7 @@ TASKS: dict[str, Any] = {
     TokenClassification.name: TokenClassification,
     SequenceClassification.name: SequenceClassification,
     MaskedLM.name: MaskedLM,
+    QuestionAnswering.name: QuestionAnswering,
 }
 """task.type -> a class with `build(task_config, model_config, labels)`, `config_problems(task_config, model_config)`
 and the members of the Task protocol."""
@@ -58,7 +61,21 @@ def config_problems(run: RunConfig) -> list[str]:
         problems.append("peft.method: bottleneck adapters train token and sequence classifiers (for masked-LM: lora)")
     if run.peft.lang_adapters and kind.peft_task_type == MASKED_LM:
         problems.append("peft.lang_adapters: a masked-LM run trains one language adapter (peft=lang_adapter)")
+    problems += _column_problems(run, kind)
     return problems + _metric_problems(run.task, kind) + _loss_problems(run, kind) + _augment_problems(run, kind)
+
+
+def _column_problems(run: RunConfig, kind: Any) -> list[str]:
+    """data.columns and task.columns name the columns of the task type's own fields (and of `lang`); a name the
+    type has no field of is a mistake, unless it only repeats the default (saved configs of older versions list
+    every field of every type that way)."""
+    known = (*kind.fields, *kind.optional_fields, LANG)
+    problems = []
+    for where, columns in (("data.columns", run.data.columns), ("task.columns", run.task.columns)):
+        for key, column in columns.items():
+            if key not in known and column not in (None, key):
+                problems.append(f"{where}.{key}: {kind.name} has no field {key!r} (allowed: {', '.join(known)})")
+    return problems
 
 
 def _augment_problems(run: RunConfig, kind: Any) -> list[str]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from mlft.data.readers import Cells
 from mlft.errors import ConfigError, DataError
 from mlft.models.adapters import MASKED_LM
 from mlft.models.masked_positions import MaskedPositionsLM
@@ -31,7 +32,7 @@ from mlft.tasks import alignment
 from mlft.tasks.alignment import NO_SPACE_LANGS, Aligner
 from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
-from mlft.tasks.protocol import Example
+from mlft.tasks.protocol import BATCH, LENGTH, Example, Output
 
 IGNORE = -100  # labels at positions the loss skips (transformers' convention)
 MASK_TOKEN, RANDOM_TOKEN = 0.8, 0.1  # of the chosen units: replaced by the mask token, by a random token
@@ -200,7 +201,10 @@ class MaskedLM:
     peft_task_type = MASKED_LM  # an adapter trained this way is a language adapter
     plain_files = "text"
     fields = ("text",)
+    optional_fields = ("tokens",)  # a tokenised sentence (column files, the packaged NER corpora) instead of a text
+    column_fallbacks = {"text": ("sentence", "premise", "sentence1")}
     evaluate_before = True  # the change of held-out loss is what the run is for
+    model_outputs = (Output("logits", (BATCH, LENGTH, "vocabulary")),)
 
     def __init__(self, max_length: int, probability: float, whole_word: bool):
         self.max_length, self.probability, self.whole_word = max_length, probability, whole_word
@@ -219,7 +223,7 @@ class MaskedLM:
         return problems
 
     # Data: a text, or a sentence's tokens; labels are ignored.
-    def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, text_cells: bool) -> Example:
+    def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, cells: Cells | None) -> Example:
         text = record.get(columns.get("text") or "text")
         if isinstance(text, str) and text.strip():
             return {"text": text}
@@ -255,6 +259,9 @@ class MaskedLM:
         return [ex for ex in examples if len(ex.get("text") or ex["tokens"]) <= max_length]
 
     # Model
+    def model_inputs(self, tokenizer: Any) -> tuple[str, ...]:
+        return ("input_ids", "attention_mask")
+
     def head_config(self) -> dict[str, Any]:
         return {}
 
@@ -270,8 +277,8 @@ class MaskedLM:
     def collate(self, features: list[dict[str, Any]], pad_id: int, training: bool = False) -> dict[str, torch.Tensor]:
         return collate(features, pad_id, self.probability, training)
 
-    def outputs(self, logits: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        return outputs(logits, labels)
+    def outputs(self, scores: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return outputs(scores["logits"], batch.get("labels"))
 
     def decode(
         self, examples: list[Example], features: list[dict[str, Any]], outs: list[dict[str, Any]]
@@ -281,12 +288,16 @@ class MaskedLM:
     def score(self, examples: list[Example], predictions: list[dict[str, Any]]) -> dict[str, Any]:
         return score(predictions)
 
-    # Raw text: `mlft predict` scores each line (held-out masks).
-    def from_text(self, text: str, lang: str) -> tuple[Example, Any]:
-        return {"text": text}, None
+    # Raw input: `mlft predict` scores each text (held-out masks).
+    def from_request(self, request: str | dict[str, Any], lang: str) -> tuple[Example | None, Any]:
+        text = request if isinstance(request, str) else request.get("text")
+        if not isinstance(text, str):
+            raise DataError('expected {"text": "..."}')
+        return ({"text": text} if text.strip() else None), text
 
-    def to_record(self, text: str, context: Any, prediction: dict[str, Any] | None) -> dict[str, Any]:
+    def to_record(self, request: str | dict[str, Any], context: Any, prediction: dict[str, Any] | None) -> dict:
         p = prediction or {}
+        text = request if isinstance(request, str) else request["text"]
         return {"text": text, "loss": p.get("loss"), "masked": p.get("masked", 0)}
 
     def vocabulary_texts(self, examples: list[Example]) -> list[str]:

@@ -9,12 +9,39 @@ predicted. Readers, the training loop, reports, export and serving only call the
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import torch
 
+from mlft.data.readers import Cells
+
 Example = dict[str, Any]
 """One example in a task's standard fields, plus `loc` (file:line) and optionally `lang`."""
+
+BATCH, LENGTH = "batch", "length"
+"""The axes of a model input or output that vary between calls (an exported graph's dynamic axes)."""
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output of the model a task reads, as the task declares it; ensembles, distillation, R-Drop and the ONNX
+    export handle every declared output alike."""
+
+    name: str
+    """The output's name: a key of the model's return value, and the output of an exported graph."""
+    axes: tuple[str, ...]
+    """What each axis is: BATCH, LENGTH (the input's positions) or what the last axis ranges over (labels,
+    vocabulary). The last axis holds scores of one distribution; with LENGTH before it, one per position, counted
+    where the batch's `labels` are set (NER); a QA start score ranges over the positions themselves."""
+    probabilities: Literal["softmax", "sigmoid"] = "softmax"
+    """How scores become probabilities: one distribution over the last axis (softmax), or one yes/no per entry
+    (sigmoid: multi-label)."""
+
+    @property
+    def per_position(self) -> bool:
+        """One distribution per input position (masked by the batch's labels), not one per row."""
+        return LENGTH in self.axes[:-1]
 
 
 class Task(Protocol):
@@ -34,6 +61,10 @@ class Task(Protocol):
     "text" (one text per line), or None (no such files)."""
     fields: tuple[str, ...]
     """The standard fields every record must have (data.columns names the column of each)."""
+    optional_fields: tuple[str, ...]
+    """Fields a record may have (a pair's second text, a question's id); data.columns may name their columns too."""
+    column_fallbacks: dict[str, tuple[str, ...]]
+    """Column names hub datasets commonly use for a field, tried when the configured one is absent."""
     labels: list[str]
     pad_to_multiple_of: int
     """Batch widths are rounded up to this (8 suits GPU tensor cores; on CPU padding is only waste)."""
@@ -41,9 +72,10 @@ class Task(Protocol):
     """Whether a run also scores the model before training (the change is the result: masked-LM adaptation)."""
 
     # Data: records in, checked examples out.
-    def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, text_cells: bool) -> Example:
-        """A data record -> a standard example; raises DataError naming `loc`. `text_cells`: the record comes from
-        a table (CSV/TSV), so every value is a string (token lists space-separated)."""
+    def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, cells: Cells | None) -> Example:
+        """A data record -> a standard example; raises DataError naming `loc`. `columns`: the column of each field
+        that is not named like the field. `cells`: the record comes from a table (CSV/TSV), so every value is a
+        string, and this says how lists are spelled in it."""
 
     def convert_labels(self, examples: list[Example], scheme: str, repair: bool) -> None:
         """Converts labels in place to the scheme the task trains on (NER: IOB2); raises DataError with every
@@ -72,6 +104,13 @@ class Task(Protocol):
         sentences without entities), a seeded `keep_unlabelled` fraction of those."""
 
     # Model: examples -> features -> batches -> outputs -> predictions -> metrics.
+    model_outputs: tuple[Output, ...]
+    """The model outputs the task reads (logits; or start and end scores), in the order an exported graph has them."""
+
+    def model_inputs(self, tokenizer: Any) -> tuple[str, ...]:
+        """The tensors a batch gives the model (input_ids, attention_mask, token_type_ids, ...), in the order an
+        exported graph takes them."""
+
     def head_config(self) -> dict[str, Any]:
         """Config keys of the model head for `labels` (num_labels, id2label, label2id, problem_type)."""
 
@@ -85,9 +124,9 @@ class Task(Protocol):
         """Features -> a padded batch of model inputs (labels included when present). `training`: a training batch,
         which may be randomised (masking); evaluation batches must be the same every time."""
 
-    def outputs(self, logits: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Logits (and the batch's labels, when it has them) -> the per-feature tensors evaluation gathers across
-        processes."""
+    def outputs(self, scores: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The declared model outputs of a batch (and the batch) -> the per-feature tensors evaluation gathers
+        across processes."""
 
     def decode(
         self, examples: list[Example], features: list[dict[str, Any]], outs: list[dict[str, Any]]
@@ -97,11 +136,12 @@ class Task(Protocol):
     def score(self, examples: list[Example], predictions: list[dict[str, Any]]) -> dict[str, Any]:
         """Metrics of predictions against the examples' gold labels (every key of `metrics` included)."""
 
-    # Raw text: what `mlft predict` and `mlft serve` read and write.
-    def from_text(self, text: str, lang: str) -> tuple[Example, Any]:
-        """A line of raw text -> an example and what `to_record` needs to map the prediction back onto the text."""
+    # Raw input: what `mlft predict` and `mlft serve` read and write.
+    def from_request(self, request: str | dict[str, Any], lang: str) -> tuple[Example, Any]:
+        """A line of raw text, or a JSON object of the task's fields -> an example and what `to_record` needs to
+        map the prediction back onto the input; raises DataError saying what is wrong (the caller says where)."""
 
-    def to_record(self, text: str, context: Any, prediction: dict[str, Any] | None) -> dict[str, Any]:
+    def to_record(self, request: str | dict[str, Any], context: Any, prediction: dict[str, Any] | None) -> dict:
         """The JSON record of a prediction (None: an empty line, predicted as nothing)."""
 
     def vocabulary_texts(self, examples: list[Example]) -> list[str]:

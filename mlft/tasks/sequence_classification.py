@@ -8,7 +8,7 @@ import random
 import sys
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -18,12 +18,13 @@ from transformers import AutoModelForSequenceClassification
 from mlft.data import augment
 from mlft.data.augment import Augmenter
 from mlft.data.back_translation import back_translate
+from mlft.data.readers import Cells
 from mlft.errors import DataError
 from mlft.models.pooling import MeanPoolingClassifier
 from mlft.tasks.alignment import NO_SPACE_LANGS
 from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
-from mlft.tasks.protocol import Example
+from mlft.tasks.protocol import BATCH, Example, Output
 
 THRESHOLD = 0.5  # multi-label: a label is predicted when its sigmoid probability reaches this
 
@@ -143,33 +144,52 @@ def _per_class(report: dict[str, Any], labels: list[str]) -> dict[str, Any]:
     }
 
 
-def to_example(record: dict[str, Any], columns: dict[str, Any], loc: str) -> Example:
-    """A record with a text, an optional second text and a label (a string, an integer or a list of strings)."""
+def to_example(record: dict[str, Any], columns: dict[str, Any], loc: str, cells: Cells | None) -> Example:
+    """A record with a text, an optional second text and a label (a string, an integer or a list of strings; in a
+    table, a list is the cell split on data.label_separator). The label keeps its type until `check_spellings`."""
+    names = {key: columns.get(key) or key for key in ("text", "text_pair", "label")}
 
     def get(key: str, required: bool = True) -> Any:
-        name = columns.get(key)
-        if name is None:
-            return None
-        if name not in record:
+        if names[key] not in record:
             if required:
-                raise DataError(f"{loc}: missing column {name!r} (columns: {', '.join(map(str, record))})")
+                raise DataError(f"{loc}: missing column {names[key]!r} (columns: {', '.join(map(str, record))})")
             return None
-        return record[name]
+        return record[names[key]]
 
     text, label = get("text"), get("label")
     if not isinstance(text, str) or not text.strip():
-        raise DataError(f"{loc}: {columns['text']!r} must be a non-empty string, got {text!r}")
+        raise DataError(f"{loc}: {names['text']!r} must be a non-empty string, got {text!r}")
+    if cells is not None and cells.list_separator and isinstance(label, str):
+        label = [x.strip() for x in label.split(cells.list_separator) if x.strip()]
     strings = isinstance(label, list) and all(isinstance(v, str) for v in label)
     if not (isinstance(label, (str, int)) and not isinstance(label, bool)) and not strings:
-        raise DataError(
-            f"{loc}: {columns['label']!r} must be a string, an integer or a list of strings, got {label!r}"
-        )
-    pair = get("text_pair")
-    if pair == "" and columns.get("text_pair"):  # an empty cell of a table's pair column
+        raise DataError(f"{loc}: {names['label']!r} must be a string, an integer or a list of strings, got {label!r}")
+    pair = get("text_pair", required=bool(columns.get("text_pair")))  # a pair column named in data.columns
+    if pair == "" and cells is not None:  # an empty cell of a table's pair column
         pair = None
     if pair is not None and not isinstance(pair, str):
-        raise DataError(f"{loc}: {columns['text_pair']!r} must be a string, got {pair!r}")
-    return {"text": text, "text_pair": pair, "label": label if isinstance(label, list) else str(label)}
+        raise DataError(f"{loc}: {names['text_pair']!r} must be a string, got {pair!r}")
+    return {"text": text, "text_pair": pair, "label": label}
+
+
+def check_spellings(examples: list[Example]) -> None:
+    """Makes every label a string (a list stays a list), refusing a label written both as a number and as a string
+    (1 and "1": the same class to a reader, two classes to a JSON file's author)."""
+    spellings: dict[str, tuple[Any, str]] = {}  # label text -> its first raw value and where it occurs
+    problems = []
+    for ex in examples:
+        raw = ex["label"]
+        if isinstance(raw, list):
+            continue
+        first, first_loc = spellings.setdefault(str(raw), (raw, ex["loc"]))
+        if type(first) is not type(raw):
+            problems.append(
+                f"{ex['loc']}: label {raw!r} is the label {first!r} of {first_loc} written as a "
+                f"{type(raw).__name__}; write every label the same way"
+            )
+        ex["label"] = str(raw)
+    if problems:
+        raise DataError(problems)
 
 
 class SequenceClassification:
@@ -182,11 +202,15 @@ class SequenceClassification:
     plain_files = None
     evaluate_before = False
     fields = ("text", "label")
+    optional_fields = ("text_pair",)
+    column_fallbacks = {"text": ("sentence", "premise", "sentence1"), "text_pair": ("hypothesis", "sentence2")}
 
     def __init__(self, labels: list[str], max_length: int, multi_label: bool, pooling: str = "first"):
         self.labels, self.max_length, self.multi_label = labels, max_length, multi_label
         self.model_class: Any = MeanPoolingClassifier if pooling == "mean" else AutoModelForSequenceClassification
         self.pad_to_multiple_of = 1
+        probabilities: Literal["softmax", "sigmoid"] = "sigmoid" if multi_label else "softmax"
+        self.model_outputs = (Output("logits", (BATCH, "labels"), probabilities),)
 
     @classmethod
     def build(cls, task: Any, model: Any, labels: list[str]) -> SequenceClassification:
@@ -198,11 +222,11 @@ class SequenceClassification:
         return []
 
     # Data
-    def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, text_cells: bool) -> Example:
-        return to_example(record, columns, loc)
+    def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, cells: Cells | None) -> Example:
+        return to_example(record, columns, loc, cells)
 
     def convert_labels(self, examples: list[Example], scheme: str, repair: bool) -> None:
-        return None  # class names need no conversion
+        check_spellings(examples)  # class names need no conversion, only one spelling each
 
     def label_names(self, example: Example) -> list[str]:
         return example["label"] if isinstance(example["label"], list) else [example["label"]]
@@ -250,6 +274,11 @@ class SequenceClassification:
         return examples
 
     # Model
+    def model_inputs(self, tokenizer: Any) -> tuple[str, ...]:
+        """Segment ids too where the tokenizer makes them (BERT types): the two texts of a pair are told apart."""
+        names = ("input_ids", "attention_mask")
+        return (*names, "token_type_ids") if "token_type_ids" in tokenizer.model_input_names else names
+
     def head_config(self) -> dict[str, Any]:
         return {
             "num_labels": len(self.labels),
@@ -268,8 +297,8 @@ class SequenceClassification:
     def collate(self, features: list[dict[str, Any]], pad_id: int, training: bool = False) -> dict[str, torch.Tensor]:
         return collate(features, pad_id, self.pad_to_multiple_of)
 
-    def outputs(self, logits: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        return outputs(logits, self.multi_label)
+    def outputs(self, scores: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return outputs(scores["logits"], self.multi_label)
 
     def decode(
         self, examples: list[Example], features: list[dict[str, Any]], outs: list[dict[str, Any]]
@@ -308,14 +337,22 @@ class SequenceClassification:
     def score(self, examples: list[Example], predictions: list[dict[str, Any]]) -> dict[str, Any]:
         return score(examples, predictions, self.labels, self.multi_label)
 
-    # Raw text
-    def from_text(self, text: str, lang: str) -> tuple[Example, Any]:
-        """A tab separates the two texts of a pair (premise<TAB>hypothesis)."""
-        first, tab, second = text.partition("\t")
-        return ({"text": first, "text_pair": second} if tab else {"text": text}), None
+    # Raw input
+    def from_request(self, request: str | dict[str, Any], lang: str) -> tuple[Example | None, Any]:
+        """A text, or a pair as text<TAB>text ({"text": ..., "text_pair": ...} in JSON)."""
+        if isinstance(request, str):
+            first, tab, second = request.partition("\t")
+            example = {"text": first, "text_pair": second} if tab else {"text": request}
+        else:
+            text, pair = request.get("text"), request.get("text_pair")
+            if not isinstance(text, str) or not isinstance(pair, (str, type(None))):
+                raise DataError('expected {"text": "..."} ({"text": "...", "text_pair": "..."} for a pair)')
+            example = {"text": text} if pair is None else {"text": text, "text_pair": pair}
+        return (example if example["text"].strip() else None), None
 
-    def to_record(self, text: str, context: Any, prediction: dict[str, Any] | None) -> dict[str, Any]:
-        return {"text": text, "label": None, **(prediction or {})}
+    def to_record(self, request: str | dict[str, Any], context: Any, prediction: dict[str, Any] | None) -> dict:
+        given = {"text": request} if isinstance(request, str) else {k: v for k, v in request.items() if k != "lang"}
+        return {**given, "label": None, **(prediction or {})}
 
     def vocabulary_texts(self, examples: list[Example]) -> list[str]:
         return []

@@ -22,13 +22,14 @@ from transformers import AutoModelForTokenClassification
 
 from mlft.data import augment
 from mlft.data.augment import Augmenter
+from mlft.data.readers import Cells
 from mlft.data.schemes import iob2_labels, split_tag, to_iob2
 from mlft.errors import DataError
 from mlft.tasks import alignment
 from mlft.tasks.alignment import NO_SPACE_LANGS, Aligner, encode_words
 from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
-from mlft.tasks.protocol import Example
+from mlft.tasks.protocol import BATCH, LENGTH, Example, Output
 from mlft.tasks.viterbi import transitions, viterbi
 
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
@@ -143,16 +144,17 @@ def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-def to_example(record: dict[str, Any], columns: dict[str, Any], loc: str, text_cells: bool) -> Example:
+def to_example(record: dict[str, Any], columns: dict[str, Any], loc: str, cells: Cells | None) -> Example:
     """A record with a token list and a tag list (a table holds both space-separated) -> an example."""
-    for key in ("tokens", "tags"):
-        if columns[key] not in record:
-            raise DataError(f"{loc}: missing column {columns[key]!r} (columns: {', '.join(map(str, record))})")
-    tokens, tags = record[columns["tokens"]], record[columns["tags"]]
-    if text_cells:
+    names = {key: columns.get(key) or key for key in ("tokens", "tags")}
+    for name in names.values():
+        if name not in record:
+            raise DataError(f"{loc}: missing column {name!r} (columns: {', '.join(map(str, record))})")
+    tokens, tags = record[names["tokens"]], record[names["tags"]]
+    if cells is not None:
         tokens, tags = str(tokens).split(), str(tags).split()
     if not _strings(tokens) or not _strings(tags):
-        raise DataError(f"{loc}: {columns['tokens']!r} and {columns['tags']!r} must be lists of strings")
+        raise DataError(f"{loc}: {names['tokens']!r} and {names['tags']!r} must be lists of strings")
     if len(tokens) != len(tags):
         raise DataError(f"{loc}: {len(tokens)} tokens but {len(tags)} tags")
     if not tokens:
@@ -186,6 +188,9 @@ class TokenClassification:
     plain_files = "conll"
     evaluate_before = False
     fields = ("tokens", "tags")
+    optional_fields: tuple[str, ...] = ()
+    column_fallbacks = {"tags": ("ner_tags",)}
+    model_outputs = (Output("logits", (BATCH, LENGTH, "labels")),)
 
     def __init__(self, labels: list[str], max_length: int, stride: int, decoding: str = "viterbi"):
         self.labels, self.max_length, self.stride, self.decoding = labels, max_length, stride, decoding
@@ -202,8 +207,8 @@ class TokenClassification:
         return ["task.multi_label: only for type=sequence_classification"] if task.multi_label else []
 
     # Data
-    def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, text_cells: bool) -> Example:
-        return to_example(record, columns, loc, text_cells)
+    def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, cells: Cells | None) -> Example:
+        return to_example(record, columns, loc, cells)
 
     def convert_labels(self, examples: list[Example], scheme: str, repair: bool) -> None:
         convert_tags(examples, scheme, repair)
@@ -252,6 +257,9 @@ class TokenClassification:
         return examples
 
     # Model
+    def model_inputs(self, tokenizer: Any) -> tuple[str, ...]:
+        return ("input_ids", "attention_mask")  # one segment: token type ids stay at the model's default
+
     def head_config(self) -> dict[str, Any]:
         return {
             "num_labels": len(self.labels),
@@ -273,9 +281,9 @@ class TokenClassification:
     def collate(self, features: list[dict[str, Any]], pad_id: int, training: bool = False) -> dict[str, torch.Tensor]:
         return collate(features, pad_id, self.pad_to_multiple_of)
 
-    def outputs(self, logits: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def outputs(self, scores: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """What evaluation keeps of the logits: log-probabilities of every label at every position."""
-        return {"logprobs": logits.float().log_softmax(-1)}
+        return {"logprobs": scores["logits"].float().log_softmax(-1)}
 
     def decode(
         self, examples: list[Example], features: list[dict[str, Any]], outs: list[dict[str, Any]]
@@ -315,13 +323,18 @@ class TokenClassification:
     def score(self, examples: list[Example], predictions: list[dict[str, Any]]) -> dict[str, Any]:
         return score(examples, predictions)
 
-    # Raw text
-    def from_text(self, text: str, lang: str) -> tuple[Example, Any]:
-        """No pre-tokenization needed: characters for zh/ja/th, words and punctuation otherwise."""
+    # Raw input
+    def from_request(self, request: str | dict[str, Any], lang: str) -> tuple[Example | None, Any]:
+        """A text ({"text": ...} in JSON); no pre-tokenization needed: characters for zh/ja/th, words and
+        punctuation otherwise."""
+        text = request if isinstance(request, str) else request.get("text")
+        if not isinstance(text, str):
+            raise DataError('expected {"text": "..."}')
         tokens, spans = split_text(text, lang)
-        return {"tokens": tokens}, spans
+        return ({"tokens": tokens} if tokens else None), spans
 
-    def to_record(self, text: str, context: Any, prediction: dict[str, Any] | None) -> dict[str, Any]:
+    def to_record(self, request: str | dict[str, Any], context: Any, prediction: dict[str, Any] | None) -> dict:
+        text = request if isinstance(request, str) else request["text"]
         return {"text": text, "entities": entities(text, context, prediction) if prediction else []}
 
     def vocabulary_texts(self, examples: list[Example]) -> list[str]:
