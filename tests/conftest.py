@@ -25,7 +25,7 @@ def fixture_text() -> list[str]:
             else:
                 words.append(line.split()[0])
     for path in sorted(FIXTURES.rglob("*.jsonl")):  # (QA's fixtures have questions and contexts instead)
-        texts += [r["text"] for r in map(json.loads, path.read_text().splitlines()) if "text" in r]
+        texts += [r["text"] for r in map(json.loads, filter(None, path.read_text().splitlines())) if "text" in r]
     return texts * 3
 
 

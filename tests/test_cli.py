@@ -21,7 +21,7 @@ def test_help_lists_subcommands():
 def test_train_help_lists_groups_and_options():
     result = run_cli("train", "--help")
     assert result.returncode == 0
-    assert "task: amazon_reviews, mlm, msra_ner_hub, multilabel, ner, ner_pd98, ner_shared, nli" in result.stdout
+    assert "task: amazon_reviews, cmrc2018, drcd, mlm, mlqa, msra_ner_hub, multilabel, ner, ner_pd98" in result.stdout
     assert "model: bert_base_chinese, hf, mbert, me5_small" in result.stdout
 
 

@@ -21,6 +21,7 @@ from conftest import FIXTURES, ROOT
 DATA = {
     "token_classification": f"data.train={FIXTURES / 'zh_ner' / 'train.conll'}",
     "sequence_classification": f"data.train={FIXTURES / 'sentiment' / 'zh_train.jsonl'}",
+    "question_answering": f"data.train={FIXTURES / 'qa' / 'zh_train.json'}",
 }
 
 
@@ -120,7 +121,7 @@ def test_precheck_reports_unknown_presets_and_keys_together(tiny_models):
             config_dir(), "config", ["task=nerx", "lang=xx", "foo.bar=1", f"model={tiny_models['unigram']}"], False
         )
     text = "\n".join(err.value.problems)
-    assert "task: 'nerx' is not a task preset; did you mean 'ner'? (allowed: amazon_reviews, mlm," in text
+    assert "task: 'nerx' is not a task preset; did you mean 'ner'? (allowed: amazon_reviews, cmrc2018, drcd," in text
     assert "lang: 'xx' is not a lang preset" in text
     assert "foo: unknown key" in text
 

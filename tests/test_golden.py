@@ -1,6 +1,6 @@
 """Behaviour is pinned: tiny runs of every task kind reproduce the metrics and predictions recorded in
 tests/golden/ before the code was restructured (NER, BMES input, sentiment, NLI pairs, multi-label, LoRA,
-zero-shot cross-lingual, and `mlft predict` / `mlft eval` of a run).
+zero-shot cross-lingual, extractive QA, and `mlft predict` / `mlft eval` of a run).
 
 Scores are compared to 6 decimals, labels, tags and entity offsets exactly. To record anew after a change that
 is meant to alter results: MLFT_RECORD_GOLDEN=1 pytest tests/test_golden.py (and say why in the commit).
@@ -22,6 +22,7 @@ from helpers import ZH_NER, train
 GOLDEN = Path(__file__).parent / "golden"
 RECORD = os.environ.get("MLFT_RECORD_GOLDEN") == "1"
 SENT = FIXTURES / "sentiment"
+SPLITS = ("train", "dev", "test")
 SCENARIOS: dict[str, tuple[str, list[str]]] = {
     "ner": ("unigram", ["task=ner", "lang=zh", "trainer.epochs=4", *ZH_NER]),
     "ner_bmes_wordpiece": (
@@ -51,6 +52,11 @@ SCENARIOS: dict[str, tuple[str, list[str]]] = {
         + [f"data.dev={FIXTURES / 'multilabel' / 'dev.csv'}", "data.label_separator=|"],
     ),
     "lora": ("unigram", ["task=ner", "lang=zh", "trainer.epochs=3", "peft=lora", "peft.lr=5e-2", *ZH_NER]),
+    "qa": (
+        "unigram",
+        ["task=qa", "lang=zh", "trainer.epochs=10", "model.max_length=48", "model.stride=8"]
+        + ["task.max_question_length=16", *(f"data.{s}={FIXTURES / 'qa' / f'zh_{s}.json'}" for s in SPLITS)],
+    ),
     "zero_shot": (
         "unigram",
         [
@@ -62,6 +68,8 @@ SCENARIOS: dict[str, tuple[str, list[str]]] = {
         ],
     ),
 }
+PREDICT_INPUT = {"qa": FIXTURES / "qa" / "questions.jsonl"}
+"""What `mlft predict` reads where the task does not read lines of text."""
 # Fields of metrics.json that measure the machine (seconds, throughput), not the model.
 MACHINE = ("preprocessing", "throughput")
 
@@ -79,13 +87,13 @@ def normalised(value):
     return value
 
 
-def outputs(run: Path, tmp_path: Path) -> dict:
+def outputs(run: Path, tmp_path: Path, requests: Path = FIXTURES / "zh_texts.txt") -> dict:
     """What the run reported and predicted, and what `mlft predict` and `mlft eval` make of it."""
     metrics = json.loads((run / "metrics.json").read_text())
     record = {"metrics": {k: v for k, v in metrics.items() if k not in MACHINE}, "predictions": {}}
     for path in sorted((run / "predictions").glob("*.jsonl")):
         record["predictions"][path.name] = [json.loads(line) for line in path.read_text().splitlines()]
-    main(["predict", f"run={run}", f"input={FIXTURES / 'zh_texts.txt'}", f"output={tmp_path / 'predict.jsonl'}"])
+    main(["predict", f"run={run}", f"input={requests}", f"output={tmp_path / 'predict.jsonl'}"])
     record["predict"] = [json.loads(line) for line in (tmp_path / "predict.jsonl").read_text().splitlines()]
     main(["eval", f"run={run}", f"out={tmp_path / 'eval'}"])
     evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
@@ -97,7 +105,7 @@ def outputs(run: Path, tmp_path: Path) -> dict:
 def test_runs_reproduce_their_recorded_results(name, tiny_models, tmp_path):
     family, overrides = SCENARIOS[name]
     run = train(tmp_path / "run", tiny_models[family], *overrides)
-    got = outputs(run, tmp_path)
+    got = outputs(run, tmp_path, *([PREDICT_INPUT[name]] if name in PREDICT_INPUT else []))
     path = GOLDEN / f"{name}.json"
     if RECORD:
         GOLDEN.mkdir(exist_ok=True)

@@ -18,7 +18,7 @@ from conftest import FIXTURES, ROOT
 pytest.importorskip("fastapi", reason="needs the serve extra: pip install 'mlft[serve]'")
 TEXTS = [line for line in (FIXTURES / "zh_texts.txt").read_text().splitlines()]
 BODY_TIMEOUT_S = 3
-MAX_BODY = 8 * (300 * 4 + 16) + 1024  # what max_texts=8 and max_chars=300 allow (mlft.serve.build_app)
+MAX_BODY = 8 * (300 * 12 + 256) + 1024  # what max_texts=8 and max_chars=300 allow (mlft.serve.build_app)
 
 
 def free_port() -> int:

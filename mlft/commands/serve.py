@@ -1,6 +1,7 @@
 """`mlft serve model=<exported folder> port=8080`: an HTTP JSON API over a saved or exported model.
 
 POST /predict {"texts": [...], "lang": "zh"} -> {"predictions": [...]} (the records of `mlft predict`)
+POST /predict {"records": [{"question": ..., "context": ...}]}  (objects of the task's fields, as .jsonl input)
 GET  /health                                -> {"status": "ok", "task": ..., "labels": [...]}
 
 Requests that arrive together are answered by one model call (up to `max_batch` texts, waiting at
@@ -17,8 +18,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mlft.commands.predict import LANG, Predictor, Request, load_for_prediction
-from mlft.errors import ConfigError
+from mlft.commands.predict import LANG, Predictor, Request, load_for_prediction, read_all
+from mlft.data.readers import lone_surrogate
+from mlft.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -150,25 +152,19 @@ async def _reply(send: Any, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
-def invalid_unicode(text: str) -> str | None:
-    """Where a text cannot be encoded (a lone surrogate such as \\ud800 is valid JSON but not Unicode text)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        return f"character {err.start} is a lone surrogate (U+{ord(text[err.start]):04X}), not valid Unicode text"
-    return None
-
-
 def build_app(predictor: Predictor, args: ServeArgs) -> Any:
     from fastapi import FastAPI, HTTPException
     from pydantic import BaseModel
 
     class PredictRequest(BaseModel):
-        texts: list[str]
+        texts: list[str] | None = None
+        records: list[dict[str, Any]] | None = None
         lang: str | None = None
 
     batcher = Batcher(predictor, args.max_batch, args.batch_wait_ms / 1000)
-    max_body = args.max_texts * (args.max_chars * 4 + 16) + 1024  # UTF-8 and JSON quoting included
+    # A character is at most 12 bytes of JSON (a character beyond the BMP as two \\uXXXX escapes, as json.dumps
+    # writes it), plus a record's keys and quoting.
+    max_body = args.max_texts * (args.max_chars * 12 + 256) + 1024
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -186,19 +182,31 @@ def build_app(predictor: Predictor, args: ServeArgs) -> Any:
 
     @app.post("/predict")
     async def predict(body: PredictRequest) -> dict[str, Any]:
-        if not body.texts:
-            raise HTTPException(422, "texts: give at least one text")
-        if len(body.texts) > args.max_texts:
-            raise HTTPException(413, f"texts: at most {args.max_texts} per request, got {len(body.texts)}")
-        for i, text in enumerate(body.texts):
-            if len(text) > args.max_chars:
-                raise HTTPException(413, f"texts[{i}]: {len(text)} characters; the limit is {args.max_chars}")
-            problem = invalid_unicode(text)
+        if (body.texts is None) == (body.records is None):
+            raise HTTPException(
+                422, 'texts, records: give one: "texts" (lines of text) or "records" (objects of the task\'s fields)'
+            )
+        key = "texts" if body.texts is not None else "records"
+        requests: list[Request] = list(body.texts if body.texts is not None else body.records or [])
+        if not requests:
+            raise HTTPException(422, f"{key}: give at least one")
+        if len(requests) > args.max_texts:
+            raise HTTPException(413, f"{key}: at most {args.max_texts} per request, got {len(requests)}")
+        for i, request in enumerate(requests):
+            strings = [request] if isinstance(request, str) else [v for v in request.values() if isinstance(v, str)]
+            if sum(map(len, strings)) > args.max_chars:
+                size = sum(map(len, strings))
+                raise HTTPException(413, f"{key}[{i}]: {size} characters; the limit is {args.max_chars}")
+            problem = next(filter(None, map(lone_surrogate, strings)), None)
             if problem:
-                raise HTTPException(422, f"texts[{i}]: {problem}")
+                raise HTTPException(422, f"{key}[{i}]: {problem}")
         if body.lang is not None and not LANG.match(body.lang):
             raise HTTPException(422, f"lang: {body.lang!r} is not a language code (e.g. zh, en, pt-BR)")
-        return {"predictions": await batcher.submit(list[Request](body.texts), body.lang)}
+        try:  # what the task cannot read fails this request alone, before it joins a batch
+            read_all(predictor.saved.task, requests, body.lang or predictor.default_lang, lambda i: f"{key}[{i}]")
+        except DataError as err:
+            raise HTTPException(422, "; ".join(err.problems)) from None
+        return {"predictions": await batcher.submit(requests, body.lang)}
 
     return app
 

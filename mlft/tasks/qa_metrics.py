@@ -28,10 +28,11 @@ ARTICLES = {
     "ar": r"\sال^|ال",
 }
 """MLQA's articles per language (its evaluation script); other languages have none removed."""
-# Scripts whose every character is a segment (CJK ideographs, kana, Hangul syllables, Thai, Lao, Khmer, Myanmar).
-_CHARACTER_SCRIPTS = re.compile(
-    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"
+CHARACTER_SCRIPTS = re.compile(
+    "[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
 )
+"""Scripts written without spaces between words (CJK ideographs, kana, Thai, Lao, Khmer, Myanmar): each of their
+characters is a segment of its own, in scoring and in a QA context's words."""
 
 
 def _without_punctuation(text: str) -> str:
@@ -48,7 +49,7 @@ def segments(text: str) -> list[str]:
     out: list[str] = []
     run = ""
     for ch in _without_punctuation(text.lower().strip()):
-        if _CHARACTER_SCRIPTS.match(ch):
+        if CHARACTER_SCRIPTS.match(ch):
             out += run.split()
             run = ""
             out.append(ch)

@@ -1,14 +1,17 @@
 """Extractive question answering (SQuAD 1.1/2.0, XQuAD, MLQA, TyDiQA-GoldP, CMRC 2018, DRCD): a question and its
 context in, the answer as a span of the context's characters out.
 
-A context longer than model.max_length is cut into windows that overlap by model.stride tokens (the question, cut
-to task.max_question_length tokens, in every window). A window is labelled with the token positions of the first
-answer that lies wholly inside it, or with the position of its first token (CLS) when the answer lies elsewhere
-or there is none, as transformers' QA examples do; positions come from the tokenizer's character offsets, so
-WordPiece, SentencePiece (a bare `▁` has no width and never starts an answer) and text without spaces all map
-back exactly. Decoding searches the task.n_best best starts and ends of every window, keeps spans inside the
-context of at most task.max_answer_length tokens, and pools the windows of a question: the best span wins, unless
-the question may have no answer (task.no_answer) and the CLS score beats it by more than task.null_threshold.
+A context is encoded word by word (mlft.tasks.alignment, as NER encodes sentences): runs of letters or digits,
+punctuation marks, and each character of the scripts written without spaces (Chinese, Japanese, Thai), so that a
+tokenizer piece never straddles an answer's edge (XLM-R's pieces join Chinese characters: "名医" would hide the
+answer "医生") and SentencePiece's bare `▁` never stands before a Chinese character. A context longer than
+model.max_length is cut into windows that overlap by model.stride tokens, the question (cut to
+task.max_question_length tokens) in every window, laid out with the tokenizer's own special tokens and segment ids.
+A window is labelled with the positions of the first answer that lies wholly inside it, or with position 0 (CLS)
+when the answer lies elsewhere or there is none, as transformers' QA examples do. Decoding searches the task.n_best
+best starts and ends of every window, keeps spans inside the context of at most task.max_answer_length tokens,
+and pools the windows of a question: the best span wins, unless the question may have no answer (task.no_answer)
+and the CLS score beats it by more than task.null_threshold.
 Scores are per language (mlft.tasks.qa_metrics).
 """
 
@@ -16,8 +19,10 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,8 +30,9 @@ import torch
 from transformers import AutoModelForQuestionAnswering
 
 from mlft.data.readers import Cells
-from mlft.errors import ConfigError, DataError
-from mlft.tasks import qa_metrics
+from mlft.errors import DataError
+from mlft.tasks import alignment, qa_metrics
+from mlft.tasks.alignment import Aligner
 from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
 from mlft.tasks.protocol import BATCH, LENGTH, Example, Output
@@ -114,19 +120,27 @@ def located(ex: Example) -> dict[str, Any] | None:
     return next((a for a in ex["answers"] if a["start"] != UNLOCATED), None)
 
 
-def question_cut(tokenizer: Any, questions: list[str], max_tokens: int) -> list[str]:
-    """Questions cut after `max_tokens` tokens, at a character boundary, so that every window keeps the same
-    question and as much context as possible."""
-    encoded = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
-    cut = []
-    for question, offsets in zip(questions, encoded["offset_mapping"]):
-        cut.append(question[: offsets[max_tokens - 1][1]] if len(offsets) > max_tokens else question)
-    return cut
+_WORDS = re.compile(r"\w+|[^\w\s]")
+
+
+def context_words(text: str) -> list[tuple[int, int]]:
+    """The character spans of a context's words: runs of letters or digits, single punctuation marks, and single
+    characters of the scripts without spaces. Answers start and end on these, whatever the tokenizer's pieces."""
+    spans: list[tuple[int, int]] = []
+    for match in _WORDS.finditer(text):
+        run = match.start()
+        for i in range(match.start(), match.end()):
+            if qa_metrics.CHARACTER_SCRIPTS.match(text[i]):
+                spans += [(run, i)] if run < i else []
+                spans.append((i, i + 1))
+                run = i + 1
+        spans += [(run, match.end())] if run < match.end() else []
+    return spans
 
 
 def span(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
     """The first and last token of the characters [start, end) among a window's context tokens, or None when they
-    are not all inside the window. Tokens of no width (a bare SentencePiece `▁`) never start or end a span."""
+    are not all inside the window."""
     inside = [k for k, (a, b) in enumerate(offsets) if a >= 0 and b > a]
     if not inside or start < offsets[inside[0]][0] or end > offsets[inside[-1]][1]:
         return None
@@ -135,41 +149,87 @@ def span(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[int, int
     return (first, last) if first <= last else None
 
 
+@dataclass(frozen=True)
+class PairTemplate:
+    """Where a tokenizer puts its special tokens and segment ids around a question and a context (read off one
+    encoded pair): BERT's [CLS] q [SEP] c [SEP] with segments 0 and 1, XLM-R's <s> q </s></s> c </s>."""
+
+    prefix: list[int]
+    middle: list[int]
+    suffix: list[int]
+    types: tuple[list[int], int, list[int], int, list[int]] | None
+    """Segment ids of prefix, question, middle, context and suffix; None when the tokenizer makes none."""
+
+    @staticmethod
+    def of(tokenizer: Any) -> PairTemplate:
+        probe = tokenizer("a", "b")
+        ids, segments = probe["input_ids"], probe.sequence_ids()
+        first, second = segments.index(0), segments.index(1)
+        last_first, last_second = (
+            len(segments) - 1 - segments[::-1].index(0),
+            len(segments) - 1 - segments[::-1].index(1),
+        )
+        parts = (slice(0, first), slice(last_first + 1, second), slice(last_second + 1, len(ids)))
+        types = probe.get("token_type_ids")
+        return PairTemplate(
+            ids[parts[0]],
+            ids[parts[1]],
+            ids[parts[2]],
+            (types[parts[0]], types[first], types[parts[1]], types[second], types[parts[2]]) if types else None,
+        )
+
+    def build(self, question: list[int], context: list[int]) -> tuple[list[int], list[int] | None, int]:
+        """Input ids, segment ids and where the context starts."""
+        ids = [*self.prefix, *question, *self.middle, *context, *self.suffix]
+        types = None
+        if self.types is not None:
+            prefix, q, middle, c, suffix = self.types
+            types = [*prefix, *[q] * len(question), *middle, *[c] * len(context), *suffix]
+        return ids, types, len(self.prefix) + len(question) + len(self.middle)
+
+
 def encode(
-    examples: list[Example], tokenizer: Any, max_length: int, stride: int, max_question_length: int
+    examples: list[Example], aligner: Aligner, template: PairTemplate, max_length: int, stride: int, max_question: int
 ) -> list[dict[str, Any]]:
-    """One feature per window: input ids (and segment ids where the tokenizer has them), the character span of each
-    context token ((-1, -1) elsewhere), the CLS position, and with gold answers the start and end positions."""
-    if not getattr(tokenizer, "is_fast", False):
-        raise ConfigError("model.name_or_path: question answering needs a fast tokenizer (character offsets)")
-    if not examples:
-        return []
-    questions = question_cut(tokenizer, [ex["question"].lstrip() for ex in examples], max_question_length)
-    encoded = tokenizer(
-        questions,
-        [ex["context"] for ex in examples],
-        truncation="only_second",
-        max_length=max_length,
-        stride=stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-    )
-    cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    """One feature per window of each context: input ids (and segment ids where the tokenizer has them), the
+    character span of the word of each context token ((-1, -1) elsewhere), the CLS position, and with gold answers
+    the start and end positions. The question, cut to `max_question` tokens, is in every window; windows overlap by
+    `stride` tokens."""
+    tokenizer = aligner.tokenizer
+    questions = tokenizer([ex["question"].strip() for ex in examples], add_special_tokens=False)["input_ids"]
+    room = max_length - len(template.prefix) - len(template.middle) - len(template.suffix)
     features = []
-    for i, ids in enumerate(encoded["input_ids"]):
-        index = encoded["overflow_to_sample_mapping"][i]
-        segments = encoded.sequence_ids(i)
-        offsets = [tuple(o) if s == 1 else (-1, -1) for o, s in zip(encoded["offset_mapping"][i], segments)]
-        cls = ids.index(cls_id) if cls_id in ids else 0
-        feature: dict[str, Any] = {"input_ids": ids, "offsets": offsets, "cls": cls, "example": index}
-        if "token_type_ids" in encoded:
-            feature["token_type_ids"] = encoded["token_type_ids"][i]
-        ex = examples[index]
-        if "answers" in ex:
-            answer = located(ex)
-            where = span(offsets, answer["start"], answer["start"] + len(answer["text"])) if answer else None
-            feature["start_positions"], feature["end_positions"] = where or (cls, cls)
-        features.append(feature)
+    for index, (ex, question) in enumerate(zip(examples, questions)):
+        question = question[:max_question]
+        context = ex["context"]
+        words = context_words(context)
+        # A word after a space is tokenized as one (SentencePiece's `▁`, byte-level BPE's leading space).
+        spaced = [start == 0 or context[start - 1].isspace() for start, _ in words]
+        texts = [context[a:b] for a, b in words]
+        pieces: list[list[int]] = [[] for _ in words]
+        for space in (True, False):
+            chosen = [i for i, s in enumerate(spaced) if s == space]
+            for i, ids in zip(chosen, aligner.pieces([texts[i] for i in chosen], space_before=space)):
+                pieces[i] = ids
+        ids_all = [i for p in pieces for i in p]
+        offsets_all = [words[w] for w, p in enumerate(pieces) for _ in p]
+        capacity = max(room - len(question), stride + 1)
+        start = 0
+        while True:
+            end = min(start + capacity, len(ids_all))
+            ids, types, first = template.build(question, ids_all[start:end])
+            offsets = [(-1, -1)] * first + offsets_all[start:end] + [(-1, -1)] * (len(ids) - first - (end - start))
+            feature: dict[str, Any] = {"input_ids": ids, "offsets": offsets, "cls": 0, "example": index}
+            if types is not None:
+                feature["token_type_ids"] = types
+            if "answers" in ex:
+                answer = located(ex)
+                where = span(offsets, answer["start"], answer["start"] + len(answer["text"])) if answer else None
+                feature["start_positions"], feature["end_positions"] = where or (0, 0)
+            features.append(feature)
+            if end >= len(ids_all):
+                break
+            start = end - stride
     return features
 
 
@@ -282,6 +342,8 @@ class QuestionAnswering:
         self.no_answer, self.null_threshold = no_answer, null_threshold
         self.labels: list[str] = []  # spans, not classes
         self.pad_to_multiple_of = 1
+        self._aligner: Aligner | None = None
+        self._template: PairTemplate | None = None
 
     @classmethod
     def build(cls, task: Any, model: Any, labels: list[str]) -> QuestionAnswering:
@@ -369,10 +431,14 @@ class QuestionAnswering:
 
     def cache_key(self) -> str:
         settings = {"max_length": self.max_length, "stride": self.stride, "question": self.max_question_length}
-        return encoding_key({"task": self.name, **settings}, sys.modules[__name__])
+        return encoding_key({"task": self.name, **settings}, sys.modules[__name__], alignment)
 
     def encode(self, examples: list[Example], tokenizer: Any, lang: str) -> list[dict[str, Any]]:
-        return encode(examples, tokenizer, self.max_length, self.stride, self.max_question_length)
+        # One aligner per tokenizer: building it reads the whole vocabulary (see TokenClassification.encode).
+        if self._aligner is None or self._aligner.tokenizer is not tokenizer:
+            self._aligner, self._template = Aligner(tokenizer), PairTemplate.of(tokenizer)
+        assert self._template is not None
+        return encode(examples, self._aligner, self._template, self.max_length, self.stride, self.max_question_length)
 
     def collate(self, features: list[dict[str, Any]], pad_id: int, training: bool = False) -> dict[str, torch.Tensor]:
         return collate(features, pad_id, self.pad_to_multiple_of)
