@@ -135,10 +135,10 @@ def test_every_gold_answer_is_recovered_with_the_multilingual_e5_tokenizer(e5_to
         assert found == {ex["id"] for ex in examples}
 
 
-def test_context_words_split_the_scripts_without_spaces_into_characters():
-    text = "张伟2008年去了Paris, then 東京。สวัสดี"
+def test_context_words_split_chinese_characters_and_kana_and_keep_other_runs():
+    text = "张伟2008年去了Paris, then 東京のホテル。สวัสดี"
     words = [text[a:b] for a, b in context_words(text)]
-    assert words == ["张", "伟", "2008", "年", "去", "了", "Paris", ",", "then", "東", "京", "。", *"สวัสดี"]
+    assert words == ["张", "伟", "2008", "年", "去", "了", "Paris", ",", "then", *"東京のホテル", "。", "สวัสดี"]
 
 
 def test_a_span_never_starts_on_a_token_of_no_width():

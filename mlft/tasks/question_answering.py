@@ -2,10 +2,10 @@
 context in, the answer as a span of the context's characters out.
 
 A context is encoded word by word (mlft.tasks.alignment, as NER encodes sentences): runs of letters or digits,
-punctuation marks, and each character of the scripts written without spaces (Chinese, Japanese, Thai), so that a
-tokenizer piece never straddles an answer's edge (XLM-R's pieces join Chinese characters: "名医" would hide the
-answer "医生") and SentencePiece's bare `▁` never stands before a Chinese character. A context longer than
-model.max_length is cut into windows that overlap by model.stride tokens, the question (cut to
+punctuation marks, and each Chinese character or kana, so that a tokenizer piece never straddles an answer's edge
+(XLM-R's pieces join Chinese characters: "名医" would hide the answer "医生") and SentencePiece's bare `▁` never
+stands before a Chinese character; a word's pieces keep the tokenizer's character offsets within it. A context
+longer than model.max_length is cut into windows that overlap by model.stride tokens, the question (cut to
 task.max_question_length tokens) in every window, laid out with the tokenizer's own special tokens and segment ids.
 A window is labelled with the positions of the first answer that lies wholly inside it, or with position 0 (CLS)
 when the answer lies elsewhere or there is none, as transformers' QA examples do. Decoding searches the task.n_best
@@ -21,6 +21,7 @@ import logging
 import math
 import re
 import sys
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -120,22 +121,61 @@ def located(ex: Example) -> dict[str, Any] | None:
     return next((a for a in ex["answers"] if a["start"] != UNLOCATED), None)
 
 
-_WORDS = re.compile(r"\w+|[^\w\s]")
+IDEOGRAPHS = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+"""Chinese characters and Japanese kana: each is a word of a context of its own (an answer may begin or end at any
+of them), where XLM-R's pieces would join two and SentencePiece would set a bare `▁` before each one tokenized
+alone. Thai and other scripts without spaces keep their runs, split by the tokenizer's own pieces."""
 
 
 def context_words(text: str) -> list[tuple[int, int]]:
-    """The character spans of a context's words: runs of letters or digits, single punctuation marks, and single
-    characters of the scripts without spaces. Answers start and end on these, whatever the tokenizer's pieces."""
+    """The character spans of a context's words: runs of letters, digits and their combining marks (Thai vowels),
+    single punctuation marks and symbols, and single Chinese characters and kana."""
     spans: list[tuple[int, int]] = []
-    for match in _WORDS.finditer(text):
-        run = match.start()
-        for i in range(match.start(), match.end()):
-            if qa_metrics.CHARACTER_SCRIPTS.match(text[i]):
-                spans += [(run, i)] if run < i else []
-                spans.append((i, i + 1))
-                run = i + 1
-        spans += [(run, match.end())] if run < match.end() else []
-    return spans
+    run = None
+    for i, ch in enumerate(text):
+        letter = unicodedata.category(ch)[0] in "LNM" and not IDEOGRAPHS.match(ch)
+        if letter:
+            run = i if run is None else run
+            continue
+        if run is not None:
+            spans.append((run, i))
+            run = None
+        if not ch.isspace():
+            spans.append((i, i + 1))
+    return spans + ([(run, len(text))] if run is not None else [])
+
+
+class WordPieces:
+    """The pieces of each word as the NER encoding gives them (mlft.tasks.alignment: a word tokenized alone, no bare
+    `▁` before a word that follows no space), each with its characters in the word, so that an answer can also
+    start or end inside a word of several pieces (a Thai run, an agglutinated word). Cached per distinct word."""
+
+    def __init__(self, aligner: Aligner):
+        self.aligner = aligner
+        self._spans: dict[tuple[str, bool], list[tuple[int, int]]] = {}
+
+    def __call__(self, words: list[str], space_before: bool) -> list[list[tuple[int, int, int]]]:
+        """Per word: (id, start, end) of each piece, the characters relative to the word."""
+        ids = self.aligner.pieces(words, space_before)
+        missing = list({w for w in words if (w, space_before) not in self._spans})
+        if missing:
+            prefix = " " if space_before and self.aligner.space_sensitive else ""
+            tokenizer = self.aligner.tokenizer
+            encoded = tokenizer([prefix + w for w in missing], add_special_tokens=False, return_offsets_mapping=True)
+            if len(self._spans) > 500_000:  # a long-running server sees unbounded distinct words
+                self._spans.clear()
+            for word, offsets in zip(missing, encoded["offset_mapping"]):
+                shift = len(prefix)
+                self._spans[(word, space_before)] = [(max(a - shift, 0), max(b - shift, 0)) for a, b in offsets]
+        pieces = []
+        for word, word_ids in zip(words, ids):
+            spans = self._spans[(word, space_before)]
+            if len(spans) == len(word_ids) + 1:  # the aligner dropped a bare `▁`
+                spans = spans[1:]
+            if len(spans) != len(word_ids):  # an unknown word's stand-in: the whole word
+                spans = [(0, len(word))] * len(word_ids)
+            pieces.append([(i, a, b) for i, (a, b) in zip(word_ids, spans)])
+        return pieces
 
 
 def span(offsets: list[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
@@ -189,13 +229,18 @@ class PairTemplate:
 
 
 def encode(
-    examples: list[Example], aligner: Aligner, template: PairTemplate, max_length: int, stride: int, max_question: int
+    examples: list[Example],
+    pieces_of: WordPieces,
+    template: PairTemplate,
+    max_length: int,
+    stride: int,
+    max_question: int,
 ) -> list[dict[str, Any]]:
     """One feature per window of each context: input ids (and segment ids where the tokenizer has them), the
     character span of the word of each context token ((-1, -1) elsewhere), the CLS position, and with gold answers
     the start and end positions. The question, cut to `max_question` tokens, is in every window; windows overlap by
     `stride` tokens."""
-    tokenizer = aligner.tokenizer
+    tokenizer = pieces_of.aligner.tokenizer
     questions = tokenizer([ex["question"].strip() for ex in examples], add_special_tokens=False)["input_ids"]
     room = max_length - len(template.prefix) - len(template.middle) - len(template.suffix)
     features = []
@@ -206,13 +251,13 @@ def encode(
         # A word after a space is tokenized as one (SentencePiece's `▁`, byte-level BPE's leading space).
         spaced = [start == 0 or context[start - 1].isspace() for start, _ in words]
         texts = [context[a:b] for a, b in words]
-        pieces: list[list[int]] = [[] for _ in words]
+        pieces: list[list[tuple[int, int, int]]] = [[] for _ in words]
         for space in (True, False):
             chosen = [i for i, s in enumerate(spaced) if s == space]
-            for i, ids in zip(chosen, aligner.pieces([texts[i] for i in chosen], space_before=space)):
-                pieces[i] = ids
-        ids_all = [i for p in pieces for i in p]
-        offsets_all = [words[w] for w, p in enumerate(pieces) for _ in p]
+            for i, word_pieces in zip(chosen, pieces_of([texts[i] for i in chosen], space_before=space)):
+                pieces[i] = word_pieces
+        ids_all = [i for word in pieces for i, _, _ in word]
+        offsets_all = [(words[w][0] + a, words[w][0] + b) for w, word in enumerate(pieces) for _, a, b in word]
         capacity = max(room - len(question), stride + 1)
         start = 0
         while True:
@@ -342,7 +387,7 @@ class QuestionAnswering:
         self.no_answer, self.null_threshold = no_answer, null_threshold
         self.labels: list[str] = []  # spans, not classes
         self.pad_to_multiple_of = 1
-        self._aligner: Aligner | None = None
+        self._pieces: WordPieces | None = None
         self._template: PairTemplate | None = None
 
     @classmethod
@@ -435,10 +480,10 @@ class QuestionAnswering:
 
     def encode(self, examples: list[Example], tokenizer: Any, lang: str) -> list[dict[str, Any]]:
         # One aligner per tokenizer: building it reads the whole vocabulary (see TokenClassification.encode).
-        if self._aligner is None or self._aligner.tokenizer is not tokenizer:
-            self._aligner, self._template = Aligner(tokenizer), PairTemplate.of(tokenizer)
+        if self._pieces is None or self._pieces.aligner.tokenizer is not tokenizer:
+            self._pieces, self._template = WordPieces(Aligner(tokenizer)), PairTemplate.of(tokenizer)
         assert self._template is not None
-        return encode(examples, self._aligner, self._template, self.max_length, self.stride, self.max_question_length)
+        return encode(examples, self._pieces, self._template, self.max_length, self.stride, self.max_question_length)
 
     def collate(self, features: list[dict[str, Any]], pad_id: int, training: bool = False) -> dict[str, torch.Tensor]:
         return collate(features, pad_id, self.pad_to_multiple_of)
