@@ -23,6 +23,7 @@ from mlft.config import (
     PeftConfig,
     RunConfig,
     TrainerConfig,
+    dataset_source,
     resolve_langs,
     to_container,
 )
@@ -253,6 +254,14 @@ def _lang_problems(run: RunConfig) -> list[str]:
                 resolve_langs(langs, run.task, f"lang.{key}")
             except ConfigError as err:
                 problems += err.problems
+    for lang in resolve_langs(run.lang.train, run.task, "lang.train") if not problems else []:
+        if dataset_source(run.task, lang, "train") is None:
+            given = run.task.datasets[lang]
+            has = ", ".join(given) if isinstance(given, dict) else "all splits"
+            problems.append(
+                f"lang.train: task '{run.task.name}' has no training data for {lang} (it has {has}); train on a "
+                "language that has, or give data.train"
+            )
     return problems
 
 

@@ -66,15 +66,54 @@ def prepare(data: Path, folder: Path, quick: bool) -> dict[str, Path]:
     return {split: write(folder / f"{split}.jsonl", qs) for split, qs in zip(("train", "dev", "test"), flat)}
 
 
+def coverage(files: dict[str, Path], max_length: int, stride: int) -> None:
+    """Per language: questions, windows, tokens, and the questions whose first gold answer some window holds
+    exactly (what training can learn and decoding can return), with the offline default's tokenizer."""
+    from transformers import AutoTokenizer
+
+    from mlft.config import DataConfig, ModelConfig, TaskConfig
+    from mlft.data.load import load_data
+    from mlft.models.cache import converted_model
+    from mlft.tasks import build_task
+
+    tokenizer = AutoTokenizer.from_pretrained(converted_model())
+    config = TaskConfig(name="qa", type="question_answering", metric="f1")
+    task = build_task(
+        config, ModelConfig(name="me5_small", name_or_path="-", max_length=max_length, stride=stride), []
+    )
+    data = DataConfig(repair=True, **{split: str(path) for split, path in files.items()})
+    langs = ["zh", "zh-Hant", *[lang for lang in XQUAD if lang != "zh"]]
+    splits = load_data(data, config, task, ["zh"], langs).splits
+    print(
+        "| set | lang | questions | windows | tokens | gold answer held by a window |\n|---|---|---:|---:|---:|---:|"
+    )
+    for split, by_lang in splits.items():
+        for lang, examples in by_lang.items():
+            features = task.encode(examples, tokenizer, lang)
+            held = set()
+            for f in features:
+                gold = examples[f["example"]]["answers"][0]
+                if f["start_positions"]:
+                    a, b = f["offsets"][f["start_positions"]][0], f["offsets"][f["end_positions"]][1]
+                    context = examples[f["example"]]["context"]
+                    held |= {f["example"]} if context[a:b].strip() == gold["text"].strip() else set()
+            tokens = sum(len(f["input_ids"]) for f in features)
+            print(f"| {split} | {lang} | {len(examples)} | {len(features)} | {tokens} | {len(held)} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="folder of the QA corpora (../shared/data/qa)")
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--model", help="a model folder instead of the offline default (plumbing checks)")
     parser.add_argument("--quick", action="store_true", help="a few questions: checks the plumbing, no result")
+    parser.add_argument("--coverage", action="store_true", help="only count windows and recoverable answers")
     parser.add_argument("overrides", nargs="*", help="more mlft train overrides (e.g. optimizer.lr=5e-5)")
     args = parser.parse_args(argv)
     files = prepare(args.data, args.workdir / "data", args.quick)
+    if args.coverage:
+        coverage(files, 384, 128)
+        return
     langs = ",".join(["zh", "zh-Hant", *[lang for lang in XQUAD if lang != "zh"]])
     run = args.workdir / ("quick" if args.quick else "run")
     command = [

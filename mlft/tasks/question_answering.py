@@ -541,4 +541,7 @@ class QuestionAnswering:
         return {**given, "answer": p.get("text"), **{key: p.get(key) for key in ("start", "end", "score")}}
 
     def vocabulary_texts(self, examples: list[Example]) -> list[str]:
-        return []
+        # Each context word is tokenized alone, with and without the space before it (WordPieces): a trimmed
+        # vocabulary must keep the pieces of both, as for NER.
+        words = sorted({ex["context"][a:b] for ex in examples for a, b in context_words(ex["context"])})
+        return words + [" " + w for w in words]
