@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -313,9 +314,53 @@ Check = Callable[["RunConfig"], list[str]]
 """A check a caller adds to validation (the task types' own rules): problems as `key: problem`."""
 
 
+PATH_KEYS = (
+    ("model", "name_or_path"),
+    ("data", "train"),
+    ("data", "dev"),
+    ("data", "test"),
+    ("distill", "teacher"),
+)
+"""Keys that may name a local file or folder (besides task.datasets, peft.lang_adapters and data.augment's)."""
+
+
+def absolute_paths(data: dict[str, Any], base_dir: Path) -> None:
+    """Makes every local path of a config absolute (relative to `base_dir`, where the command runs), so that the
+    config a run saves reproduces it from any folder; hub ids, builtin: corpora and missing paths stay as given."""
+
+    def fixed(value: Any) -> Any:
+        if not isinstance(value, str) or value.startswith(("hub:", "builtin:")) or Path(value).is_absolute():
+            return value
+        candidates = [value.replace("{split}", split) for split in ("train", "dev", "test")]
+        if not any((base_dir / c).exists() for c in candidates):
+            return value
+        return (
+            os.path.join(os.path.abspath(base_dir), value) if "{split}" in value else os.path.abspath(base_dir / value)
+        )
+
+    def section(*keys: str) -> dict[str, Any] | None:
+        node: Any = data
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        return node if isinstance(node, dict) else None
+
+    for where, key in PATH_KEYS:
+        if (node := section(where)) is not None and key in node:
+            node[key] = fixed(node[key])
+    for keys in (("task", "datasets"), ("peft", "lang_adapters")):
+        if (node := section(*keys)) is not None:
+            for lang, value in node.items():
+                node[lang] = {s: fixed(v) for s, v in value.items()} if isinstance(value, dict) else fixed(value)
+    if (node := section("data", "augment")) is not None:
+        for key in ("synonyms", "dictionary"):
+            if key in node:
+                node[key] = fixed(node[key])
+
+
 def validate(cfg: DictConfig | dict, base_dir: Path | None = None, checks: Sequence[Check] = ()) -> RunConfig:
     """Checks a composed config and returns it typed; raises ConfigError with every problem at once."""
     data = to_container(cfg)
+    absolute_paths(data, base_dir or Path.cwd())
     problems = expand_shorthand(data["task"], base_dir or Path.cwd()) if isinstance(data.get("task"), dict) else []
     problems += check_fields(data, RunConfig)
     clean = _without_bad_values(data, RunConfig, problems) if problems else data

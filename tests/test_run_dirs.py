@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -50,3 +52,37 @@ def test_an_explicit_directory_is_never_renamed(tmp_path):
     RunDir(tmp_path / "run").claim(overwrite=False)
     with pytest.raises(RunDirError, match="already holds a run"):
         RunDir(tmp_path / "run").claim(overwrite=False)
+
+
+def test_a_run_reproduces_evaluates_predicts_and_resumes_from_another_folder(tmp_path, tiny_models, monkeypatch):
+    """Data paths given relative to the folder a run started in are saved absolute: the run's config works from
+    anywhere (reproduce, eval, predict, resume)."""
+    import yaml
+
+    from mlft.cli import main
+
+    from conftest import FIXTURES
+
+    project = tmp_path / "project"
+    shutil.copytree(FIXTURES / "zh_ner", project / "data")
+    shutil.copytree(tiny_models["unigram"], project / "model")
+    monkeypatch.chdir(project)
+    fast = ["trainer.progress=false", "trainer.batch_size=8", "trainer.epochs=1"]
+    data = ["data.train=data/train.conll", "data.dev=data/dev.conll", "data.test=data/test.conll"]
+    main(["train", "task=ner", "lang=zh", "model=model", *data, *fast, "hydra.run.dir=runs/first"])
+    run = project / "runs" / "first"
+    saved = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    assert saved["data"]["train"] == str(project / "data" / "train.conll")
+    assert saved["model"]["name_or_path"] == str(project / "model")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    main(["eval", f"run={run}", "out=eval"])
+    main(["predict", f"run={run}", f"input={FIXTURES / 'zh_texts.txt'}", "output=p.jsonl"])
+    main(["train", "--config-path", str(run / ".hydra"), "--config-name", "config", "hydra.run.dir=again"])
+    first = json.loads((run / "metrics.json").read_text())["test"]["zh"]
+    assert json.loads((elsewhere / "again" / "metrics.json").read_text())["test"]["zh"] == first
+    assert json.loads((elsewhere / "eval" / "metrics.json").read_text())["test"]["zh"]["f1"] == first["f1"]
+    shutil.rmtree(run / "model")  # as if it had stopped before its end: resume continues it from here
+    main(["train", f"resume={run}"])
+    assert (run / "model" / "config.json").is_file()
