@@ -88,6 +88,8 @@ def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
             problems.append(f"data.{split}: file not found: {path}")
         elif (base_dir / path).is_dir():
             problems.append(f"data.{split}: {path} is a directory; give a data file (or hub:<dataset> for a dataset)")
+        elif not (base_dir / path).is_file():  # a FIFO or a device would be read forever
+            problems.append(f"data.{split}: {path} is not a regular file (a pipe or a device); give a data file")
     model_path = Path(run.model.name_or_path)
     looks_local = run.model.name_or_path.startswith((".", "/", "~")) or (
         ":" not in run.model.name_or_path and model_path.exists()

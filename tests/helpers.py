@@ -64,14 +64,16 @@ def cli_error(capsys, *args: str) -> str:
     return err
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "mlft", *args],
         capture_output=True,
         text=True,
         cwd=cwd or ROOT,
         env={**os.environ, **(env or {})},
-        timeout=600,
+        timeout=timeout,
     )
 
 

@@ -7,6 +7,7 @@ Each case writes its files into a fresh directory, runs the real CLI in-process 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -363,3 +364,36 @@ def test_bad_input_exits_2_with_a_located_message(tmp_path, capsys, tiny_models,
     if "repair" in argv[-1] or "X-PER" in str(files):
         assert "data.repair=true" not in err  # repair does not fix a tag name
     assert snapshot(tmp_path) == before  # nothing overwritten, and a run that never started leaves nothing behind
+
+
+def test_a_pipe_is_refused_where_a_file_is_read_instead_of_waiting_forever(tmp_path, ner_run, tiny_models):
+    import os
+
+    from helpers import run_cli
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # nothing ever writes to it: reading it would block
+    commands = [
+        ["train", "task=ner", "lang=zh", f"model={tiny_models['unigram']}", f"data.train={fifo}"]
+        + [f"hydra.run.dir={tmp_path / 'run'}"],
+        ["predict", f"run={ner_run}", f"input={fifo}", f"output={tmp_path / 'p.jsonl'}"],
+        ["eval", f"run={ner_run}", f"test={fifo}", f"out={tmp_path / 'eval'}"],
+    ]
+    for argv in commands:
+        result = run_cli(*argv, timeout=120)
+        assert result.returncode == 2 and "not a regular file" in result.stderr, result.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_predict_on_a_million_character_line_takes_time_linear_in_its_length(tmp_path, ner_run):
+    """Ownership of the words of a window used to loop over every window for every word: quadratic, which never
+    ended on one long line. A bound generous for a slow CI machine: the tiny model predicts it in seconds."""
+    from helpers import run_cli
+
+    line = ("张伟在北京工作。" * 125_000)[:1_000_000]
+    (tmp_path / "long.txt").write_text(line + "\n")
+    output = tmp_path / "p.jsonl"
+    result = run_cli("predict", f"run={ner_run}", f"input={tmp_path / 'long.txt'}", f"output={output}", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((tmp_path / "p.jsonl").read_text())
+    assert record["text"] == line and all(0 <= e["start"] < e["end"] <= len(line) for e in record["entities"])

@@ -70,6 +70,8 @@ def check_eval_args(args: EvalArgs) -> None:
             continue
         if Path(value).is_dir():
             problems.append(f"{key}: {value} is a folder; give a data file (or hub:<dataset>)")
+        elif Path(value).exists() and not Path(value).is_file():
+            problems.append(f"{key}: {value} is not a regular file (a pipe or a device); give a data file")
         elif not Path(value).is_file():
             problems.append(f"{key}: file not found: {value}")
     if (args.run is None) == (not args.runs):

@@ -194,6 +194,8 @@ def predict(args: PredictArgs) -> None:
     source = Path(args.input)
     if source.is_dir():
         raise ConfigError(f"input: {args.input} is a folder; give a text file (one text per line)")
+    if source.exists() and not source.is_file():
+        raise ConfigError(f"input: {args.input} is not a regular file (a pipe or a device); give a text file")
     if not source.is_file():
         raise ConfigError(f"input: file not found: {args.input}")
     if args.output:

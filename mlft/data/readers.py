@@ -39,6 +39,8 @@ def detect_format(path: Path, plain: str = "conll") -> str:
 
 def read_text(path: Path) -> str:
     """Reads UTF-8 text (a BOM is dropped); unreadable files and bad bytes are reported with their line."""
+    if path.exists() and not path.is_file():  # a FIFO or a device: reading would wait forever
+        raise DataError(f"{path}: not a regular file (a folder, a pipe or a device); give a text file")
     try:
         raw = path.read_bytes()
     except OSError as err:

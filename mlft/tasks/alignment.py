@@ -98,14 +98,20 @@ def windows(lengths: list[int], capacity: int, stride: int) -> list[Window]:
     prefix = [0]
     for length in lengths:
         prefix.append(prefix[-1] + length)
+    # Windows are sorted by start and end: the ones holding a word are a short run that moves forward with it,
+    # so ownership costs time linear in the words (a million-character line is no longer quadratic).
+    first = 0
     for word in range(n):
+        while spans[first].end <= word:
+            first += 1
         best, best_score = None, -1
-        for window in spans:
-            if window.start <= word < window.end:
-                left = prefix[word] - prefix[window.start]
-                right = prefix[window.end] - prefix[word + 1]
-                if min(left, right) > best_score:
-                    best, best_score = window, min(left, right)
+        for window in spans[first:]:
+            if window.start > word:
+                break
+            left = prefix[word] - prefix[window.start]
+            right = prefix[window.end] - prefix[word + 1]
+            if min(left, right) > best_score:
+                best, best_score = window, min(left, right)
         assert best is not None
         best.owned.append(word)
     return spans
