@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -121,6 +122,22 @@ def build(schema: type[T], data: dict[str, Any]) -> T:
     return schema(**kwargs)
 
 
+def non_finite(config: Any, prefix: str = "") -> list[str]:
+    """Every number of a config that is NaN or infinite (YAML reads `nan` and `.inf` as numbers): refused before
+    anything is created, as no key means anything with them."""
+    problems = []
+    for f in dataclasses.fields(config):
+        value, key = getattr(config, f.name), f"{prefix}{f.name}"
+        values = value if isinstance(value, list) else [value]
+        for i, item in enumerate(values):
+            where = f"{key}[{i}]" if isinstance(value, list) else key
+            if dataclasses.is_dataclass(item):
+                problems += non_finite(item, where + ".")
+            elif isinstance(item, float) and not math.isfinite(item):
+                problems.append(f"{where}: must be a finite number, got {item}")
+    return problems
+
+
 def parse_key_values(args: list[str], schema: type[T], command: str) -> T:
     """Parses `key=value` arguments (values in YAML syntax) against a dataclass; every problem at once."""
     from omegaconf import OmegaConf
@@ -134,4 +151,16 @@ def parse_key_values(args: list[str], schema: type[T], command: str) -> T:
     problems = check_fields(data, schema)
     if problems:
         raise ConfigError(problems)
-    return build(schema, data)
+    parsed = build(schema, data)
+    problems = non_finite(parsed) + [
+        f"{key}: must be >= 1, got {getattr(parsed, key)}"
+        for key in COUNTS
+        if isinstance(getattr(parsed, key, None), int) and getattr(parsed, key) < 1
+    ]
+    if problems:
+        raise ConfigError(problems)
+    return parsed
+
+
+COUNTS = ("batch_size", "max_texts", "max_chars", "max_batch", "vocab_min_count")
+"""Keys of the key=value commands that count something and must be at least 1."""

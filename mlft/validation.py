@@ -30,11 +30,11 @@ from mlft.config import (
 )
 from mlft.errors import ConfigError
 from mlft.metric_spec import expand_shorthand
-from mlft.schema import build, check_fields
+from mlft.schema import build, check_fields, non_finite
 
 
 def _semantic_problems(run: RunConfig, base_dir: Path) -> list[str]:
-    problems = _bound_problems(run)
+    problems = non_finite(run) + _bound_problems(run)
     opt = run.optimizer
     if opt.warmup_steps is not None and opt.warmup_fraction is not None:
         problems.append(

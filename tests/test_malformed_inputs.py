@@ -323,6 +323,24 @@ CASES: list[tuple[str, dict[str, bytes], list[str], str]] = [
         r"train\.jsonl:3: label '1' is the label 1 of .*train\.jsonl:1 written as a str",
     ),
     ("tag-name-no-repair-hint", {"train.conll": b"a\tX-PER\n"}, NER_FILE, r"X-PER.*fix the tag"),
+    # Numbers that mean nothing: refused before a run directory exists
+    ("lr-nan", GOOD_NER, [*NER_FILE, "optimizer.lr=nan"], r"optimizer\.lr: must be a finite number, got nan"),
+    ("eps-nan", GOOD_NER, [*NER_FILE, "optimizer.eps=nan"], r"optimizer\.eps: must be a finite number"),
+    ("weight-decay-inf", GOOD_NER, [*NER_FILE, "optimizer.weight_decay=inf"], r"weight_decay: must be a finite"),
+    ("grad-norm-inf", GOOD_NER, [*NER_FILE, "optimizer.max_grad_norm=inf"], r"max_grad_norm: must be a finite"),
+    ("temperature-nan", GOOD_NER, [*NER_FILE, "distill.temperature=nan"], r"distill\.temperature: must be a fin"),
+    ("beta-nan", GOOD_NER, [*NER_FILE, "optimizer.betas=[0.9,nan]"], r"optimizer\.betas\[1\]: must be a finite"),
+    ("eval-batch-zero", {"ner-run": b""}, ["eval", "run={d}/run", "batch_size=0"], r"batch_size: must be >= 1"),
+    (
+        "predict-batch-negative",
+        {"ner-run": b"", "x.txt": b"t\n"},
+        ["predict", "run={d}/run", "input={d}/x.txt", "batch_size=-1"],
+        r"batch_size: must be >= 1, got -1",
+    ),
+    ("export-batch-zero", {"ner-run": b""}, ["export", "run={d}/run", "batch_size=0"], r"batch_size: must be >= 1"),
+    ("export-max-drop-negative", {"ner-run": b""}, ["export", "run={d}/run", "max_drop=-1"], r"max_drop: .* >= 0"),
+    ("export-max-drop-nan", {"ner-run": b""}, ["export", "run={d}/run", "max_drop=.nan"], r"max_drop: must be a fin"),
+    ("serve-max-texts-zero", {"ner-run": b""}, ["serve", "run={d}/run", "max_texts=0"], r"max_texts: must be >= 1"),
 ]
 if not torch.cuda.is_available():
     CASES.append(("fp16-without-a-gpu", GOOD_NER, [*NER_FILE, "trainer.precision=fp16"], r"fp16 needs a CUDA GPU"))

@@ -81,6 +81,8 @@ def export(args: ExportArgs) -> Path:
         raise ConfigError("run, runs: give exactly one (run=<run-dir>, or runs=[<run-dir>,...] for an ensemble)")
     if args.runs:
         ensemble_problems(args)
+    if args.max_drop < 0:
+        raise ConfigError(f"max_drop: the largest allowed drop in points, >= 0, got {args.max_drop}")
     if args.quantize == "int8" and args.format != "onnx":
         raise ConfigError("quantize: int8 needs format=onnx")
     if args.fuse and args.format != "onnx":

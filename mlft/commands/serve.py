@@ -218,8 +218,6 @@ def serve(args: ServeArgs) -> None:
         raise ConfigError("mlft serve needs fastapi and uvicorn: pip install 'mlft[serve]'") from None
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"port: must be in 0..65535, got {args.port}")
-    if min(args.max_texts, args.max_chars, args.max_batch) < 1:
-        raise ConfigError("max_texts, max_chars, max_batch: must be at least 1")
     if args.body_timeout_s <= 0 or args.batch_wait_ms < 0:
         raise ConfigError("body_timeout_s, batch_wait_ms: must be > 0 and >= 0")
     predictor = Predictor(load_for_prediction(args.run, args.model, args.runs), args.cpu, False, args.precision)
