@@ -104,6 +104,11 @@ def test_concurrent_requests_get_the_same_answers_as_mlft_predict(server, ner_ru
         (json.dumps({"texts": ["x" * 301]}).encode(), 413, "limit is 300"),
         (json.dumps({"texts": ["x"], "lang": "../etc"}).encode(), 422, "language code"),
         (json.dumps({"texts": ["x" * 300] * 8 + ["y" * 100000]}).encode(), 413, "request body over"),
+        (b'{"texts": ["a", ["b\\ud800"]]}', 422, "texts.1: Input should be a valid string"),
+        (b'{"texts": [["\\udc00"]]}', 422, "texts.0"),
+        (b'{"texts": [NaN]}', 422, "texts.0"),
+        (b'{"texts": ["a"], "lang": Infinity}', 422, "lang"),
+        (b'{"records": [{"text": NaN}]}', 422, "records[0]: expected"),
     ],
 )
 def test_bad_requests_get_clear_4xx_errors(server, payload, status, fragment):
@@ -235,3 +240,11 @@ def test_a_slow_client_does_not_block_others_and_times_out(server):
     assert status == 200 and time.monotonic() - start < BODY_TIMEOUT_S  # served while the slow body is pending
     assert _status(sock) == 408
     sock.close()
+
+
+def test_the_largest_request_the_limits_allow_is_served_even_ascii_escaped(server):
+    """8 texts of 300 characters (the server's limits), Chinese and a character beyond the BMP written as json.dumps
+    writes them by default (\\\\uXXXX, up to 12 bytes a character): no 413, no reset connection."""
+    texts = [("张伟在北京工作。" * 40)[:299] + "\U0001f600"] * 8
+    status, body = call(f"{server}/predict", json.dumps({"texts": texts}).encode())
+    assert status == 200 and len(body["predictions"]) == 8

@@ -154,6 +154,8 @@ async def _reply(send: Any, status: int, detail: str) -> None:
 
 def build_app(predictor: Predictor, args: ServeArgs) -> Any:
     from fastapi import FastAPI, HTTPException
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
     from pydantic import BaseModel
 
     class PredictRequest(BaseModel):
@@ -174,6 +176,17 @@ def build_app(predictor: Predictor, args: ServeArgs) -> Any:
 
     app = FastAPI(title="mlft", lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=max_body, timeout_s=args.body_timeout_s)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(_: Any, err: RequestValidationError) -> JSONResponse:
+        """A 422 naming each bad field. FastAPI's own answer echoes the input, which a lone surrogate or a NaN
+        (both valid to Python's JSON reader) makes unwritable: a 500 instead."""
+        problems = []
+        for error in err.errors():
+            where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "body"
+            message = str(error.get("msg", "invalid")).encode("utf-8", "backslashreplace").decode()
+            problems.append(f"{where}: {message}")
+        return JSONResponse({"detail": "; ".join(problems)}, status_code=422)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
