@@ -323,6 +323,12 @@ CASES: list[tuple[str, dict[str, bytes], list[str], str]] = [
         r"train\.jsonl:3: label '1' is the label 1 of .*train\.jsonl:1 written as a str",
     ),
     ("tag-name-no-repair-hint", {"train.conll": b"a\tX-PER\n"}, NER_FILE, r"X-PER.*fix the tag"),
+    (
+        "zero-shot-language-without-data",
+        GOOD_NER,
+        [*NER_FILE[:2], "lang=zh_to_en", *NER_FILE[3:]],
+        r"lang\.eval: en has no dev or test data: the data files hold no dev or test set",
+    ),
     # Numbers that mean nothing: refused before a run directory exists
     ("lr-nan", GOOD_NER, [*NER_FILE, "optimizer.lr=nan"], r"optimizer\.lr: must be a finite number, got nan"),
     ("eps-nan", GOOD_NER, [*NER_FILE, "optimizer.eps=nan"], r"optimizer\.eps: must be a finite number"),

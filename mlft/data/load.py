@@ -223,6 +223,16 @@ def load_data(
     train = [ex for exs in splits["train"].values() for ex in exs]
     if need_train and not train:
         raise DataError("no training examples were read (check data.train and lang.train)")
+    scored = {lang for split in ("dev", "test") for lang in splits[split]}
+    unscored = [lang for lang in eval_langs if lang not in (ALL_LANGS, *splits["train"], *scored)]
+    if need_train and unscored:
+        # A zero-shot language with nothing to score it on: the run would end in an empty table.
+        held = ", ".join(sorted(scored)) or "no dev or test set"
+        raise ConfigError(
+            f"lang.eval: {', '.join(unscored)} has no dev or test data: the data files hold {held}; give "
+            "data.dev/data.test with their examples (a lang column names each one's language), or evaluate the "
+            "training languages only"
+        )
     if need_train and rules.training_problems(train):
         raise DataError(rules.training_problems(train))
     if task.labels:
