@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlft.errors import ConfigError
 
-Scheme = Literal["IOB1", "IOB2", "IOBES", "BMES"]
+Scheme = Literal["IOB1", "IOB2", "IOBES", "BMES", "BIO", "BIOES", "BILOU"]
 Precision = Literal["no", "bf16", "fp16"]
 
 
@@ -354,7 +354,7 @@ class DataConfig:
     """auto: by suffix (.jsonl; .json: a SQuAD file, else one object per line; .csv, .tsv); other files are CoNLL
     columns, or one text per line for masked-LM."""
     scheme: Scheme = "IOB2"
-    """Label scheme of the input tags; converted to IOB2 on load."""
+    """Label scheme of the input tags; converted to IOB2 on load (BIO is IOB2, BIOES and BILOU are IOBES)."""
     repair: bool = False
     """Repair invalid tag transitions instead of reporting them."""
     token_column: int = 0

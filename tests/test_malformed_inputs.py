@@ -324,6 +324,12 @@ CASES: list[tuple[str, dict[str, bytes], list[str], str]] = [
     ),
     ("tag-name-no-repair-hint", {"train.conll": b"a\tX-PER\n"}, NER_FILE, r"X-PER.*fix the tag"),
     (
+        "bmes-read-as-iob2",
+        {"train.conll": b"a\tB-PER\nb\tM-PER\nc\tE-PER\n\nd\tS-LOC\ne\tO\n\nf\tB-ORG\ng\tE-ORG\n"},
+        NER_FILE,
+        r"^mlft: invalid data \(1 problem\):\n  - .*train\.conll: the tags look like BMES, not IOB2: set data\.scheme=BMES",
+    ),
+    (
         "zero-shot-language-without-data",
         GOOD_NER,
         [*NER_FILE[:2], "lang=zh_to_en", *NER_FILE[3:]],

@@ -56,3 +56,11 @@ def test_any_tag_sequence_converts_to_valid_iob2_or_reports(tags, scheme, repair
     again, clean = to_iob2(converted, "IOB2")
     assert clean == [] and again == converted  # the output is always valid IOB2
     assert all(0 <= p.index < max(len(tags), 1) for p in problems)
+
+
+def test_bio_bioes_and_bilou_are_other_names_of_iob2_and_iobes():
+    from mlft.data.schemes import to_iob2
+
+    assert to_iob2(["B-PER", "I-PER", "O"], "BIO") == to_iob2(["B-PER", "I-PER", "O"], "IOB2")
+    assert to_iob2(["B-PER", "E-PER", "S-LOC"], "BIOES")[0] == ["B-PER", "I-PER", "B-LOC"]
+    assert to_iob2(["B-PER", "L-PER", "U-LOC"], "BILOU")[0] == ["B-PER", "I-PER", "B-LOC"]

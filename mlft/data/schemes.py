@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SCHEMES = ("IOB1", "IOB2", "IOBES", "BMES")
+ALIASES = {"BIO": "IOB2", "BIOES": "IOBES", "BILOU": "IOBES"}
+"""Other names of the schemes (BILOU's L and U are read as E and S)."""
 
 # Prefixes each scheme uses for begin / inside / end / single.
 _PREFIXES = {
@@ -42,6 +44,9 @@ def to_spans(
     tags: list[str], scheme: str, repair: bool = False
 ) -> tuple[list[tuple[int, int, str]], list[TagProblem]]:
     """Parses tags into [start, end) typed spans, returning problems found on the way."""
+    if scheme == "BILOU":
+        tags = [{"L": "E", "U": "S"}.get(split_tag(t)[0], split_tag(t)[0]) + t[1:] if t != "O" else t for t in tags]
+    scheme = ALIASES.get(scheme, scheme)
     allowed = _PREFIXES[scheme]
     spans: list[tuple[int, int, str]] = []
     problems: list[TagProblem] = []
@@ -96,6 +101,14 @@ def to_spans(
     if repair:
         problems = [p for p in problems if not p.repairable]
     return spans, problems
+
+
+def guess_scheme(tags: list[str]) -> str | None:
+    """The scheme whose prefixes are the ones `tags` use, when exactly one has them all (M: BMES; E or S without M:
+    IOBES); None otherwise."""
+    used = {split_tag(t)[0] for t in tags} - {"O"}
+    fitting = [name for name in ("IOB2", "IOBES", "BMES") if used and used <= _PREFIXES[name]]
+    return fitting[0] if len(fitting) == 1 else None
 
 
 def spans_to_iob2(spans: list[tuple[int, int, str]], length: int) -> list[str]:

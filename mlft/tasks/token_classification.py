@@ -23,7 +23,7 @@ from transformers import AutoModelForTokenClassification
 from mlft.data import augment
 from mlft.data.augment import Augmenter
 from mlft.data.readers import Cells
-from mlft.data.schemes import iob2_labels, split_tag, to_iob2
+from mlft.data.schemes import ALIASES, guess_scheme, iob2_labels, split_tag, to_iob2
 from mlft.errors import DataError
 from mlft.tasks import alignment
 from mlft.tasks.alignment import NO_SPACE_LANGS, Aligner, encode_words
@@ -165,6 +165,7 @@ def to_example(record: dict[str, Any], columns: dict[str, Any], loc: str, cells:
 def convert_tags(examples: list[Example], scheme: str, repair: bool) -> None:
     """Converts tags in place to IOB2; every invalid transition is reported as file:line."""
     problems = []
+    given = [tag for ex in examples for tag in ex["tags"]]  # before conversion: what a hint reads
     for ex in examples:
         tags, found = to_iob2(ex["tags"], scheme, repair=repair)
         ex["tags"] = tags
@@ -174,7 +175,17 @@ def convert_tags(examples: list[Example], scheme: str, repair: bool) -> None:
             fix = "data.repair=true repairs it" if p.repairable else "fix the tag, or set data.scheme to the file's"
             problems.append(f"{where}: {p.message} (data.scheme={scheme}; {fix})")
     if problems:
-        raise DataError(problems)
+        raise DataError(problems if len(problems) < 3 else _scheme_hint(examples, given, scheme) or problems)
+
+
+def _scheme_hint(examples: list[Example], given: list[str], scheme: str) -> list[str] | None:
+    """One line for a file read with the wrong scheme, instead of a problem per tag, when another scheme fits every
+    tag it uses."""
+    guess = guess_scheme(given)
+    if guess is None or ALIASES.get(scheme, scheme) == guess:
+        return None
+    where = examples[0].get("file") or examples[0]["loc"].rsplit(":", 1)[0]
+    return [f"{where}: the tags look like {guess}, not {scheme}: set data.scheme={guess}"]
 
 
 class TokenClassification:
