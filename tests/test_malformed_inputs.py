@@ -327,7 +327,7 @@ CASES: list[tuple[str, dict[str, bytes], list[str], str]] = [
         "bmes-read-as-iob2",
         {"train.conll": b"a\tB-PER\nb\tM-PER\nc\tE-PER\n\nd\tS-LOC\ne\tO\n\nf\tB-ORG\ng\tE-ORG\n"},
         NER_FILE,
-        r"^mlft: invalid data \(1 problem\):\n  - .*train\.conll: the tags look like BMES, not IOB2: set data\.scheme=BMES",
+        r"\(1 problem\):\n  - .*train\.conll: the tags look like BMES, not IOB2: set data\.scheme=BMES",
     ),
     (
         "zero-shot-language-without-data",
