@@ -5,6 +5,7 @@ before the first starts, saved configs staged as data, multi-process runs relaun
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import subprocess
 import sys
@@ -27,13 +28,27 @@ def quiet_libraries() -> None:
 
     import transformers
 
-    logging.basicConfig(level=logging.WARNING, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.WARNING, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S", handlers=[BarSafeHandler()]
+    )
     logging.getLogger("mlft").setLevel(logging.INFO)
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     # Every checkpoint of a model with tied weights (a masked-LM decoder) says it saved them once; loading
     # re-ties them (mlft.engine.selection.load_weights), so the warning is only noise.
     logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
+
+
+class BarSafeHandler(logging.Handler):
+    """Log lines written above a running progress bar (tqdm.write), not into the middle of it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm.auto import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
 
 
 HYDRA_INFO_FLAGS = {

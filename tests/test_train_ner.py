@@ -26,11 +26,14 @@ RUN_FILES = {
     "predictions",
     "report.md",
     "tensorboard",
+    "train.log",
 }
 
 
 def test_run_directory_holds_the_reproducible_record(ner_run):
     assert {p.name for p in ner_run.iterdir()} == RUN_FILES
+    logged = (ner_run / "train.log").read_text()
+    assert f"run directory: {ner_run}" in logged and "dev f1 = " in logged and "training: " in logged
     assert {p.name for p in (ner_run / ".hydra").iterdir()} == {"config.yaml", "overrides.yaml"}
     assert {"dev-f1.png", "test-f1.png"} <= {p.name for p in (ner_run / "plots").iterdir()}
     assert {p.name for p in (ner_run / "predictions").iterdir()} == {"dev-zh.jsonl", "test-zh.jsonl"}

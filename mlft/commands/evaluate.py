@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -136,4 +137,5 @@ def evaluate(args: EvalArgs) -> tuple[dict, Path]:
     columns = tuple(saved.task.metrics)
     table = write_reports(out_dir, metrics, columns, extra, title, saved.languages.train, cfg.task.metric)
     print(table)
+    print(f"wrote the metrics, report and plots to {out_dir}", file=sys.stderr)
     return metrics, out_dir

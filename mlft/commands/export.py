@@ -131,6 +131,8 @@ def export(args: ExportArgs) -> Path:
             parity or "(parity check skipped)",
         )
         (tmp / "README.md").write_text(card)
+        if saved.run.plots_dir.is_dir() and not saved.members:  # the report the card quotes shows them
+            shutil.copytree(saved.run.plots_dir, tmp / saved.run.plots_dir.name)
         write_manifest(tmp, args.format, artifact)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

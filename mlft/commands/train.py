@@ -7,6 +7,8 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,37 @@ def train(
     tracker = "none" if run.tracker == "tensorboard" and not run.trainer.tensorboard else run.tracker
     accelerator = make_accelerator(run.trainer, tracker, rd.path)
     log_on_main_process_only(accelerator)
+    with logged_to(rd.log_file if accelerator.is_main_process else None):
+        return run_training(run, rd, accelerator, tracker, fresh, resuming, origin, stage)
+
+
+@contextmanager
+def logged_to(path: Path | None) -> Iterator[None]:
+    """mlft's log lines also go to `path` (the run's train.log, appended to on resume), as Hydra jobs keep theirs."""
+    if path is None:
+        yield
+        return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def run_training(
+    run: RunConfig,
+    rd: RunDir,
+    accelerator: Any,
+    tracker: str,
+    fresh: bool,
+    resuming: bool,
+    origin: Path | None,
+    stage: StageInputs | None,
+) -> Path:
+    """The run after its directory is claimed: prepare, train, finish (see `train`)."""
     log.info("run directory: %s", rd.path)
     try:
         prepared = prepare(run, accelerator, stage.replay if stage else None)

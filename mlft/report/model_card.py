@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mlft.config import RunConfig
+from mlft.models.cache import HUB_ORIGIN, PREFIX
 from mlft.rundir import Languages, RunDir
 
 
@@ -21,6 +24,16 @@ def fine_tuning(config: RunConfig) -> str:
     if distill.teacher is not None:
         how += f"; distilled from `{distill.teacher}` (alpha {distill.alpha}, temperature {distill.temperature})"
     return how
+
+
+def hub_base_model(name_or_path: str) -> str | None:
+    """The hub id a model card names as base_model: the packaged e5's original, a hub id as given; None for a local
+    folder, which the Hub's metadata cannot name."""
+    if name_or_path.startswith(PREFIX):
+        return HUB_ORIGIN
+    if Path(name_or_path).exists() or name_or_path.startswith((".", "/", "~")):
+        return None
+    return name_or_path
 
 
 def model_card(
@@ -45,7 +58,7 @@ def model_card(
         f"language: [{', '.join(langs)}]",
         f"pipeline_tag: {pipeline}",
         "library_name: transformers",
-        f"base_model: {config.model.name_or_path}",
+        *([f"base_model: {base}"] if (base := hub_base_model(config.model.name_or_path)) else []),
         "tags: [mlft]",
         "---",
         "",
