@@ -201,7 +201,12 @@ class RunDir:
     def languages(self, config: RunConfig) -> Languages:
         """The languages as the run resolved them when it started ([all] -> the languages its data had)."""
         if self.languages_file.is_file():
-            return Languages(**json.loads(self.languages_file.read_text()))
+            recorded = read_record(self.languages_file)
+            if not (isinstance(recorded, dict) and set(recorded) == {"train", "eval"}):
+                raise RunDirError(
+                    f'{self.languages_file}: not the run\'s languages ({{"train": [...], "eval": [...]}})'
+                )
+            return Languages(**recorded)
         # Runs written before languages.json: what metrics.json recorded, else the config with [all] resolved.
         metrics = self.metrics()
         train = metrics.get("languages", {}).get("train") or _resolved(config.lang.train, config)
@@ -209,10 +214,10 @@ class RunDir:
         return Languages(train, evaluated or _resolved(config.lang.eval, config))
 
     def metrics(self) -> dict[str, Any]:
-        return json.loads(self.metrics_file.read_text()) if self.metrics_file.is_file() else {}
+        return read_record(self.metrics_file) if self.metrics_file.is_file() else {}
 
     def env(self) -> dict[str, Any]:
-        return json.loads(self.env_file.read_text()) if self.env_file.is_file() else {}
+        return read_record(self.env_file) if self.env_file.is_file() else {}
 
 
 def read_paths(run: RunConfig) -> list[tuple[str, Path]]:
@@ -236,6 +241,17 @@ def read_paths(run: RunConfig) -> list[tuple[str, Path]]:
         if value and not value.startswith(("hub:", "builtin:")) and Path(value).exists():
             found.append((key, Path(value)))
     return found
+
+
+def read_record(path: Path) -> Any:
+    """A JSON record of a run (metrics, languages, environment); a damaged one is a RunDirError naming it."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise RunDirError(f"{path}: not a readable record of the run ({str(err).splitlines()[0][:120]})") from None
+    if not isinstance(record, dict):
+        raise RunDirError(f"{path}: not a record of the run (expected a JSON object)")
+    return record
 
 
 def _resolved(langs: list[str], config: RunConfig) -> list[str]:

@@ -121,3 +121,13 @@ def test_masked_lm_cannot_take_an_evaluate_module(tmp_path, tiny_models, capsys)
         f"task.evaluate={METRICS / 'kappa'}", GRANT, f"hydra.run.dir={tmp_path / 'run'}",
     )  # fmt: skip
     assert "task.evaluate: masked_lm predictions cannot go to an evaluate module" in err
+
+
+def test_a_module_that_raises_when_eval_scores_is_exit_2_naming_it(sentiment_run, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    source = (METRICS / "kappa" / "kappa.py").read_text()
+    (broken / "broken.py").write_text(source.replace("return {", "raise RuntimeError('boom')\n        return {"))
+    err = cli_error(capsys, "eval", f"run={sentiment_run}", f"evaluate={broken}", f"out={tmp_path / 'eval'}")
+    assert "evaluate: the module 'broken' failed (RuntimeError: boom)" in err and "Traceback" not in err
+    assert not (tmp_path / "eval").exists()

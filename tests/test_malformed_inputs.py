@@ -335,6 +335,31 @@ CASES: list[tuple[str, dict[str, bytes], list[str], str]] = [
         [*NER_FILE[:2], "lang=zh_to_en", *NER_FILE[3:]],
         r"lang\.eval: en has no dev or test data: the data files hold no dev or test set",
     ),
+    # A damaged record in a run directory
+    (
+        "run-languages-corrupt",
+        {"ner-run": b"", "run/languages.json": b"{not json"},
+        ["eval", "run={d}/run"],
+        r"run/languages\.json: not a readable record of the run",
+    ),
+    (
+        "run-languages-wrong-shape",
+        {"ner-run": b"", "run/languages.json": b'{"train": ["zh"]}'},
+        ["predict", "run={d}/run", "input={d}/run/config.yaml"],
+        r"languages\.json: not the run's languages",
+    ),
+    (
+        "run-metrics-corrupt",
+        {"ner-run": b"", "run/metrics.json": b"\x00\x01"},
+        ["report", "runs=[{d}/run]", "out={d}/report"],
+        r"run/metrics\.json: not a readable record of the run",
+    ),
+    (
+        "run-env-not-an-object",
+        {"ner-run": b"", "run/env.json": b"[1]"},
+        ["export", "run={d}/run"],
+        r"env\.json: not a",
+    ),
     # Numbers that mean nothing: refused before a run directory exists
     ("lr-nan", GOOD_NER, [*NER_FILE, "optimizer.lr=nan"], r"optimizer\.lr: must be a finite number, got nan"),
     ("eps-nan", GOOD_NER, [*NER_FILE, "optimizer.eps=nan"], r"optimizer\.eps: must be a finite number"),

@@ -102,6 +102,7 @@ def export(args: ExportArgs) -> Path:
     out = Path(args.out) if args.out else saved.run.export_dir / name
     check_destination(out, [saved.run.path], args.overwrite)
     # Built beside it under a name of its own, then renamed: a failure leaves `out` as it was.
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # removed again if the export fails
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
     try:
@@ -136,6 +137,9 @@ def export(args: ExportArgs) -> Path:
         write_manifest(tmp, args.format, artifact)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made:  # innermost first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise
     share(tmp)
     if out.exists():  # an earlier export (check_destination): moved aside first, so no moment has neither

@@ -56,7 +56,11 @@ class EvaluateScored:
         if not examples:
             return out
         preds, refs = self._task.evaluate_inputs(examples, predictions)
-        scores = reported(self.module.compute(predictions=preds, references=refs), self.name)
+        try:
+            result = self.module.compute(predictions=preds, references=refs)
+        except Exception as err:  # noqa: BLE001 - any failure of user code inside the module
+            raise ConfigError(f"evaluate: the module {self.name!r} failed ({type(err).__name__}: {err})") from None
+        scores = reported(result, self.name)
         self.metrics.update({key: self.higher for key in scores if key not in self.metrics})
         return {**out, **scores}
 
