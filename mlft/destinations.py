@@ -7,6 +7,7 @@ must never land outside the folder it was meant for, nor replace what the comman
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from mlft.errors import ConfigError
@@ -32,6 +33,10 @@ def check_writable(path: Path, key: str) -> None:
             raise ConfigError(f"{key}: cannot create {path}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"{key}: cannot write in {folder} (permission denied or a read-only file system)")
+    try:  # access() says yes to root on pseudo-file systems (/proc) where nothing can be created: try it
+        tempfile.TemporaryDirectory(dir=folder, prefix=".mlft-probe-").cleanup()
+    except OSError as err:
+        raise ConfigError(f"{key}: cannot create anything in {folder} ({err.strerror or err})") from None
 
 
 def umask() -> int:

@@ -201,3 +201,36 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_start(saved_
     expected = load_file(saved_every_2_steps / "model" / "model.safetensors")
     for name in expected:
         torch.testing.assert_close(final[name], expected[name], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("damage", ["state-garbage", "weights-truncated", "optimizer-zeros", "optimizer-pickled"])
+def test_a_damaged_checkpoint_is_exit_2_naming_it_and_runs_nothing(ner_run, tmp_path, capsys, damage):
+    import os
+    import shutil
+
+    from helpers import cli_error, snapshot
+
+    run = tmp_path / "run"
+    shutil.copytree(ner_run, run)
+    step = next((run / "checkpoints").glob("step-*"))
+    marker = tmp_path / "unpickled"
+    if damage == "state-garbage":
+        (step / "trainer_state.json").write_text("garbage")
+    elif damage == "weights-truncated":
+        with (step / "model.safetensors").open("r+b") as f:
+            f.truncate(500)
+    elif damage == "optimizer-zeros":
+        (step / "optimizer.bin").write_bytes(bytes(1000))
+    else:
+
+        class Payload:
+            def __reduce__(self):
+                return (os.system, (f"touch {marker}",))
+
+        torch.save({"state": Payload()}, step / "optimizer.bin")
+    before = {k: v for k, v in snapshot(tmp_path).items() if not k.endswith("train.log")}
+    err = cli_error(capsys, "train", f"resume={run}")
+    assert f"{step}: cannot resume from this checkpoint" in err and f"delete {step}" in err
+    assert "Traceback" not in err and "weights_only=False" not in err and not marker.exists()
+    after = {k: v for k, v in snapshot(tmp_path).items() if not k.endswith("train.log")}  # the log records it
+    assert after == before

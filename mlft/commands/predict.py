@@ -8,8 +8,10 @@ gives each line its own language ({"text": ..., "lang": ...}): lines are predict
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any, Literal
 
 from mlft.commands.saved import SavedRun, load_ensemble, load_exported, load_run
 from mlft.data.readers import lone_surrogate, read_lines
-from mlft.destinations import check_not_read, check_writable
+from mlft.destinations import check_not_read, check_writable, share
 from mlft.engine.devices import make_accelerator
 from mlft.engine.predict import predict_features
 from mlft.errors import ConfigError, DataError
@@ -215,9 +217,12 @@ def predict(args: PredictArgs) -> None:
     if args.output:
         output = Path(args.output)
         output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = output.with_name(output.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(output)
+        # Written under a name of its own beside it, then renamed: never half a file, whatever lies beside it.
+        handle, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            f.write(text)
+        share(Path(name))
+        os.replace(name, output)
         print(f"wrote {len(records)} predictions to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)

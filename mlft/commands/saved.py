@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from safetensors import SafetensorError
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from mlft.commands.stages import stage_problems
@@ -192,7 +193,7 @@ def _load(origin: Path, config: RunConfig, languages: Languages, model_dir: Path
             model = pretrained(task.model_class.from_pretrained, str(model_dir), **SAFE_LOAD)
     except ConfigError as err:  # the loaders' errors name model.name_or_path; here the folder is the run's
         raise RunDirError([p.replace("model.name_or_path: ", f"{model_dir}: ") for p in err.problems]) from None
-    except (OSError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # a truncated or damaged weights file too
         raise RunDirError(f"{model_dir}: cannot load the model ({_first_line(err)})") from None
     # The saved model's label maps are the truth, whatever the config says.
     task = build_task(config.task, config.model, [model.config.id2label[i] for i in range(model.config.num_labels)])

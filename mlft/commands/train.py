@@ -107,20 +107,39 @@ def run_training(
     log.info("run directory: %s", rd.path)
     try:
         prepared = prepare(run, accelerator, stage.replay if stage else None)
-        dev_langs = [s.lang for s in prepared.eval_sets if s.split == "dev"]
-        select_langs = selection_langs(run.trainer.select, prepared.loaded.train_langs, dev_langs)
+        loop, select_langs, resume_from = set_up(run, rd, prepared, accelerator, resuming, stage)
         if tracker != "none":  # a tracker that cannot start (server, credentials) stops the run before training
             tracking.start(accelerator, tracker, rd.path, dataclasses.asdict(run))
     except BaseException:
         # Nothing was trained: leave the directory as it was, so the same command works once the input is fixed
-        # (also after a bug or Ctrl-C: a half-made directory would only block the next command).
+        # (also after a bug, Ctrl-C or a damaged checkpoint to resume from: a half-made directory would only block
+        # the next command, and a resumed run's records would tell of a session that never trained).
         accelerator.end_training()
         if fresh:
             rd.release()
         raise
-    loaded, task, model = prepared.loaded, prepared.task, prepared.model
+    task, model = prepared.task, prepared.model
     if accelerator.is_main_process:
         record_inputs(rd, run, prepared, accelerator, resuming, origin)
+    if (run.trainer.eval_before or task.evaluate_before) and resume_from is None:
+        loop.state.before = evaluate_before(run, prepared, accelerator)
+    state = loop.run()
+    metrics = finish(run, rd, prepared, accelerator, model, state, select_langs)
+    if tracker != "none":
+        tracking.log_final(accelerator, metrics, state.global_step)
+        tracking.log_report(accelerator, tracker, [rd.report_file, rd.metrics_file, rd.config_file])
+    accelerator.end_training()
+    return rd.path
+
+
+def set_up(
+    run: RunConfig, rd: RunDir, prepared: Prepared, accelerator: Any, resuming: bool, stage: StageInputs | None
+) -> tuple[TrainingLoop, list[str], Path | None]:
+    """The training loop ready for its first step (on resume: the newest checkpoint loaded), the languages whose dev
+    sets select checkpoints, and the checkpoint resumed from."""
+    loaded, task, model = prepared.loaded, prepared.task, prepared.model
+    dev_langs = [s.lang for s in prepared.eval_sets if s.split == "dev"]
+    select_langs = selection_langs(run.trainer.select, loaded.train_langs, dev_langs)
     if loaded.labels:
         log.info("labels (%d): %s", len(loaded.labels), ", ".join(loaded.labels[:20]))
     pad_id = prepared.tokenizer.pad_token_id
@@ -161,15 +180,7 @@ def run_training(
         attach_features(run, prepared, accelerator, stage.anchor if stage else None),
     )
     loop.setup(resume_from)
-    if (run.trainer.eval_before or task.evaluate_before) and resume_from is None:
-        loop.state.before = evaluate_before(run, prepared, accelerator)
-    state = loop.run()
-    metrics = finish(run, rd, prepared, accelerator, model, state, select_langs)
-    if tracker != "none":
-        tracking.log_final(accelerator, metrics, state.global_step)
-        tracking.log_report(accelerator, tracker, [rd.report_file, rd.metrics_file, rd.config_file])
-    accelerator.end_training()
-    return rd.path
+    return loop, select_langs, resume_from
 
 
 def evaluate_before(run: RunConfig, prepared: Prepared, accelerator: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mlft.data.readers import read_lines
 from mlft.data.schemes import spans_to_iob2, to_spans
 from mlft.errors import DataError
 
@@ -33,7 +34,7 @@ def read_word_lists(path: str, key: str) -> WordLists:
     if not source.is_file():
         raise DataError(f"{key}: file not found: {path}")
     out: WordLists = {}
-    for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_lines(source), 1):
         if not line.strip() or line.startswith("#"):
             continue
         parts = line.split("\t") if "\t" in line else line.strip().split(" ", 1)

@@ -159,8 +159,19 @@ class TrainingLoop:
 
     def resume(self, directory: Path) -> None:
         inexact = check_resumable(self.accelerator, directory, self.trainer.resume_inexact)
-        self.accelerator.load_state(str(directory))
-        self.state = TrainState(**checkpoint.read_state(directory))
+        try:
+            self.accelerator.load_state(str(directory))
+            self.state = TrainState(**checkpoint.read_state(directory))
+        except Exception as err:  # noqa: BLE001 - truncated weights, a pickled or zeroed optimizer.bin, bad JSON
+            reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+            if "weights_only" in reason:  # torch's advice to load with weights_only=False must not be followed
+                reason = "a state file holds something other than plain tensors, which mlft never unpickles"
+            raise RunDirError(
+                [
+                    f"{directory}: cannot resume from this checkpoint ({reason})",
+                    f"delete {directory} to resume from the checkpoint before it, or train the run again",
+                ]
+            ) from None
         if inexact:
             self.state.inexact_resumes.append(self.state.global_step)
         # The schedule is a function of the step: replayed, not saved, because Accelerate saves
