@@ -88,3 +88,50 @@ def test_mlflow_run_holds_params_metric_history_and_report(tmp_path, tiny_models
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) >= 3
     assert "final/dev/zh/f1" in run.data.metrics
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"report.md", "metrics.json", "config.yaml"}
+
+
+@pytest.mark.parametrize(
+    "tracker,env,message",
+    [
+        ("wandb", {"WANDB_MODE": "bogus"}, "WANDB_MODE='bogus' is not a W&B mode (allowed: online, offline"),
+        ("wandb", {"WANDB_MODE": "online"}, "wandb has no credentials (WANDB_API_KEY, or `wandb login`)"),
+        ("wandb", {"WANDB_API_KEY": "x" * 40, "WANDB_BASE_URL": "http://127.0.0.1:9"}, "cannot reach 127.0.0.1:9"),
+        ("mlflow", {"MLFLOW_TRACKING_URI": "file:///tmp/mlruns"}, "is a file store, which MLflow 3 no longer"),
+        ("mlflow", {"MLFLOW_TRACKING_URI": "foo://x"}, "unknown scheme 'foo'"),
+        ("mlflow", {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, "cannot reach 127.0.0.1:9 (Connection refused)"),
+    ],
+)
+def test_a_tracker_that_cannot_start_is_exit_2_with_the_fix_before_anything_runs(
+    tracker, env, message, tmp_path, tiny_models, capsys, monkeypatch
+):
+    pytest.importorskip(tracker)
+    from helpers import cli_error
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with W&B credentials
+    for key in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    run = tmp_path / "run"
+    err = cli_error(
+        capsys, "train", "task=ner", "lang=zh", f"model={tiny_models['unigram']}", *ZH_NER[:1], f"tracker={tracker}",
+        f"hydra.run.dir={run}",
+    )  # fmt: skip
+    assert message in err and "Traceback" not in err and not run.exists()
+
+
+def test_a_tracker_failing_during_and_after_training_costs_only_its_own_copy(
+    tmp_path, tiny_models, monkeypatch, caplog
+):
+    from accelerate import Accelerator
+
+    def broken(self, *args, **kwargs):
+        raise ConnectionError("tracking server gone")
+
+    monkeypatch.setattr(Accelerator, "log", broken)
+    monkeypatch.setattr(Accelerator, "end_training", broken)
+    run = train(tmp_path / "run", tiny_models["unigram"], *EPOCHS)
+    assert (run / "model" / "config.json").is_file() and (run / "metrics.json").is_file()
+    warned = [r.message for r in caplog.records if r.message.startswith("tracker:")]
+    assert any("logging failed (tracking server gone)" in w for w in warned)
+    assert any("closing the tracker's run failed" in w for w in warned)

@@ -114,7 +114,7 @@ def run_training(
         # Nothing was trained: leave the directory as it was, so the same command works once the input is fixed
         # (also after a bug, Ctrl-C or a damaged checkpoint to resume from: a half-made directory would only block
         # the next command, and a resumed run's records would tell of a session that never trained).
-        accelerator.end_training()
+        tracking.safely("closing the tracker's run", accelerator.end_training)
         if fresh:
             rd.release()
         raise
@@ -126,9 +126,11 @@ def run_training(
     state = loop.run()
     metrics = finish(run, rd, prepared, accelerator, model, state, select_langs)
     if tracker != "none":
-        tracking.log_final(accelerator, metrics, state.global_step)
-        tracking.log_report(accelerator, tracker, [rd.report_file, rd.metrics_file, rd.config_file])
-    accelerator.end_training()
+        step = state.global_step
+        tracking.safely("logging the final metrics", lambda: tracking.log_final(accelerator, metrics, step))
+        files = [rd.report_file, rd.metrics_file, rd.config_file]
+        tracking.safely("uploading the report", lambda: tracking.log_report(accelerator, tracker, files))
+    tracking.safely("closing the tracker's run", accelerator.end_training)
     return rd.path
 
 

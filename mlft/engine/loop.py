@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from mlft.config import OptimizerConfig, TrainerConfig
-from mlft.engine import checkpoint
+from mlft.engine import checkpoint, tracking
 from mlft.engine.hooks import Hooks
 from mlft.engine.optim import build_optimizer, build_scheduler
 from mlft.engine.predict import IndexedFeatures, collate_with_index, show_progress
@@ -296,7 +296,7 @@ class TrainingLoop:
             scalars = {"train/loss": loss, "train/lr": lr}
             if state.train_seconds > 0:
                 scalars["train/samples_per_second"] = state.train_samples / state.train_seconds
-            self.accelerator.log(scalars, state.global_step)
+            tracking.safely("logging", lambda: self.accelerator.log(scalars, state.global_step))
             self.bar.set_postfix(loss=f"{loss:.4f}")
             self.running, self.seen = 0.0, 0
         if self.trainer.eval_strategy == "steps" and state.global_step % (self.trainer.eval_steps or 1) == 0:
@@ -317,7 +317,8 @@ class TrainingLoop:
         score, metrics = self.evaluate_fn()
         self.model.train()
         state.history.append({"step": state.global_step, "epoch": state.epoch, "score": score, **metrics})
-        self.accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=state.global_step)
+        evaluated = {f"eval/{k}": v for k, v in metrics.items()}
+        tracking.safely("logging", lambda: self.accelerator.log(evaluated, step=state.global_step))
         if self.improved(score):
             state.best_score, state.best_step, state.bad_evals = score, state.global_step, 0
             self.save_best()

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch.utils.data import Sampler
 
+from mlft.engine import tracking
+
 log = logging.getLogger("mlft")
 
 
@@ -168,7 +170,8 @@ def attach_language_mix(hooks: Any) -> None:
         if len(state.lang_mix) <= state.epoch:
             state.lang_mix.append(mix)
         total = sum(mix.values())
-        loop.accelerator.log({f"lang_mix/{lang}": n / total for lang, n in mix.items()}, step=state.global_step)
+        shares = {f"lang_mix/{lang}": n / total for lang, n in mix.items()}
+        tracking.safely("logging", lambda: loop.accelerator.log(shares, step=state.global_step))
         log.info(
             "epoch %d language mix: %s (target %s)",
             state.epoch,

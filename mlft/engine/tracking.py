@@ -11,8 +11,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import netrc
+import os
+import socket
+import urllib.parse
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from mlft.errors import ConfigError
 
 log = logging.getLogger("mlft")
 
@@ -22,14 +29,79 @@ PROJECT = "mlft"
 """The W&B project and MLflow experiment unless WANDB_PROJECT / MLFLOW_EXPERIMENT_NAME say otherwise."""
 
 
+WANDB_MODES = ("online", "offline", "disabled", "dryrun", "shared")
+MLFLOW_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks", "databricks-uc")
+"""Tracking URI schemes MLflow 3 serves runs from (its file store is in maintenance mode and refuses new runs)."""
+
+
 def tracker_problems(tracker: str) -> list[str]:
+    """What keeps the tracker from starting, checked before any work: the package, and the settings it reads from
+    the environment (W&B's mode and credentials, MLflow's tracking URI, each server's reachability)."""
     if tracker not in TRACKERS:
         return [f"tracker: {tracker!r} is not a tracker (allowed: {', '.join(TRACKERS)})"]
     module = TRACKERS[tracker]
     if module is not None and importlib.util.find_spec(module) is None:
         package = "mlflow-skinny" if tracker == "mlflow" else module
         return [f"tracker: {tracker!r} needs the {module} package (pip install {package})"]
+    if tracker == "wandb":
+        return wandb_problems(os.environ)
+    if tracker == "mlflow":
+        return mlflow_problems(os.environ.get("MLFLOW_TRACKING_URI"))
     return []
+
+
+def wandb_problems(env: Mapping[str, str]) -> list[str]:
+    mode = env.get("WANDB_MODE", "online")
+    if mode not in WANDB_MODES:
+        return [f"tracker: WANDB_MODE={mode!r} is not a W&B mode (allowed: {', '.join(WANDB_MODES)})"]
+    if mode in ("offline", "disabled", "dryrun"):
+        return []
+    base = env.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    host = urllib.parse.urlsplit(base).hostname or ""
+    if not env.get("WANDB_API_KEY") and not _netrc_has(host):
+        return [
+            "tracker: wandb has no credentials (WANDB_API_KEY, or `wandb login`); set them, or WANDB_MODE=offline "
+            "to keep the W&B run in <run>/wandb/ and `wandb sync` it later"
+        ]
+    problem = unreachable(base)
+    return [f"tracker: WANDB_BASE_URL {base}: {problem} (or WANDB_MODE=offline)"] if problem else []
+
+
+def mlflow_problems(uri: str | None) -> list[str]:
+    if uri is None:
+        return []  # MLflow's default: sqlite:///mlflow.db in the working folder
+    scheme = urllib.parse.urlsplit(uri).scheme
+    if scheme in ("", "file"):
+        return [
+            f"tracker: MLFLOW_TRACKING_URI={uri} is a file store, which MLflow 3 no longer starts runs in; use "
+            "MLFLOW_TRACKING_URI=sqlite:///mlflow.db (or an MLflow server's http:// address)"
+        ]
+    if scheme not in MLFLOW_SCHEMES:
+        return [
+            f"tracker: MLFLOW_TRACKING_URI={uri}: unknown scheme {scheme!r} (allowed: {', '.join(MLFLOW_SCHEMES)})"
+        ]
+    problem = unreachable(uri) if scheme in ("http", "https") else None
+    return [f"tracker: MLFLOW_TRACKING_URI={uri}: {problem}"] if problem else []
+
+
+def _netrc_has(host: str) -> bool:
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def unreachable(url: str, timeout: float = 3.0) -> str | None:
+    """Why nothing answers at `url`'s host and port (refused, no route, no such host, timed out), or None."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        return "not an address (expected http(s)://host[:port])"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return None
+    except OSError as err:
+        return f"cannot reach {parts.hostname}:{port} ({err.strerror or type(err).__name__})"
 
 
 def flat_params(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -56,7 +128,32 @@ def start(accelerator: Any, tracker: str, run_dir: Path, config: dict[str, Any])
     }
     project = os.environ.get("WANDB_PROJECT" if tracker == "wandb" else "MLFLOW_EXPERIMENT_NAME", PROJECT)
     project = "tensorboard" if tracker == "tensorboard" else project  # TensorBoard: the folder's name
-    accelerator.init_trackers(project, config=flat_params(config), init_kwargs=init_kwargs)
+    _warned.clear()  # a new run warns again
+    try:
+        accelerator.init_trackers(project, config=flat_params(config), init_kwargs=init_kwargs)
+    except Exception as err:  # noqa: BLE001 - each tracker raises its own: the run stops before training
+        raise ConfigError(f"tracker: {tracker} cannot start ({_first_line(err)})") from None
+
+
+def safely(what: str, call: Callable[[], Any]) -> None:
+    """A tracker call during or after training: its failure (a server gone, a full disk) costs the tracker's copy,
+    never the run's own files, metrics and model; warned about once per kind of call."""
+    try:
+        call()
+    except Exception as err:  # noqa: BLE001 - any tracker's own error types
+        if what not in _warned:
+            _warned.add(what)
+            log.warning(
+                "tracker: %s failed (%s); the run goes on, its own files keep everything", what, _first_line(err)
+            )
+
+
+_warned: set[str] = set()
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
 
 
 def log_final(accelerator: Any, metrics: dict[str, Any], step: int) -> None:
