@@ -162,5 +162,5 @@ def parse_key_values(args: list[str], schema: type[T], command: str) -> T:
     return parsed
 
 
-COUNTS = ("batch_size", "max_texts", "max_chars", "max_batch", "vocab_min_count")
+COUNTS = ("batch_size", "max_texts", "max_chars", "max_batch", "max_call_chars", "vocab_min_count")
 """Keys of the key=value commands that count something and must be at least 1."""

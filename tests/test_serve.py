@@ -184,6 +184,44 @@ def test_a_failing_model_call_fails_only_the_request_that_caused_it():
     assert results[3] == [{"text": "d"}] and isinstance(results[1], RuntimeError)
 
 
+def test_a_small_request_beside_a_big_one_waits_for_one_model_call_and_a_gone_client_costs_nothing():
+    """The scheduler, on a predictor that records its calls: a big request is split over calls of at most
+    max_chars characters; a small one that arrives meanwhile is in the next call; a cancelled request (its client
+    went away) has its texts not yet predicted dropped."""
+    import asyncio
+    import time as clock
+
+    from mlft.commands.batcher import Batcher
+
+    calls: list[list[str]] = []
+
+    def predictor(lines: list[str], lang: str | None, batch_size: int) -> list[dict]:
+        calls.append(lines)
+        clock.sleep(0.05)  # a model call's time
+        return [{"text": line} for line in lines]
+
+    async def scenario() -> tuple[list, int]:
+        batcher = Batcher(predictor, max_batch=64, wait_s=0.001, max_chars=100)  # type: ignore[arg-type]
+        worker = asyncio.create_task(batcher.run())
+        big = asyncio.create_task(batcher.submit([f"b{i:02d}" + "x" * 96 for i in range(20)], None))  # 20 calls
+        await asyncio.sleep(0.12)  # two calls in
+        at = len(calls)  # calls started when the small request arrives (the last one still running)
+        small = await batcher.submit(["small"], None)
+        gone = asyncio.create_task(batcher.submit([f"g{i}" + "y" * 98 for i in range(20)], None))
+        await asyncio.sleep(0.12)
+        gone.cancel()
+        await big
+        worker.cancel()
+        return small, at
+
+    small, at = asyncio.run(scenario())
+    assert small == [{"text": "small"}]
+    assert "small" in calls[at]  # the next call, not after the big request's 18 others
+    assert all(sum(len(t) for t in c) <= 100 or len(c) == 1 for c in calls)
+    predicted_gone = [t for c in calls for t in c if t.startswith("g")]
+    assert 0 < len(predicted_gone) < 20  # some of it ran before the client left, the rest never did
+
+
 def _raw(server: str) -> socket.socket:
     host, port = server.removeprefix("http://").split(":")
     return socket.create_connection((host, int(port)), timeout=30)

@@ -4,9 +4,11 @@ POST /predict {"texts": [...], "lang": "zh"} -> {"predictions": [...]} (the reco
 POST /predict {"records": [{"question": ..., "context": ...}]}  (objects of the task's fields, as .jsonl input)
 GET  /health                                -> {"status": "ok", "task": ..., "labels": [...]}
 
-Requests that arrive together are answered by one model call (up to `max_batch` texts, waiting at
-most `batch_wait_ms` for company), and one model call runs at a time. Sizes are checked before any
-work: too many texts or too long a text is a 413, a malformed body a 422, each with a message.
+Requests that arrive together share model calls (up to `max_batch` texts and `max_call_chars` characters, the first
+waiting at most `batch_wait_ms` for company), one call at a time, taking the texts of the waiting requests in turn:
+a small request beside a maximal one waits for one call, not for all of it (mlft/commands/batcher.py); the work of
+a client that went away is dropped. Sizes are checked before any work: too many texts or too long a text is a
+413, a malformed body a 422, each with a message.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the request model from the handler's real annotation.
@@ -18,9 +20,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from mlft.commands.batcher import Batcher
 from mlft.commands.predict import LANG, Predictor, Request, load_for_prediction, read_all
 from mlft.data.readers import lone_surrogate
 from mlft.errors import ConfigError, DataError
+
+DISCONNECT_POLL_S = 0.1
+"""How often a request waiting for its answer checks that its client is still there."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,9 @@ class ServeArgs:
     """Characters per text (longer NER inputs are windowed, but requests stay bounded)."""
     max_batch: int = 64
     """Texts per model call, across the requests that arrive together."""
+    max_call_chars: int = 20000
+    """Characters per model call, across requests: a bigger request is split over several calls, taken in turn with
+    the others', so that a small request beside it waits for at most one call (mlft/commands/batcher.py)."""
     batch_wait_ms: float = 5.0
     """How long the first request of a batch waits for others."""
     body_timeout_s: float = 30.0
@@ -49,52 +58,6 @@ class ServeArgs:
     """Predict on the CPU even when a GPU is present."""
     precision: Literal["run", "no", "bf16"] = "run"
     """Autocast of the model call, as in `mlft predict`."""
-
-
-class Batcher:
-    """Collects concurrent requests into model calls; one call at a time, off the event loop."""
-
-    def __init__(self, predictor: Predictor, max_batch: int, wait_s: float):
-        self.predictor, self.max_batch, self.wait_s = predictor, max_batch, wait_s
-        self.queue: asyncio.Queue[tuple[list[Request], str | None, asyncio.Future]] = asyncio.Queue()
-
-    async def submit(self, texts: list[Request], lang: str | None) -> list[dict[str, Any]]:
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
-        await self.queue.put((texts, lang, future))
-        return await future
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self.queue.get()]
-            size, deadline = len(batch[0][0]), loop.time() + self.wait_s
-            while size < self.max_batch and (timeout := deadline - loop.time()) > 0:
-                try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), timeout))
-                except asyncio.TimeoutError:
-                    break
-                size += len(batch[-1][0])
-            for lang in dict.fromkeys(item[1] for item in batch):
-                await self._answer([item for item in batch if item[1] == lang], lang)
-
-    async def _answer(self, group: list[tuple[list[Request], str | None, asyncio.Future]], lang: str | None) -> None:
-        """One model call for the group; if it fails, each request alone, so that one bad request fails only itself."""
-        loop = asyncio.get_running_loop()
-        lines = [text for texts, _, _ in group for text in texts]
-        try:
-            records = await loop.run_in_executor(None, self.predictor, lines, lang, self.max_batch)
-        except Exception as err:  # noqa: BLE001 - answered per request below
-            if len(group) > 1:
-                for item in group:
-                    await self._answer([item], lang)
-            elif not group[0][2].done():  # a client that went away has cancelled its future
-                group[0][2].set_exception(err)
-            return
-        start = 0
-        for texts, _, future in group:
-            if not future.done():
-                future.set_result(records[start : start + len(texts)])
-            start += len(texts)
 
 
 class BodyLimit:
@@ -157,13 +120,14 @@ def build_app(predictor: Predictor, args: ServeArgs) -> Any:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel
+    from starlette.requests import Request as HTTPRequest
 
     class PredictRequest(BaseModel):
         texts: list[str] | None = None
         records: list[dict[str, Any]] | None = None
         lang: str | None = None
 
-    batcher = Batcher(predictor, args.max_batch, args.batch_wait_ms / 1000)
+    batcher = Batcher(predictor, args.max_batch, args.batch_wait_ms / 1000, args.max_call_chars)
     # A character is at most 12 bytes of JSON (a character beyond the BMP as two \\uXXXX escapes, as json.dumps
     # writes it), plus a record's keys and quoting.
     max_body = args.max_texts * (args.max_chars * 12 + 256) + 1024
@@ -194,7 +158,7 @@ def build_app(predictor: Predictor, args: ServeArgs) -> Any:
         return {"status": "ok", "task": saved.task.name, "labels": saved.task.labels}
 
     @app.post("/predict")
-    async def predict(body: PredictRequest) -> dict[str, Any]:
+    async def predict(body: PredictRequest, connection: HTTPRequest) -> dict[str, Any]:
         if (body.texts is None) == (body.records is None):
             raise HTTPException(
                 422, 'texts, records: give one: "texts" (lines of text) or "records" (objects of the task\'s fields)'
@@ -219,7 +183,12 @@ def build_app(predictor: Predictor, args: ServeArgs) -> Any:
             read_all(predictor.saved.task, requests, body.lang or predictor.default_lang, lambda i: f"{key}[{i}]")
         except DataError as err:
             raise HTTPException(422, "; ".join(err.problems)) from None
-        return {"predictions": await batcher.submit(requests, body.lang)}
+        answer = asyncio.ensure_future(batcher.submit(requests, body.lang))
+        while not (await asyncio.wait({answer}, timeout=DISCONNECT_POLL_S))[0]:
+            if await connection.is_disconnected():  # nobody to answer: its texts not predicted yet are dropped
+                answer.cancel()
+                raise HTTPException(499, "client closed the connection")
+        return {"predictions": answer.result()}
 
     return app
 
