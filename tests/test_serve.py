@@ -286,3 +286,15 @@ def test_the_largest_request_the_limits_allow_is_served_even_ascii_escaped(serve
     texts = [("张伟在北京工作。" * 40)[:299] + "\U0001f600"] * 8
     status, body = call(f"{server}/predict", json.dumps({"texts": texts}).encode())
     assert status == 200 and len(body["predictions"]) == 8
+
+
+def test_the_fairness_script_times_an_innocent_request_beside_maximal_and_abandoned_ones(server):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("serve_fairness", ROOT / "scripts" / "serve_fairness.py")
+    serve_fairness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(serve_fairness)
+    args = ["--url", server, "--input", str(FIXTURES / "zh_texts.txt"), "--max-texts", "8", "--max-chars", "300"]
+    results = serve_fairness.main(args)
+    assert set(results) == {"alone_s", "beside_maximal_s", "maximal_s", "after_three_abandoned_s"}
+    assert call(f"{server}/health")[0] == 200
