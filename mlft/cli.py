@@ -43,15 +43,19 @@ class Command:
     module: str
     """mlft.commands.<module>, imported when the command runs (`mlft --help` stays fast)."""
     args: str
-    """Its typed arguments (a dataclass)."""
+    """Its typed arguments (a dataclass of mlft.commands.arguments, which imports nothing heavy)."""
     function: str
     usage: str
     quiet: bool = True
     """Silence the ML libraries' INFO output (commands that load models)."""
 
-    def load(self) -> tuple[type, Callable[[Any], Any]]:
-        module = importlib.import_module(f"mlft.commands.{self.module}")
-        return getattr(module, self.args), getattr(module, self.function)
+    def arguments(self) -> type:
+        from mlft.commands import arguments
+
+        return getattr(arguments, self.args)
+
+    def load(self) -> Callable[[Any], Any]:
+        return getattr(importlib.import_module(f"mlft.commands.{self.module}"), self.function)
 
 
 COMMANDS = {
@@ -115,7 +119,7 @@ def dispatch(command: str, rest: list[str]) -> None:
         print(f"mlft: unknown command {command!r}{hint} (allowed: {', '.join(known)})\n\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)
     spec = COMMANDS[command]
-    schema, function = spec.load()
+    schema = spec.arguments()
     if helping:
         from mlft.helptext import command_help
 
@@ -123,7 +127,7 @@ def dispatch(command: str, rest: list[str]) -> None:
         return
     from mlft.schema import parse_key_values
 
-    parsed: Any = parse_key_values(rest, schema, command)
+    parsed: Any = parse_key_values(rest, schema, command)  # argument errors before anything heavy is imported
     if spec.quiet:
         quiet_libraries()
-    function(parsed)
+    spec.load()(parsed)

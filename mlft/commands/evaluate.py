@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
+from mlft.commands.arguments import EvalArgs
 from mlft.commands.saved import SavedRun, load_ensemble, load_run
 from mlft.config import DataConfig
 from mlft.data.feature_cache import Encoder, feature_cache_dir
@@ -18,32 +18,6 @@ from mlft.engine.evaluate import EvalSet, encode_sets, evaluate_sets
 from mlft.errors import ConfigError
 from mlft.report.tables import write_reports
 from mlft.tasks import build_task
-
-
-@dataclass(frozen=True)
-class EvalArgs:
-    run: str | None = None
-    """The run directory to evaluate."""
-    runs: list[str] | None = None
-    """Instead of run: finished runs of the same task, labels and tokenizer, evaluated as one ensemble (their
-    probabilities averaged); the data and languages are the first run's."""
-    lang: list[str] | None = None
-    """Languages to evaluate (default: the run's lang.eval)."""
-    split: list[Literal["dev", "test"]] | None = None
-    """Splits to evaluate: dev, test (default: both)."""
-    dev: str | None = None
-    """Other dev data (a file or hub:...), instead of the run's."""
-    test: str | None = None
-    """Other test data (a file or hub:...), instead of the run's."""
-    batch_size: int = 64
-    """Texts per model call."""
-    cpu: bool = False
-    """Evaluate on the CPU even when a GPU is present."""
-    out: str | None = None
-    """Folder for metrics.json and report.md (default: <run>/evals/<time>/)."""
-    evaluate: str | None = None
-    """An evaluate module (hub name or local path) to score with besides the built-in metrics: a run's own
-    task.evaluate is Python code and is not run from its saved config, so name it here to use it."""
 
 
 def load_eval_data(saved: SavedRun, data: DataConfig, langs: list[str]) -> dict[str, dict[str, list[dict]]]:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from mlft.commands.arguments import ExportArgs
 from mlft.commands.evaluate import load_eval_data, score_model
 from mlft.commands.manifest import check_replaceable, write_manifest
 from mlft.commands.saved import SavedRun, load_ensemble, load_exported, load_run, write_export_records
@@ -34,46 +35,6 @@ class ParityError(UserError):
     """The exported artifact scores worse than the run's model beyond the allowed drop."""
 
     title = "export failed the parity check"
-
-
-@dataclass(frozen=True)
-class ExportArgs:
-    run: str | None = None
-    """The run directory whose final model is exported."""
-    runs: list[str] | None = None
-    """Instead of run: finished runs of the same task, labels and tokenizer, exported as one ONNX graph that
-    averages their probabilities (format=onnx, out= required)."""
-    format: Literal["hf", "onnx"] = "hf"
-    """hf: safetensors + tokenizer + label maps; onnx: model.onnx for onnxruntime."""
-    quantize: Literal["none", "int8"] = "none"
-    """int8: dynamic int8 quantization of the ONNX weights (format=onnx)."""
-    fuse: bool = False
-    """format=onnx: export with eager attention and fuse the graph with onnxruntime's transformer optimizer (one
-    Attention node per layer, fused LayerNorm and GELU; BERT and XLM-R encoders); with int8 the fused graph is
-    quantized (faster on CPUs: docs/results/export.md)."""
-    out: str | None = None
-    """Output folder (default: <run>/export/<format>[-fused][-int8])."""
-    split: Literal["dev", "test"] = "dev"
-    """Data the parity gate evaluates on, per language of the run."""
-    max_drop: float = 0.5
-    """Largest allowed drop of the task metric, in points (0.5 = half an F1/accuracy point)."""
-    trim_vocab: Literal["none", "lang", "train"] = "none"
-    """Keep only the vocabulary (and embedding rows) that the run's data uses: lang = all its splits and
-    languages; train = its training data only (text outside it may then segment into smaller pieces or <unk>)."""
-    vocab_file: str | None = None
-    """With trim_vocab: also keep the pieces of this file, plain text (a text per line) or a frequency list
-    (`word<TAB>count` per line), e.g. to serve text of the run's languages beyond its data."""
-    vocab_min_count: int = 1
-    """Frequency-list words counted fewer times are left out of vocab_file."""
-    check: bool = True
-    """Run the parity gate (false skips it; the card then says so)."""
-    overwrite: bool = False
-    """Replace an existing output folder."""
-    batch_size: int = 64
-    """Texts per model call of the parity check."""
-    lang: str | None = None
-    """A run with language adapters (peft.lang_adapters): the language whose adapter is merged into the export,
-    which is then a plain model for that language (export each language you serve)."""
 
 
 def export(args: ExportArgs) -> Path:

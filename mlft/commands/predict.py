@@ -13,10 +13,11 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
+from mlft.commands.arguments import PredictArgs
 from mlft.commands.saved import SavedRun, load_ensemble, load_exported, load_run
 from mlft.data.readers import lone_surrogate, read_lines
 from mlft.destinations import check_not_read, check_writable, share
@@ -29,34 +30,6 @@ LANG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 """A language code as requests give it: zh, en, pt-BR, hi-Latn."""
 Request = str | dict[str, Any]
 """What is predicted: a line of raw text, or a JSON object of the task's fields."""
-
-
-@dataclass(frozen=True)
-class PredictArgs:
-    input: str
-    """A UTF-8 text file, one text per line (empty lines give empty predictions; pairs: text<TAB>text), or a
-    .jsonl file of {"text": ..., "lang": ...} objects (each line in its own language; "text_pair" for pairs)."""
-    output: str | None = None
-    """JSONL output file (default: standard output)."""
-    lang: str | None = None
-    """Language of the input (default: the run's first training language); decides NER word splitting and, for
-    a run with language adapters, the adapter."""
-    batch_size: int = 64
-    """Texts per model call."""
-    overwrite: bool = False
-    """Replace an existing output file."""
-    cpu: bool = False
-    """Predict on the CPU even when a GPU is present."""
-    precision: Literal["run", "no", "bf16"] = "run"
-    """Autocast of the model call: run = the run's trainer.precision; bf16 pays on GPUs and on CPUs with bf16
-    instructions (avx512_bf16, AMX) and is far slower than fp32 on CPUs without them; no = fp32."""
-    run: str | None = None
-    """The run directory whose final model predicts."""
-    model: str | None = None
-    """Instead of run: a folder written by `mlft export`, or the model.onnx inside one."""
-    runs: list[str] | None = None
-    """Instead of run: finished runs of the same task, labels and tokenizer, predicting as one ensemble (their
-    probabilities averaged)."""
 
 
 class Predictor:

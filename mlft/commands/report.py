@@ -5,31 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from mlft.commands.arguments import ReportArgs
 from mlft.commands.saved import read_config
 from mlft.errors import ConfigError, RunDirError
 from mlft.report.sweep import Ranking, Run, group_runs, write_report
 from mlft.rundir import METRICS_FILE, RunDir
 from mlft.sweeps import read_jobs
 from mlft.tasks import TASKS
-
-
-@dataclass(frozen=True)
-class ReportArgs:
-    sweep: str | None = None
-    """A folder holding finished runs (e.g. a `mlft train -m` sweep directory); searched recursively."""
-    runs: list[str] | None = None
-    """Run directories, instead of (or besides) sweep."""
-    split: str = "dev"
-    """The split that ranks the configurations (dev; the other split is shown beside it)."""
-    metric: str | None = None
-    """The metric (default: the runs' task.metric)."""
-    out: str | None = None
-    """Output folder (default: <sweep>/reports/<time>, or ./reports/<time>)."""
 
 
 def find_runs(sweep: Path | None, paths: list[Path]) -> list[Run]:

@@ -17,9 +17,9 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from mlft.commands.arguments import ServeArgs
 from mlft.commands.batcher import Batcher
 from mlft.commands.predict import LANG, Predictor, Request, load_for_prediction, read_all
 from mlft.data.readers import lone_surrogate
@@ -27,37 +27,6 @@ from mlft.errors import ConfigError, DataError
 
 DISCONNECT_POLL_S = 0.1
 """How often a request waiting for its answer checks that its client is still there."""
-
-
-@dataclass(frozen=True)
-class ServeArgs:
-    model: str | None = None
-    """A folder written by `mlft export` (or its model.onnx)."""
-    run: str | None = None
-    """Instead of model: a run directory."""
-    runs: list[str] | None = None
-    """Instead of model: runs of the same task, labels and tokenizer, serving as one ensemble."""
-    host: str = "127.0.0.1"
-    """Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)."""
-    port: int = 8080
-    """TCP port (0: any free one)."""
-    max_texts: int = 64
-    """Texts per request."""
-    max_chars: int = 5000
-    """Characters per text (longer NER inputs are windowed, but requests stay bounded)."""
-    max_batch: int = 64
-    """Texts per model call, across the requests that arrive together."""
-    max_call_chars: int = 20000
-    """Characters per model call, across requests: a bigger request is split over several calls, taken in turn with
-    the others', so that a small request beside it waits for at most one call (mlft/commands/batcher.py)."""
-    batch_wait_ms: float = 5.0
-    """How long the first request of a batch waits for others."""
-    body_timeout_s: float = 30.0
-    """A request body must arrive within this many seconds (408 otherwise): slow clients cannot hold the server."""
-    cpu: bool = False
-    """Predict on the CPU even when a GPU is present."""
-    precision: Literal["run", "no", "bf16"] = "run"
-    """Autocast of the model call, as in `mlft predict`."""
 
 
 class BodyLimit:
