@@ -174,14 +174,27 @@ class RunDir:
         OmegaConf.save(OmegaConf.create({**hydra_settings, **plain}), self.composable_config)
         OmegaConf.save(OmegaConf.create(list(overrides)), self.overrides_file)
 
-    def write_env(self, devices: dict[str, Any], seed: int, sources: dict[str, str], model: dict[str, Any]) -> None:
+    def write_env(
+        self,
+        devices: dict[str, Any],
+        seed: int,
+        sources: dict[str, str],
+        model: dict[str, Any],
+        contents: dict[str, str] | None = None,
+    ) -> None:
+        """`contents`: the content fingerprint of each source that is no local file (packaged corpora, hub sets)."""
+        data = {
+            key: {"source": src, "fingerprint": fingerprint(src, (contents or {}).get(key))}
+            for key, src in sources.items()
+        }
         env = {
             "versions": versions(),
             "git_sha": git_sha(),
+            "git_dirty": git_dirty(),
             "platform": platform.platform(),
             "devices": devices,
             "seed": seed,
-            "data": {key: {"source": src, "fingerprint": fingerprint(src)} for key, src in sources.items()},
+            "data": data,
             "model": model,
         }
         self.env_file.write_text(json.dumps(env, indent=2, ensure_ascii=False))
@@ -258,11 +271,12 @@ def _resolved(langs: list[str], config: RunConfig) -> list[str]:
     return resolve_langs(langs, config.task, "lang") if langs == [ALL_LANGS] and config.task.datasets else langs
 
 
-def fingerprint(source: str) -> str:
-    """sha256 of a local file (first 16 hex digits), or the source itself for hub datasets."""
+def fingerprint(source: str, content: str | None = None) -> str:
+    """sha256 of a local file (first 16 hex digits); for a packaged corpus or hub dataset the fingerprint of the
+    examples read from it (`content`), else its name."""
     path = Path(source)
     if not path.is_file():
-        return source
+        return content or source
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -270,13 +284,19 @@ def fingerprint(source: str) -> str:
     return f"sha256:{digest.hexdigest()[:16]}"
 
 
-def data_changes(recorded: dict[str, dict[str, str]], sources: dict[str, str]) -> list[dict[str, str]]:
-    """The data files (split/lang) that another record names too, whose content differs now."""
+def data_changes(
+    recorded: dict[str, dict[str, str]], sources: dict[str, str], contents: dict[str, str] | None = None
+) -> list[dict[str, str]]:
+    """The data (split/lang) that another record names too, whose content differs now. A record that fingerprinted a
+    packaged corpus by its name only (written before contents were) says nothing of its content."""
     changes = []
     for key, source in sources.items():
         earlier = recorded.get(key, {})
-        if earlier.get("source") == source and earlier.get("fingerprint") != (current := fingerprint(source)):
-            changes.append({"key": key, "source": source, "was": earlier.get("fingerprint", ""), "now": current})
+        was = earlier.get("fingerprint", "")
+        if earlier.get("source") != source or was == source:
+            continue
+        if was != (current := fingerprint(source, (contents or {}).get(key))):
+            changes.append({"key": key, "source": source, "was": was, "now": current})
     return changes
 
 
@@ -292,6 +312,22 @@ def git_sha() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_dirty() -> bool | None:
+    """Whether mlft's own checkout had uncommitted changes (None: not a git checkout): git_sha alone would not
+    reproduce such a run's code."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
 
 
 def versions() -> dict[str, str | None]:

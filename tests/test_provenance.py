@@ -70,3 +70,27 @@ def test_a_resumed_run_records_each_resumption_and_warns_of_changed_data(tmp_pat
     [resumed] = env(stopped)["resumed"]
     assert [c["key"] for c in resumed["changed_data"]] == ["dev/zh"] and resumed["at"][:4].isdigit()
     assert f"{tmp_path / 'dev.conll'} is not the file it was when {stopped} started" in caplog.text
+
+
+def test_env_records_a_dirty_checkout_and_fingerprints_sets_that_are_no_file_by_content(tmp_path):
+    from mlft.config import DataConfig, TaskConfig
+    from mlft.data.load import load_data
+    from mlft.rundir import data_changes, git_dirty
+
+    from helpers import task_rules
+
+    assert git_dirty() in (True, False)  # this checkout is a git one
+    hub = tmp_path / "set"  # a local dataset folder read through datasets, as hub:<id> is
+    hub.mkdir()
+    (hub / "train.jsonl").write_text('{"text": "好", "label": "pos"}\n{"text": "坏", "label": "neg"}\n')
+    task = TaskConfig(name="s", type="sequence_classification", metric="accuracy", datasets={"zh": f"hub:{hub}"})
+    rules = task_rules("sequence_classification")
+    first = load_data(DataConfig(), task, rules, ["zh"], [], need_train=True)
+    assert first.contents["train/zh"].startswith("content:")
+    recorded = {"train/zh": {"source": f"hub:{hub}", "fingerprint": first.contents["train/zh"]}}
+    assert data_changes(recorded, first.sources, first.contents) == []
+    (hub / "train.jsonl").write_text('{"text": "好", "label": "pos"}\n{"text": "差", "label": "neg"}\n')
+    changed = load_data(DataConfig(), task, rules, ["zh"], [], need_train=True)
+    assert [c["key"] for c in data_changes(recorded, changed.sources, changed.contents)] == ["train/zh"]
+    legacy = {"train/zh": {"source": f"hub:{hub}", "fingerprint": f"hub:{hub}"}}  # named, not fingerprinted
+    assert data_changes(legacy, changed.sources, changed.contents) == []

@@ -54,3 +54,12 @@ def test_sentence_pairs_from_tsv(tmp_path, tiny_models):
     dev = metrics(run)["dev"]["en"]
     assert dev["confusion_matrix"]["labels"] == ["entailment", "neutral", "contradiction"]
     assert dev["n"] == 12
+
+
+def test_macro_f1_counts_only_classes_the_set_has_or_predicts():
+    from mlft.tasks.sequence_classification import score
+
+    examples = [{"label": "entailment"}, {"label": "contradiction"}]
+    predictions = [{"label": "entailment"}, {"label": "contradiction"}]
+    scored = score(examples, predictions, ["entailment", "neutral", "contradiction"], multi_label=False)
+    assert scored["macro_f1"] == 1.0  # neutral, in neither, is no class scored 0

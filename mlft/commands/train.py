@@ -210,7 +210,7 @@ def record_inputs(
     still are the ones that run trained on."""
     sources = prepared.loaded.sources
     if resuming and rd.env_file.is_file():
-        changes = data_changes(rd.env().get("data", {}), sources)
+        changes = data_changes(rd.env().get("data", {}), sources, prepared.loaded.contents)
         warn_changes(changes, f"{rd.path} started")
         rd.add_env("resumed", {"at": now(), "changed_data": changes}, append=True)
     else:
@@ -226,10 +226,10 @@ def record_inputs(
             "parameters": sum(p.numel() for p in prepared.model.parameters()),
             "trainable_parameters": sum(p.numel() for p in prepared.model.parameters() if p.requires_grad),
         }
-        rd.write_env(devices, run.seed, sources, model_info)
+        rd.write_env(devices, run.seed, sources, model_info, prepared.loaded.contents)
         if origin is not None:
             earlier = RunDir(origin.parent)  # <run>/.hydra: the run whose config this is
-            changes = data_changes(earlier.env().get("data", {}), sources)
+            changes = data_changes(earlier.env().get("data", {}), sources, prepared.loaded.contents)
             warn_changes(changes, f"{earlier.path} trained")
             from_run = str(earlier.path) if earlier.env_file.is_file() else None
             rd.add_env("origin", {"config": str(origin), "run": from_run, "changed_data": changes})

@@ -7,9 +7,11 @@ mlft.tasks.protocol.Task satisfies); this module only orchestrates.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,7 +19,7 @@ from mlft.config import ALL_LANGS, DataConfig, TaskConfig, dataset_source, resol
 from mlft.data.builtin import read_builtin
 from mlft.data.hub import read_hub
 from mlft.data.labelmap import apply_label_map
-from mlft.data.readers import Cells, Example, Source, detect_format, from_examples, lone_surrogate, read_file
+from mlft.data.readers import LOCATION, Cells, Example, Source, detect_format, from_examples, lone_surrogate, read_file
 from mlft.errors import ConfigError, DataError
 
 SPLITS = ("train", "dev", "test")
@@ -60,8 +62,12 @@ class LoadedData:
     labels: list[str]
     sources: dict[str, str]
     """'split/lang' -> the source it was read from (for env.json)."""
+
     dropped: dict[str, int]
     """Labels the task's label map dropped -> occurrences (entities or examples)."""
+    contents: dict[str, str] = field(default_factory=dict)
+    """'split/lang' -> a fingerprint of the examples read, for sources that are no local file (a packaged corpus,
+    a hub dataset): what env.json records, since their name says nothing of their content."""
 
     @property
     def train_langs(self) -> list[str]:
@@ -240,4 +246,15 @@ def load_data(
     else:
         labels = rules.label_set([name for ex in train for name in rules.label_names(ex)], given=False)
     check_labels(splits, labels, rules)
-    return LoadedData(splits=splits, labels=labels, sources=sources, dropped=dict(dropped))
+    contents = {
+        key: content_fingerprint(splits[key.split("/")[0]][key.split("/", 1)[1]])
+        for key, source in sources.items()
+        if not Path(source).is_file()
+    }
+    return LoadedData(splits=splits, labels=labels, sources=sources, dropped=dict(dropped), contents=contents)
+
+
+def content_fingerprint(examples: list[Example]) -> str:
+    """A digest of the examples' content (every field but where each was read from)."""
+    text = json.dumps([{k: v for k, v in ex.items() if k not in LOCATION} for ex in examples], sort_keys=True)
+    return "content:" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()

@@ -121,10 +121,12 @@ def score(
         }
     gold_l = [ex["label"] for ex in examples]
     pred_l = [p["label"] for p in predictions]
+    present = [label for label in labels if label in set(gold_l) | set(pred_l)]
     report = classification_report(gold_l, pred_l, labels=labels, output_dict=True, zero_division=0)
     return {
         "accuracy": float(accuracy_score(gold_l, pred_l)),
-        "macro_f1": float(f1_score(gold_l, pred_l, labels=labels, average="macro", zero_division=0)),
+        # Over the classes the set has or predicts: a class absent from both would count as an F1 of 0.
+        "macro_f1": float(f1_score(gold_l, pred_l, labels=present, average="macro", zero_division=0)),
         "micro_f1": float(f1_score(gold_l, pred_l, labels=labels, average="micro", zero_division=0)),
         "per_class": _per_class(report, labels),
         "confusion_matrix": {"labels": labels, "matrix": confusion_matrix(gold_l, pred_l, labels=labels).tolist()},
