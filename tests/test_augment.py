@@ -217,3 +217,16 @@ def test_the_cedict_dictionary_script_inverts_whole_word_senses():
         "firm": ["公司"],
         "corporation": ["公司"],
     }
+
+
+def test_back_translation_that_returns_empty_texts_says_so(tmp_path, tiny_models, monkeypatch, caplog):
+    import mlft.tasks.sequence_classification as classification
+
+    def translate(texts, models, langs):
+        return {t: ("" if i % 2 else t + " again") for i, t in enumerate(texts)}
+
+    monkeypatch.setattr(classification, "back_translate", translate)
+    caplog.set_level("INFO", logger="mlft")
+    args = ["task=sentiment", "lang=en", "trainer.epochs=1", f"data.train={SENT / 'en_train.jsonl'}"]
+    train(tmp_path / "run", tiny_models["bpe"], *args, "data.augment.back_translation=[a,b]")
+    assert "back-translation: " in caplog.text and "texts came back empty from a -> b and add nothing" in caplog.text

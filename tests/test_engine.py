@@ -115,6 +115,9 @@ def test_accumulation_bf16_step_evaluation_and_early_stopping(tmp_path, tiny_mod
     # nothing, the first evaluation is the best and training stops two evaluations later.
     assert [h["step"] for h in history] == [2, 4, 6]
     assert metrics(run)["selection"]["best_step"] == 2
+    stopped = metrics(run)["techniques"]["early_stopping"]
+    assert stopped["patience"] == 2 and stopped["stopped"]["step"] == 6 and "step 2's" in stopped["stopped"]["why"]
+    assert "early stopping at step 6" in (run / "train.log").read_text()
 
 
 def test_without_progress_bars_the_log_says_how_far_training_and_evaluation_are(

@@ -158,6 +158,10 @@ def test_runs_record_their_loss_settings_and_rdrop_counts_each_sample_once(tmp_p
     expected = dict(zip(["neg", "pos"], balanced_weights(["neg", "pos"], train_labels)))
     assert m["loss"] == {"label_smoothing": 0.1, "class_weights": pytest.approx(expected)}
     assert m["throughput"]["train_samples"] == 2 * len(train_labels)  # 2 epochs; the doubled batch counted once
+    assert m["techniques"] == {
+        "adversarial": {"method": "pgd", "epsilon": 1.0, "alpha": 0.3, "steps": 2},
+        "rdrop": {"alpha": 1.0},
+    }
 
 
 @pytest.mark.slow  # two NER runs of 6 epochs; the loss itself is checked above against torch's

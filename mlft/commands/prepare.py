@@ -247,6 +247,8 @@ def attach_features(run: RunConfig, prepared: Prepared, accelerator: Any, anchor
     if prepared.distiller is not None:
         attach_distillation(hooks, prepared.distiller, accelerator)
     trainer = run.trainer
+    for line in technique_lines(run):
+        log.info("%s", line)
     if trainer.adversarial == "fgm":
         attach_fgm(hooks, prepared.model, trainer.adv_epsilon, accelerator.backward)
     if trainer.adversarial == "pgd":
@@ -271,6 +273,29 @@ def attach_features(run: RunConfig, prepared: Prepared, accelerator: Any, anchor
     if anchor is not None:  # last in the loss chain: added to whatever loss the techniques above make
         attach_anchor(hooks, prepared.model, anchor)
     return hooks
+
+
+def techniques(run: RunConfig) -> dict[str, Any]:
+    """The training techniques a run uses besides plain fine-tuning, with their settings (metrics.json records
+    them, the log says them at the start)."""
+    trainer = run.trainer
+    used: dict[str, dict[str, Any]] = {}
+    if trainer.adversarial != "none":
+        used["adversarial"] = {"method": trainer.adversarial, "epsilon": trainer.adv_epsilon}
+        if trainer.adversarial == "pgd":
+            used["adversarial"].update(alpha=trainer.adv_alpha, steps=trainer.adv_steps)
+    if trainer.rdrop:
+        used["rdrop"] = {"alpha": trainer.rdrop}
+    if trainer.early_stopping_patience is not None:
+        used["early_stopping"] = {"patience": trainer.early_stopping_patience, "metric": run.task.metric}
+    return used
+
+
+def technique_lines(run: RunConfig) -> list[str]:
+    return [
+        f"{name}: " + ", ".join(f"{key} {value}" for key, value in settings.items())
+        for name, settings in techniques(run).items()
+    ]
 
 
 def class_weights(run: RunConfig, loaded: LoadedData, task: Task) -> list[float] | None:

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mlft.commands.prepare import Prepared, attach_features, prepare
+from mlft.commands.prepare import Prepared, attach_features, prepare, techniques
 from mlft.config import RunConfig
 from mlft.data.readers import LOCATION
 from mlft.destinations import share
@@ -371,6 +371,11 @@ def summary(
         extra["pruning"] = prepared.pruning
     if state.inexact_resumes:
         extra["inexact_resumes"] = state.inexact_resumes
+    used = techniques(run)
+    if "early_stopping" in used:
+        used["early_stopping"]["stopped"] = state.stopped_early  # None: training ran to its end
+    if used:
+        extra["techniques"] = used
     if state.before:
         extra["before"] = state.before
     return extra

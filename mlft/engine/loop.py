@@ -60,6 +60,8 @@ class TrainState:
     """Steps at which the run was resumed without a checkpoint's RNG state (trainer.resume_inexact)."""
     before: dict[str, Any] | None = None
     """Metrics of the model before training (trainer.eval_before), kept with the checkpoints for a resumed run."""
+    stopped_early: dict[str, Any] | None = None
+    """Where early stopping ended training and why (trainer.early_stopping_patience); None: it did not."""
 
 
 def optimizer_steps(batches_per_epoch: int, trainer: TrainerConfig) -> int:
@@ -326,7 +328,12 @@ class TrainingLoop:
             state.bad_evals += 1
         self.accelerator.wait_for_everyone()
         patience = self.trainer.early_stopping_patience
-        return patience is not None and state.bad_evals >= patience
+        if patience is not None and state.bad_evals >= patience:
+            why = f"{state.bad_evals} evaluations without a dev score better than step {state.best_step}'s"
+            state.stopped_early = {"step": state.global_step, "epoch": state.epoch, "why": why}
+            log.info("early stopping at step %d: %s", state.global_step, why)
+            return True
+        return False
 
     def save_best(self) -> None:
         if not self.accelerator.is_main_process:

@@ -4,6 +4,7 @@ label (or a list of labels), encode, decode, score, and raw text in, labels with
 
 from __future__ import annotations
 
+import logging
 import random
 import sys
 from collections import Counter
@@ -26,6 +27,7 @@ from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
 from mlft.tasks.protocol import BATCH, Example, Output
 
+log = logging.getLogger("mlft")
 THRESHOLD = 0.5  # multi-label: a label is predicted when its sigmoid probability reaches this
 
 
@@ -325,6 +327,14 @@ class SequenceClassification:
         methods = {name: _on_words(change, lang) for name, change in changes.items()}
         if config.back_translation:
             paraphrase = back_translate([ex["text"] for ex in examples], config.back_translation, config.bt_langs)
+            empty = sum(not paraphrase[ex["text"]].strip() for ex in examples)
+            if empty:
+                log.warning(
+                    "back-translation: %d of %d texts came back empty from %s and add nothing",
+                    empty,
+                    len(examples),
+                    " -> ".join(config.back_translation),
+                )
             methods["back_translation"] = lambda ex, rng: {**ex, "text": paraphrase[ex["text"]] or ex["text"]}
         return methods
 
