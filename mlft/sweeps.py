@@ -157,6 +157,14 @@ def jobs_to_check(parsed: list[Any], searched: bool) -> Iterator[list[str]]:
     """
     from hydra.core.override_parser.types import IntervalSweep
 
+    params = "hydra.sweeper.params."  # a search space given as the Optuna sweeper's own parameter
+    swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
+    swept |= {o.get_key_element().removeprefix(params) for o in parsed if o.get_key_element().startswith(params)}
+    fixed = {o.get_key_element() for o in parsed if not o.is_sweep_override()}
+    both = sorted(fixed & swept)
+    if both:
+        # Hydra would keep one of them silently: a search of nothing, or grid folders named 0_, 1_, ...
+        raise ConfigError([f"{key}: given both a fixed value and values to sweep; give one of them" for key in both])
     intervals = [o.get_key_element() for o in parsed if isinstance(o.value(), IntervalSweep)]
     if intervals and not searched:
         raise ConfigError(f"{intervals[0]}: an interval is searched, not listed: add {OPTUNA}")

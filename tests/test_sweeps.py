@@ -179,3 +179,23 @@ def test_submitit_local_executor_runs_the_jobs(tmp_path, tiny_models):
     jobs = read_jobs(tmp_path)
     assert [j.status for j in jobs] == ["done", "done"]
     assert all((Path(j.run_dir) / "model" / "model.safetensors").is_file() for j in jobs)
+
+
+@pytest.mark.parametrize(
+    "swept",
+    [
+        "optimizer.lr=1e-5,3e-5",
+        "optimizer.lr=tag(log,interval(1e-5,1e-3))",
+        "hydra.sweeper.params.optimizer.lr=1e-5,3e-5",
+    ],
+)
+def test_a_key_both_fixed_and_swept_is_refused(swept, tiny_models, tmp_path, capsys):
+    from helpers import cli_error
+
+    search = ["hydra/sweeper=optuna"] if "interval" in swept or "sweeper" in swept else []
+    err = cli_error(
+        capsys, "train", "-m", *search, "task=ner", "lang=zh", f"model={tiny_models['unigram']}", *ZH_NER[:1],
+        "optimizer.lr=1e-4", swept, f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )  # fmt: skip
+    assert "optimizer.lr: given both a fixed value and values to sweep; give one of them" in err
+    assert not (tmp_path / "sweep").exists()
