@@ -157,12 +157,17 @@ def precheck(directory: Path, config_name: str, overrides: list[str], multirun: 
                 destination = Path(OmegaConf.select(composed, key))
                 with open_dict(composed):
                     del composed["hydra"]  # its per-job keys are unset until Hydra launches the job
-                run = run_config(composed)
-                runs.append(run)
-                problems += [
-                    p for p in device_problems(run.trainer) + tracker_problems(run.tracker) if p not in problems
-                ]
+                # What this machine and the trackers cannot do is checked on the values as given, so that it is
+                # reported beside the schema's problems, not only once they are fixed.
+                given = OmegaConf.to_container(composed, resolve=True)
+                assert isinstance(given, dict)
+                trainer = given.get("trainer")
+                trainer = trainer if isinstance(trainer, dict) else {}
+                machine = device_problems(trainer.get("precision"), bool(trainer.get("cpu")))
+                machine += tracker_problems(str(given.get("tracker")))
+                problems += [p for p in machine if p not in problems]
                 check_writable(destination, key)
+                runs.append(run_config(composed))
             except ConfigError as err:
                 problems += [p for p in err.problems if p not in problems]
             except (HydraException, OmegaConfBaseException) as err:
@@ -428,6 +433,12 @@ def train_cli(args: list[str]) -> None:
     multirun = any(a in ("-m", "--multirun") for a in args)
     args = [a for a in args if a not in ("-m", "--multirun")]
     flags, overrides = split_hydra_flags(args)
+    shown = [f for f in flags if f.split("=")[0] in ("--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")]
+    if multirun and shown:
+        from mlft.errors import ConfigError
+
+        # Hydra takes one of --multirun, --cfg, --info and --shell-completion, and says so with a traceback.
+        raise ConfigError(f"{shown[0]}: shows one job's config; leave out -m (Hydra runs one of them at a time)")
     if "--experimental-rerun" in flags:
         from mlft.errors import ConfigError
 

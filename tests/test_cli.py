@@ -161,3 +161,10 @@ def test_help_and_argument_errors_of_every_command_import_no_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "heavy: []" in result.stderr, result.stderr[-500:]
+
+
+def test_showing_the_config_of_a_sweep_is_a_clear_error(capsys, tiny_models):
+    from helpers import cli_error
+
+    err = cli_error(capsys, "train", "-m", "task=ner", f"model={tiny_models['unigram']}", "seed=1,2", "--cfg", "hydra")
+    assert "--cfg: shows one job's config; leave out -m" in err and "Traceback" not in err

@@ -190,3 +190,19 @@ def test_model_path_that_is_not_a_model(tmp_path):
     cfg = compose_cfg([f"model.name_or_path={tmp_path}", DATA["token_classification"]])
     with pytest.raises(ConfigError, match="not a model directory"):
         validate(cfg)
+
+
+def test_what_the_machine_cannot_do_is_reported_beside_schema_problems(tiny_models, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("fp16 runs where a GPU is")
+    with pytest.raises(ConfigError) as err:
+        precheck(
+            config_dir(),
+            "config",
+            ["trainer.precision=fp16", "optimizer.lr=abc", f"model={tiny_models['unigram']}"],
+            False,
+        )
+    text = "\n".join(err.value.problems)
+    assert "optimizer.lr: expected float, got 'abc'" in text and "trainer.precision: fp16 needs a CUDA GPU" in text

@@ -61,8 +61,9 @@ def train(
     `unique_dir` (a directory named by the clock, not by the user) takes `<run_dir>-2`, ... when
     another run got there first in the same second.
     """
-    if device_problems(run.trainer) or tracking.tracker_problems(run.tracker):
-        raise ConfigError(device_problems(run.trainer) + tracking.tracker_problems(run.tracker))
+    problems = device_problems(run.trainer.precision, run.trainer.cpu) + tracking.tracker_problems(run.tracker)
+    if problems:
+        raise ConfigError(problems)
     resuming = run.resume is not None
     fresh = not resuming and not claimed and is_main_process(run.trainer.cpu)
     rd = RunDir(run_dir)

@@ -23,9 +23,9 @@ def use_cpu(forced: bool) -> bool:
     return forced or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
 
 
-def device_problems(trainer: TrainerConfig) -> list[str]:
+def device_problems(precision: object, cpu: bool) -> list[str]:
     """What this machine cannot run of the trainer's settings (checked before a run directory is made)."""
-    if trainer.precision == "fp16" and use_cpu(trainer.cpu):
+    if precision == "fp16" and use_cpu(cpu):
         return ["trainer.precision: fp16 needs a CUDA GPU and none is used here; use bf16 or no"]
     return []
 
