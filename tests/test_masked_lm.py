@@ -108,7 +108,7 @@ def test_whole_word_masking_masks_every_piece_of_a_chosen_word(tokenizers):
 def test_a_tokenised_sentence_is_the_input_the_ner_task_gives_the_encoder(tokenizers, lang):
     # Masked-LM on the packaged NER corpora adapts the encoder to the input NER fine-tuning then feeds it: for
     # Chinese characters no bare `▁` between them (is_split_into_words puts one before each), for English the
-    # words' own pieces. Whole-word units are the sentence's tokens.
+    # words' own pieces. Whole-word units are the sentence's words: its tokens, or for Chinese jieba's words.
     from mlft.tasks.alignment import Aligner, encode_words
 
     tokenizer = tokenizers["unigram"]
@@ -121,9 +121,33 @@ def test_a_tokenised_sentence_is_the_input_the_ner_task_gives_the_encoder(tokeni
         assert "▁" not in tokenizer.convert_ids_to_tokens(single["input_ids"])
     inner = len(single["input_ids"]) - 2
     assert single["units"] == [-1, *range(1, inner + 1), -1]
-    assert sorted(set(whole["units"]) - {-1}) == list(range(len(words)))
+    expected = len(words_of("".join(words), "zh")) if lang == "zh" else len(words)
+    assert sorted(set(whole["units"]) - {-1}) == list(range(expected))
     [cut] = encode([{"tokens": words}], tokenizer, lang, 6, whole_word=False)
     assert cut["input_ids"] == [*single["input_ids"][:5], single["input_ids"][-1]]
+
+
+def test_whole_word_masking_groups_the_characters_of_a_conll_file_and_of_msra_by_jieba_words(e5_tokenizer):
+    """A Chinese column file (and the packaged MSRA corpus, read the same way) has a character per token: whole-word
+    masking groups them by the segmenter's words, as it does a plain text."""
+    pytest.importorskip("jieba")
+    from mlft.data.readers import read_conll
+
+    from conftest import FIXTURES
+
+    sentences = [ex["tokens"] for ex in read_conll(FIXTURES / "zh_ner" / "train.conll")][:8]
+    try:
+        from mlft.data.builtin import read_builtin
+
+        sentences += [ex["tokens"] for ex in read_builtin("builtin:msra", "dev")[:8]]
+    except Exception:  # noqa: BLE001 - the offline extra is missing: the column file alone
+        pass
+    for tokens in sentences:
+        [feature] = encode([{"tokens": tokens}], e5_tokenizer, "zh", 256, whole_word=True)  # knows every character
+        text, units = "".join(tokens), [u for u in feature["units"] if u >= 0]
+        words = words_of(text, "zh")
+        assert len(set(units)) == len(words) and (len(words) < len(tokens) or len(tokens) < 3)
+        assert units == sorted(units)  # a word's characters together, words in order
 
 
 def test_chinese_words_come_from_the_segmenter():

@@ -4,7 +4,8 @@ Examples are a text (or a sentence's tokens, from column files and the packaged 
 unused. Training batches mask anew every time they are drawn (dynamic masking, 15% of the units, of which
 80% become the mask token, 10% a random token and 10% stay: BERT's recipe). A unit is a token or, with
 `task.masking=whole_word`, every token of a word: words are the space-separated ones, or for Chinese the
-words of the `jieba` segmenter (as Chinese-BERT-wwm does).
+words of the `jieba` segmenter (as Chinese-BERT-wwm does), in a tokenised sentence (a column file, the packaged
+NER corpora: a token per character) as in a plain text.
 
 Held-out sets are masked the same way but from a seed derived from each feature's own tokens, so the held-out
 loss is the same for every batch size, process count and run, and "before" and "after" are scored on the same
@@ -15,6 +16,7 @@ output layer on the masked positions only (mlft.models.masked_positions): most o
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import sys
@@ -79,6 +81,9 @@ def encode(
     for index, ex in enumerate(examples):
         if aligner is not None and "tokens" in ex:
             ids, words = tokenised(ex["tokens"], aligner, lang, max_length)
+            if whole_word:  # the segmenter's words of the sentence, not its tokens (a Chinese token is a character)
+                grouped = token_words(ex["tokens"], lang)
+                words = [w if w < 0 else grouped[w] for w in words]
         else:
             enc = tokenizer(ex["text"], truncation=True, max_length=max_length, return_offsets_mapping=whole_word)
             ids = enc["input_ids"]
@@ -98,6 +103,19 @@ def tokenised(tokens: list[str], aligner: Aligner, lang: str, max_length: int) -
     ids = [i for piece in pieces for i in piece][: max_length - 2]
     words = [w for w, piece in enumerate(pieces) for _ in piece][: max_length - 2]
     return [aligner.cls_id, *ids, aligner.sep_id], [-1, *words, -1]
+
+
+def token_words(tokens: list[str], lang: str) -> list[int]:
+    """The word (as words_of finds them in the sentence's text) of each token of a tokenised sentence: for Chinese
+    jieba's words of its characters, elsewhere the tokens themselves."""
+    joiner = "" if lang in NO_SPACE_LANGS else " "
+    starts, position = [], 0
+    for token in tokens:
+        starts.append(position)
+        position += len(token) + len(joiner)
+    spans = words_of(joiner.join(tokens), lang)
+    ends = [end for _, end in spans]
+    return [min(bisect.bisect_right(ends, start), len(spans) - 1) for start in starts]
 
 
 def mask(feature: dict[str, Any], probability: float, generator: torch.Generator | None) -> tuple[list, list]:
