@@ -165,6 +165,9 @@ def jobs_to_check(parsed: list[Any], searched: bool) -> Iterator[list[str]]:
     if both:
         # Hydra would keep one of them silently: a search of nothing, or grid folders named 0_, 1_, ...
         raise ConfigError([f"{key}: given both a fixed value and values to sweep; give one of them" for key in both])
+    empty = space_problems(parsed)
+    if empty:
+        raise ConfigError(empty)
     intervals = [o.get_key_element() for o in parsed if isinstance(o.value(), IntervalSweep)]
     if intervals and not searched:
         raise ConfigError(f"{intervals[0]}: an interval is searched, not listed: add {OPTUNA}")
@@ -178,6 +181,39 @@ def jobs_to_check(parsed: list[Any], searched: bool) -> Iterator[list[str]]:
     for i, values in enumerate(options):
         for value in values[1:]:
             yield [*base[:i], value, *base[i + 1 :]]
+
+
+SEARCH_SETTINGS = {"hydra.sweeper.n_trials": 1, "hydra.sweeper.n_jobs": 1}
+"""Optuna sweeper counts and their least value."""
+DIRECTIONS = ("minimize", "maximize")
+
+
+def space_problems(parsed: list[Any]) -> list[str]:
+    """Sweeps that cannot be sampled (an interval or range with nothing in it) and search settings that mean
+    nothing (no trials, a direction that is none, an SQLite file in a folder that does not exist): each would end
+    in the sweeper's traceback after the sweep folder was made."""
+    from hydra.core.override_parser.types import IntervalSweep, RangeSweep
+
+    problems = []
+    for override in parsed:
+        key, value = override.get_key_element(), override.value()
+        if isinstance(value, IntervalSweep):
+            start, end = float(value.start or 0), float(value.end or 0)
+            if not start < end:
+                problems.append(f"{key}: interval({start:g}, {end:g}) is empty (its start must be below its end)")
+            elif "log" in value.tags and start <= 0:
+                problems.append(f"{key}: a log interval needs a start above 0, got {start:g}")
+        elif isinstance(value, RangeSweep) and not list(itertools.islice(value.range(), 1)):
+            problems.append(f"{key}: range({value.start}, {value.stop}, {value.step}) holds no value")
+        elif key in SEARCH_SETTINGS and (not isinstance(value, int) or value < SEARCH_SETTINGS[key]):
+            problems.append(f"{key}: must be an integer >= {SEARCH_SETTINGS[key]}, got {value!r}")
+        elif key == "hydra.sweeper.direction" and value not in DIRECTIONS:
+            problems.append(f"{key}: {value!r} is not a direction (allowed: {', '.join(DIRECTIONS)})")
+        elif key == "hydra.sweeper.storage" and isinstance(value, str) and value.startswith("sqlite:///"):
+            folder = Path(value.removeprefix("sqlite:///")).parent
+            if not folder.is_dir():
+                problems.append(f"{key}: {value}: the folder {folder} does not exist (create it, or name another)")
+    return problems
 
 
 def _values(override: Any, searched: bool) -> list[str]:

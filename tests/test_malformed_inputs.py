@@ -335,6 +335,30 @@ CASES: list[tuple[str, dict[str, bytes], list[str], str]] = [
         [*NER_FILE[:2], "lang=zh_to_en", *NER_FILE[3:]],
         r"lang\.eval: en has no dev or test data: the data files hold no dev or test set",
     ),
+    # Searches that cannot be sampled: refused before the sweep's folder exists
+    *[
+        (name, GOOD_NER, [NER_FILE[0], "-m", "hydra/sweeper=optuna", *NER_FILE[1:4], *given, NER_FILE[-1]], pattern)
+        for name, given, pattern in [
+            (
+                "optuna-empty-interval",
+                ["optimizer.lr=interval(1e-3,1e-5)"],
+                r"optimizer\.lr: interval\(0\.001, 1e-05\) is",
+            ),
+            (
+                "optuna-empty-range",
+                ["trainer.batch_size=range(5,1)"],
+                r"trainer\.batch_size: range\(5, 1, 1\) holds no",
+            ),
+            ("optuna-no-trials", ["optimizer.lr=interval(1e-5,1e-3)", "hydra.sweeper.n_trials=0"], r"n_trials: must"),
+            ("optuna-minus-trials", ["seed=1,2", "hydra.sweeper.n_trials=-1"], r"n_trials: must be an integer >= 1"),
+            ("optuna-direction", ["seed=1,2", "hydra.sweeper.direction=sideways"], r"'sideways' is not a direction"),
+            (
+                "optuna-storage-folder",
+                ["seed=1,2", "hydra.sweeper.storage=sqlite:///{d}/nowhere/study.db"],
+                r"storage: .*the folder .*nowhere does not exist",
+            ),
+        ]
+    ],
     # A damaged record in a run directory
     (
         "run-languages-corrupt",
