@@ -130,6 +130,16 @@ def test_hub_source_through_datasets_with_class_labels(tmp_path):
     assert loaded.splits["dev"]["en"][0]["tokens"] == ["Ann", "Lee", "ran"]
 
 
+def test_hub_dataset_with_a_loading_script_is_a_data_error_and_the_script_never_runs(tmp_path):
+    marker = tmp_path / "ran"
+    (tmp_path / f"{tmp_path.name}.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    task = TaskConfig(name="ner", type="token_classification", metric="f1")
+    data = DataConfig(train=f"hub:{tmp_path}", dev=f"hub:{tmp_path}")
+    with pytest.raises(DataError, match="dataset scripts are not run"):
+        load_data(data, task, task_rules(task.type), ["en"], ["en"])
+    assert not marker.exists()
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.binary(max_size=200))
 def test_conll_reader_fails_only_with_data_errors(tmp_path_factory, payload):

@@ -59,6 +59,11 @@ def read_hub(spec: str, split: str, columns: dict[str, Any], fallbacks: dict[str
     path, config, fixed = parse_hub_spec(spec)
     try:
         dataset_dict = datasets.load_dataset(path, config)
+    except RuntimeError as err:  # datasets 4+ refuses loading scripts (and never runs them: good)
+        raise DataError(
+            f"{spec}: cannot load dataset: {str(err).splitlines()[0][:200]}; dataset scripts are not run, "
+            "use a copy in data files (parquet, JSON, CSV) instead"
+        ) from None
     except (FileNotFoundError, ValueError, ConnectionError) as err:
         raise DataError(
             f"{spec}: cannot load dataset ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
