@@ -342,11 +342,20 @@ def _train_job_unchecked(cfg: DictConfig) -> Path:
 
     from mlft.commands.saved import run_config
     from mlft.commands.train import train
-    from mlft.engine.devices import shared_run_dir, world_size
+    from mlft.engine.devices import ignored_processes, launcher_argv, shared_run_dir, world_size
     from mlft.rundir import RunDir, read_paths
 
     hc = HydraConfig.get()
     run = run_config(cfg)  # the one typed config this job runs with
+    asked = ignored_processes(launcher_argv()) if world_size() <= 1 else 0
+    if asked > 1:
+        logging.getLogger("mlft").warning(
+            "accelerate launch --cpu --num_processes %d started one process (its CPU launcher does not run "
+            "torchrun); for %d CPU processes run `mlft train trainer.num_processes=%d trainer.cpu=true ...`",
+            asked,
+            asked,
+            asked,
+        )
     run_dir = shared_run_dir(Path(hc.runtime.output_dir), run.trainer.cpu)
     overrides = list(hc.overrides.task)
     settings = hydra_settings()

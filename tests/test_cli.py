@@ -168,3 +168,20 @@ def test_showing_the_config_of_a_sweep_is_a_clear_error(capsys, tiny_models):
 
     err = cli_error(capsys, "train", "-m", "task=ner", f"model={tiny_models['unigram']}", "seed=1,2", "--cfg", "hydra")
     assert "--cfg: shows one job's config; leave out -m" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "asked"),
+    [
+        (["python", "/venv/bin/accelerate", "launch", "--num_processes", "2", "--cpu", "-m", "mlft", "train"], 2),
+        (["python", "-m", "accelerate.commands.launch", "--cpu", "--num-processes=4", "train.py"], 4),
+        (["python", "/venv/bin/accelerate", "launch", "--num_processes", "2", "-m", "mlft", "train"], 0),  # a GPU run
+        (["python", "/venv/bin/accelerate", "launch", "--cpu", "-m", "mlft", "train", "--num_processes", "2"], 0),
+        (["bash", "-c", "mlft train"], 0),
+        ([], 0),
+    ],
+)
+def test_a_cpu_accelerate_launch_that_asked_for_several_processes_is_recognised(argv, asked):
+    from mlft.engine.devices import ignored_processes
+
+    assert ignored_processes(argv) == asked

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,6 +43,32 @@ def test_two_process_evaluation_equals_one_process(tmp_path, tiny_models):
     one = json.loads(next((run / "evals").iterdir()).joinpath("metrics.json").read_text())
     assert one["dev"] == two["dev"] and one["test"] == two["test"]
     assert two["dev"]["zh"]["f1"] > 0  # a trained model, so the comparison is not between two empty outputs
+
+
+def test_accelerate_launch_cpu_with_several_processes_warns_that_it_ran_one(tmp_path, tiny_models):
+    run = tmp_path / "run"
+    accelerate = Path(sys.executable).parent / "accelerate"
+    command = [str(accelerate), "launch", "--num_processes", "2", "--cpu", "-m", "mlft"]
+    result = subprocess.run(
+        [
+            *command,
+            "train",
+            f"model={tiny_models['unigram']}",
+            "trainer.epochs=1",
+            *FAST,
+            *ZH_NER,
+            "data.max_train_samples=8",
+            f"hydra.run.dir={run}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--num_processes 2 started one process" in result.stderr
+    assert "trainer.num_processes=2 trainer.cpu=true" in result.stderr
+    assert json.loads((run / "env.json").read_text())["devices"]["processes"] == 1
 
 
 # Joint zh + en training with temperature sampling, one language per batch: the language mix of each epoch

@@ -35,6 +35,34 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def launcher_argv() -> list[str]:
+    """The command line of the process that started this one (Linux; empty where /proc is not there)."""
+    try:
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def ignored_processes(argv: list[str]) -> int:
+    """N of `accelerate launch --cpu --num_processes N ...`, which starts one process whatever N is (its CPU
+    launcher is a plain `python`, not torchrun); 0 when `argv` is not such a launch."""
+    start = next((i for i, a in enumerate(argv) if a in ("launch", "accelerate.commands.launch")), None)
+    if start is None:
+        return 0
+    own = argv[start + 1 :]
+    # The launcher's own options end where the program starts (`-m module` or a script).
+    own = own[: next((i for i, a in enumerate(own) if a == "-m" or a.endswith(".py")), len(own))]
+    if "--cpu" not in own:
+        return 0
+    for i, arg in enumerate(own):
+        name, _, value = arg.partition("=")
+        if name in ("--num_processes", "--num-processes"):
+            value = value or (own[i + 1] if i + 1 < len(own) else "")
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
 def is_main_process(cpu: bool) -> bool:
     return world_size() <= 1 or PartialState(cpu=use_cpu(cpu)).is_main_process
 
