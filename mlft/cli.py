@@ -48,26 +48,47 @@ class Command:
     usage: str
     quiet: bool = True
     """Silence the ML libraries' INFO output (commands that load models)."""
+    check: str | None = None
+    """Its check in mlft.commands.preflight, run before the command's module (and torch) is imported."""
 
     def arguments(self) -> type:
         from mlft.commands import arguments
 
         return getattr(arguments, self.args)
 
+    def preflight(self, parsed: Any) -> None:
+        if self.check:
+            from mlft.commands import preflight
+
+            getattr(preflight, self.check)(parsed)
+
     def load(self) -> Callable[[Any], Any]:
         return getattr(importlib.import_module(f"mlft.commands.{self.module}"), self.function)
 
 
 COMMANDS = {
-    "eval": Command("evaluate", "EvalArgs", "evaluate", "mlft eval run=<run-dir> [key=value ...]"),
+    "eval": Command("evaluate", "EvalArgs", "evaluate", "mlft eval run=<run-dir> [key=value ...]", check="check_eval"),
     "predict": Command(
         "predict",
         "PredictArgs",
         "predict",
         "mlft predict (run=<run-dir> | model=<export>) input=<file> [key=value ...]",
+        check="check_predict",
     ),
-    "export": Command("export", "ExportArgs", "export", "mlft export (run=<run-dir> | runs=[...]) [key=value ...]"),
-    "serve": Command("serve", "ServeArgs", "serve", "mlft serve (model=<export> | run=<run-dir>) [key=value ...]"),
+    "export": Command(
+        "export",
+        "ExportArgs",
+        "export",
+        "mlft export (run=<run-dir> | runs=[...]) [key=value ...]",
+        check="check_export",
+    ),
+    "serve": Command(
+        "serve",
+        "ServeArgs",
+        "serve",
+        "mlft serve (model=<export> | run=<run-dir>) [key=value ...]",
+        check="check_serve",
+    ),
     "report": Command(
         "report", "ReportArgs", "report", "mlft report (sweep=<dir> | runs=[...]) [key=value ...]", False
     ),
@@ -128,6 +149,7 @@ def dispatch(command: str, rest: list[str]) -> None:
     from mlft.schema import parse_key_values
 
     parsed: Any = parse_key_values(rest, schema, command)  # argument errors before anything heavy is imported
+    spec.preflight(parsed)
     if spec.quiet:
         quiet_libraries()
     spec.load()(parsed)

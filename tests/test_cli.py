@@ -142,25 +142,46 @@ def test_an_unknown_command_gets_a_suggestion(capsys):
     assert exit_info.value.code == 2 and "did you mean 'eval'?" in capsys.readouterr().err
 
 
-def test_help_and_argument_errors_of_every_command_import_no_torch():
-    """`mlft <command> --help` and a bad key=value need only the arguments' dataclasses: no torch, no transformers
-    (they took 30-50 s on a loaded machine when the command modules were imported for them)."""
+def test_help_argument_and_path_errors_of_every_command_import_no_torch(tmp_path):
+    """`mlft <command> --help`, a bad key=value and a run, export or file that is not there need only the arguments'
+    dataclasses and mlft.commands.preflight: no torch, no transformers (they took 30-50 s on a loaded machine when
+    the command modules were imported for them)."""
+    text = tmp_path / "texts.txt"
+    text.write_text("一\n")
+    mistakes = [
+        ["eval", "no_such_key=1"],
+        ["eval", f"run={tmp_path}/no-run"],
+        ["eval", f"run={tmp_path}", f"dev={tmp_path}/no.conll"],
+        ["predict", f"run={tmp_path}/no-run", f"input={text}"],
+        ["predict", f"model={tmp_path}", f"input={text}"],
+        ["predict", f"run={tmp_path}", f"input={tmp_path}/no.txt"],
+        ["predict", f"input={text}"],
+        ["export", f"run={tmp_path}/no-run"],
+        ["export", f"run={tmp_path}", "format=hf", "quantize=int8"],
+        ["export", f"runs=[{tmp_path}]"],
+        ["serve", f"model={tmp_path}/no-export"],
+        ["serve", f"run={tmp_path}", "port=70000"],
+        ["report", "no_such_key=1"],
+    ]
     code = (
         "import sys\n"
         "from mlft.cli import main\n"
         "for command in ('eval', 'predict', 'export', 'serve', 'report', 'train', 'data', 'models'):\n"
         "    main([command, '--help'])\n"
-        "for command in ('eval', 'predict', 'export', 'serve', 'report'):\n"
+        f"for argv in {mistakes!r}:\n"
         "    try:\n"
-        "        main([command, 'no_such_key=1'])\n"
+        "        main(argv)\n"
         "    except SystemExit as exit:\n"
-        "        assert exit.code == 2\n"
+        "        assert exit.code == 2, argv\n"
+        "    else:\n"
+        "        raise AssertionError(argv)\n"
         "heavy = sorted(m for m in ('torch', 'transformers', 'sklearn', 'accelerate') if m in sys.modules)\n"
         "print('heavy:', heavy, file=sys.stderr)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "heavy: []" in result.stderr, result.stderr[-500:]
+    assert result.stderr.count("not a run directory") == 3 and "not a folder written by mlft export" in result.stderr
 
 
 def test_showing_the_config_of_a_sweep_is_a_clear_error(capsys, tiny_models):

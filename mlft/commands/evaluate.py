@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import datetime
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from mlft.commands.arguments import EvalArgs
+from mlft.commands.preflight import eval_out
 from mlft.commands.saved import SavedRun, load_ensemble, load_run
 from mlft.config import DataConfig
 from mlft.data.feature_cache import Encoder, feature_cache_dir
 from mlft.data.load import load_data
-from mlft.destinations import check_within, check_writable
 from mlft.engine.devices import make_accelerator
 from mlft.engine.evaluate import EvalSet, encode_sets, evaluate_sets
 from mlft.errors import ConfigError
@@ -36,37 +35,6 @@ def score_model(saved: SavedRun, sets: list[EvalSet], batch_size: int, cpu: bool
     return metrics
 
 
-def check_eval_args(args: EvalArgs) -> None:
-    """Other data files must be files; the report's folder must be writable (before the model is loaded)."""
-    problems = []
-    for key in ("dev", "test"):
-        value = getattr(args, key)
-        if value is None or value.startswith(("hub:", "builtin:")):
-            continue
-        if Path(value).is_dir():
-            problems.append(f"{key}: {value} is a folder; give a data file (or hub:<dataset>)")
-        elif Path(value).exists() and not Path(value).is_file():
-            problems.append(f"{key}: {value} is not a regular file (a pipe or a device); give a data file")
-        elif not Path(value).is_file():
-            problems.append(f"{key}: file not found: {value}")
-    if (args.run is None) == (not args.runs):
-        problems.append("run, runs: give exactly one (run=<run-dir>, or runs=[<run-dir>,...] for an ensemble)")
-    if problems:
-        raise ConfigError(problems)
-    out = Path(args.out) if args.out else default_out(args).parent
-    if args.out and out.exists() and not out.is_dir():
-        raise ConfigError(f"out: {args.out} is a file; give a folder for metrics.json and report.md")
-    for run in [args.run] if args.run else args.runs or []:
-        check_within(out, Path(run), "out")
-    check_writable(out, "out")
-
-
-def default_out(args: EvalArgs) -> Path:
-    """<run>/evals/<time>; an ensemble's report goes to ./evals/ensemble-<time> (it belongs to no one run)."""
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-    return Path(args.run) / "evals" / stamp if args.run else Path("evals") / f"ensemble-{stamp}"
-
-
 def check_own_file_langs(saved: SavedRun, args: EvalArgs, langs: list[str]) -> None:
     """A data file without a language column holds the run's own languages: scoring it as another
     language (lang=[de] on a zh run) would report a meaningless number under de's name."""
@@ -83,8 +51,8 @@ def check_own_file_langs(saved: SavedRun, args: EvalArgs, langs: list[str]) -> N
 
 
 def evaluate(args: EvalArgs) -> tuple[dict, Path]:
-    """Evaluates the run's final model; writes <run>/evals/<time>/{metrics.json, report.md} (or into out)."""
-    check_eval_args(args)
+    """Evaluates the run's final model; writes <run>/evals/<time>/{metrics.json, report.md} (or into out). The
+    arguments were checked by mlft.commands.preflight.check_eval."""
     saved = load_run(Path(args.run)) if args.run else load_ensemble([Path(r) for r in args.runs or []])
     if args.evaluate:
         module = str(Path(args.evaluate).resolve()) if Path(args.evaluate).exists() else args.evaluate
@@ -100,7 +68,7 @@ def evaluate(args: EvalArgs) -> tuple[dict, Path]:
     }
     sets = encode_sets(Encoder(saved.task, saved.tokenizer, feature_cache_dir() if data.cache else None), splits)
     metrics = score_model(saved, sets, args.batch_size, args.cpu)
-    out_dir = Path(args.out) if args.out else default_out(args)
+    out_dir = Path(args.out) if args.out else eval_out(args)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"out: {out_dir} is not empty; nothing was written (choose another folder)")
     out_dir.mkdir(parents=True, exist_ok=True)

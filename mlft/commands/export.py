@@ -17,10 +17,11 @@ from typing import Any
 
 from mlft.commands.arguments import ExportArgs
 from mlft.commands.evaluate import load_eval_data, score_model
-from mlft.commands.manifest import check_replaceable, write_manifest
+from mlft.commands.manifest import write_manifest
+from mlft.commands.preflight import export_out
 from mlft.commands.saved import SavedRun, load_ensemble, load_exported, load_run, write_export_records
 from mlft.data.feature_cache import Encoder
-from mlft.destinations import check_not_read, check_within, check_writable, share
+from mlft.destinations import share
 from mlft.engine.evaluate import encode_sets
 from mlft.errors import ConfigError, UserError
 from mlft.models.lang_adapters import languages, merge_language
@@ -38,20 +39,7 @@ class ParityError(UserError):
 
 
 def export(args: ExportArgs) -> Path:
-    if (args.run is None) == (not args.runs):
-        raise ConfigError("run, runs: give exactly one (run=<run-dir>, or runs=[<run-dir>,...] for an ensemble)")
-    if args.runs:
-        ensemble_problems(args)
-    if args.max_drop < 0:
-        raise ConfigError(f"max_drop: the largest allowed drop in points, >= 0, got {args.max_drop}")
-    if args.quantize == "int8" and args.format != "onnx":
-        raise ConfigError("quantize: int8 needs format=onnx")
-    if args.fuse and args.format != "onnx":
-        raise ConfigError("fuse: graph fusion needs format=onnx")
-    if args.vocab_file is not None and args.trim_vocab == "none":
-        raise ConfigError("vocab_file: only used with trim_vocab=lang|train (it adds pieces to what is kept)")
-    if args.out is not None:  # before the model is loaded: the default folder is inside the run
-        check_destination(Path(args.out), [Path(r) for r in args.runs or [args.run or ""]], args.overwrite)
+    """Writes the export (arguments and destination checked by mlft.commands.preflight.check_export)."""
     saved = load_ensemble([Path(r) for r in args.runs]) if args.runs else load_run(Path(args.run or ""))
     if languages(saved.model) or args.lang is not None:
         saved = for_language(saved, args.lang)
@@ -59,9 +47,7 @@ def export(args: ExportArgs) -> Path:
         raise ConfigError(
             f"fuse: onnxruntime fuses {', '.join(FUSABLE)} encoders; this model is {saved.model.config.model_type}"
         )
-    name = args.format + ("-fused" if args.fuse else "") + ("-int8" if args.quantize == "int8" else "")
-    out = Path(args.out) if args.out else saved.run.export_dir / name
-    check_destination(out, [saved.run.path], args.overwrite)
+    out = export_out(args)
     # Built beside it under a name of its own, then renamed: a failure leaves `out` as it was.
     made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # removed again if the export fails
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -112,41 +98,6 @@ def export(args: ExportArgs) -> Path:
         tmp.replace(out)
     print(f"exported {artifact} to {out}", file=sys.stderr)
     return out
-
-
-def check_destination(out: Path, runs: list[Path], overwrite: bool) -> None:
-    """Where the export goes: writable, never out of a run through a link, and, with overwrite=true, only an earlier
-    export folder with no file mlft did not write (never a run, its model, an ancestor of it, or the user's files)."""
-    for run in runs:
-        check_within(out, run, "out")
-    if not (out.exists() or out.is_symlink()):
-        check_writable(out, "out")
-        return
-    if not overwrite:
-        raise ConfigError(f"out: {out} exists; nothing was written (pass overwrite=true to replace it)")
-    check_not_read(out, [], "out", folders=[("the run", run) for run in runs])
-    check_replaceable(out, "out")
-    check_writable(out.parent, "out")
-
-
-def ensemble_problems(args: ExportArgs) -> None:
-    """What an ensemble export cannot do (checked before any run is loaded)."""
-    problems = []
-    if args.format != "onnx":
-        problems.append(
-            "format: an ensemble has no HuggingFace form (several models in one); format=onnx writes one graph of "
-            "all of them, or export each run"
-        )
-    if args.out is None:
-        problems.append("out: required with runs= (the export belongs to no single run)")
-    if args.fuse:
-        problems.append("fuse: graph fusion is not built for an ensemble's graph; leave fuse=false")
-    if args.trim_vocab != "none":
-        problems.append("trim_vocab: not for an ensemble; leave trim_vocab=none")
-    if args.lang is not None:
-        problems.append("lang: runs with language adapters cannot form an ensemble")
-    if problems:
-        raise ConfigError(problems)
 
 
 def for_language(saved: SavedRun, lang: str | None) -> SavedRun:

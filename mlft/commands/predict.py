@@ -20,10 +20,10 @@ from typing import Any, Literal
 from mlft.commands.arguments import PredictArgs
 from mlft.commands.saved import SavedRun, load_ensemble, load_exported, load_run
 from mlft.data.readers import lone_surrogate, read_lines
-from mlft.destinations import check_not_read, check_writable, share
+from mlft.destinations import share
 from mlft.engine.devices import make_accelerator
 from mlft.engine.predict import predict_features
-from mlft.errors import ConfigError, DataError
+from mlft.errors import DataError
 from mlft.models.lang_adapters import language
 
 LANG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -94,12 +94,8 @@ def read_all(task: Any, requests: list[Request], lang: str, where: Callable[[int
 
 
 def load_for_prediction(run: str | None, model: str | None, runs: list[str] | None = None) -> SavedRun:
-    """A run directory, an exported folder / .onnx file, or runs forming an ensemble: exactly one of the three."""
-    if sum(x is not None for x in (run, model, runs)) != 1:
-        raise ConfigError(
-            "run, model, runs: give exactly one (run=<run-dir>, model=<exported folder or .onnx>, or "
-            "runs=[<run-dir>,...] for an ensemble)"
-        )
+    """A run directory, an exported folder / .onnx file, or runs forming an ensemble: the one of the three given
+    (mlft.commands.preflight.check_model_source)."""
     if runs is not None:
         return load_ensemble([Path(r) for r in runs])
     return load_run(Path(run)) if run else load_exported(Path(model or ""))
@@ -134,47 +130,9 @@ def read_requests(path: Path) -> list[tuple[Request, str | None]]:
     return requests
 
 
-def check_output(args: PredictArgs) -> None:
-    """The output file: writable, and with overwrite=true only an earlier predictions file (never the input, nor
-    anything inside the run or export being read)."""
-    output = Path(args.output or "")
-    if output.is_dir():
-        raise ConfigError(f"output: {args.output} is a folder; give a file name (predictions are JSONL)")
-    if output.exists() and not args.overwrite:
-        raise ConfigError(f"output: {args.output} exists; nothing was written (pass overwrite=true to replace it)")
-    if output.exists():
-        model = Path(args.model) if args.model else None
-        reads = [("the input", Path(args.input))]
-        reads += [("the run", Path(r)) for r in args.runs or ([args.run] if args.run else [])]
-        reads += [("the exported model", model.parent if model.suffix == ".onnx" else model)] if model else []
-        check_not_read(output, reads, "output")
-        if not predictions_file(output):
-            raise ConfigError(
-                f"output: {args.output} is not a predictions file (a JSON record per line); overwrite=true replaces "
-                "only those, so nothing was written"
-            )
-    check_writable(output, "output")
-
-
-def predictions_file(path: Path) -> bool:
-    """Whether every line of `path` is a JSON object, as `mlft predict` writes them."""
-    try:
-        with path.open(encoding="utf-8") as f:
-            return all(isinstance(json.loads(line), dict) for line in f if line.strip())
-    except (OSError, ValueError):
-        return False
-
-
 def predict(args: PredictArgs) -> None:
+    """Labels the input's texts (arguments checked by mlft.commands.preflight.check_predict)."""
     source = Path(args.input)
-    if source.is_dir():
-        raise ConfigError(f"input: {args.input} is a folder; give a text file (one text per line)")
-    if source.exists() and not source.is_file():
-        raise ConfigError(f"input: {args.input} is not a regular file (a pipe or a device); give a text file")
-    if not source.is_file():
-        raise ConfigError(f"input: file not found: {args.input}")
-    if args.output:
-        check_output(args)
     requests = read_requests(source)
     saved = load_for_prediction(args.run, args.model, args.runs)
     predictor = Predictor(saved, args.cpu, precision=args.precision)

@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from safetensors import SafetensorError
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
+from mlft.commands.preflight import EXPORT_CONFIG, exported_folder, finished_run
 from mlft.commands.stages import stage_problems
 from mlft.config import RunConfig, to_container
 from mlft.errors import ConfigError, RunDirError
@@ -31,8 +32,6 @@ from mlft.validation import validate
 
 SAFE_LOAD = {"use_safetensors": True, "trust_remote_code": False}
 """How a saved run's or export's model loads: never from pickles, never with its own code."""
-EXPORT_CONFIG = "mlft-config.yaml"
-"""The run's resolved config inside an exported folder: what `mlft predict model=<folder>` rebuilds the task from."""
 EXPORT_LANGUAGES = "mlft-languages.json"
 """The run's resolved languages inside an exported folder."""
 
@@ -82,17 +81,7 @@ class SavedRun:
 
 def load_run(path: Path) -> SavedRun:
     """A finished run: the resolved config it saved and its final model."""
-    run = RunDir(path)
-    if not run.is_run():
-        raise RunDirError(f"run={path}: not a run directory (no config.yaml)")
-    stages = sorted((path / "stages").glob("*/model/config.json"))
-    if not run.is_finished() and stages:
-        raise RunDirError(
-            f"run={path}: a continual run (trainer.stages) has no model of its own; give one of its stages, e.g. "
-            f"run={stages[-1].parent.parent}"
-        )
-    if not run.is_finished():
-        raise RunDirError(f"run={path}: the run has no final model (model/config.json); did training finish?")
+    run = finished_run(path)
     config = read_config(run.config_file)
     saved = _load(path, config, run.languages(config), run.model_dir)
     langs = saved_languages(run.adapter_dir)
@@ -126,12 +115,8 @@ def load_ensemble(paths: list[Path]) -> SavedRun:
 
 def load_exported(path: Path) -> SavedRun:
     """An `mlft export` folder (HF weights or model.onnx), or the .onnx file inside one."""
-    folder = path.parent if path.suffix == ".onnx" else path
-    if not (folder / EXPORT_CONFIG).is_file():
-        raise ConfigError(f"model={path}: not a folder written by mlft export (no {EXPORT_CONFIG}); use run=<run-dir>")
+    folder = exported_folder(path)
     onnx_file = path if path.suffix == ".onnx" else folder / "model.onnx"
-    if path.suffix == ".onnx" and not path.is_file():
-        raise ConfigError(f"model={path}: file not found")
     model = None
     if onnx_file.is_file():
         from mlft.models.onnx import OnnxModel

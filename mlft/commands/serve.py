@@ -163,14 +163,11 @@ def build_app(predictor: Predictor, args: ServeArgs) -> Any:
 
 
 def serve(args: ServeArgs) -> None:
+    """Serves the model until stopped (arguments checked by mlft.commands.preflight.check_serve)."""
     try:
         import uvicorn
     except ImportError:
         raise ConfigError("mlft serve needs fastapi and uvicorn: pip install 'mlft[serve]'") from None
-    if not 0 <= args.port <= 65535:
-        raise ConfigError(f"port: must be in 0..65535, got {args.port}")
-    if args.body_timeout_s <= 0 or args.batch_wait_ms < 0:
-        raise ConfigError("body_timeout_s, batch_wait_ms: must be > 0 and >= 0")
     predictor = Predictor(load_for_prediction(args.run, args.model, args.runs), args.cpu, False, args.precision)
     print(f"mlft serve: http://{args.host}:{args.port} (POST /predict, GET /health)", file=sys.stderr, flush=True)
     uvicorn.run(build_app(predictor, args), host=args.host, port=args.port, log_level="warning")
