@@ -24,16 +24,23 @@ GROUPS = ("model", "task", "lang", "optimizer", "trainer", "peft", "experiment")
 
 def quiet_libraries() -> None:
     """mlft's own progress at INFO; libraries only warn (their per-save INFO lines drown the run's)."""
-    import logging
-
-    import transformers
-
     logging.basicConfig(
         level=logging.WARNING, format="[%(asctime)s] %(message)s", datefmt="%H:%M:%S", handlers=[BarSafeHandler()]
     )
     logging.getLogger("mlft").setLevel(logging.INFO)
-    transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()
+    # Read when transformers and huggingface_hub are first imported: set here, they keep the second importing
+    # transformers takes out of a config check that may end before anything needs it.
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "huggingface_hub" in sys.modules:  # imported already (another job of this process): their setters
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    if "transformers" in sys.modules:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
     # Every checkpoint of a model with tied weights (a masked-LM decoder) says it saved them once; loading
     # re-ties them (mlft.engine.selection.load_weights), so the warning is only noise.
     logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
@@ -131,9 +138,9 @@ def precheck(directory: Path, config_name: str, overrides: list[str], multirun: 
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from mlft.commands.saved import run_config
+    from mlft.commands.run_config import run_config
     from mlft.destinations import check_writable
-    from mlft.engine.devices import device_problems
+    from mlft.engine.machine import device_problems
     from mlft.engine.tracking import tracker_problems
     from mlft.errors import ConfigError
     from mlft.sweeps import OPTUNA, jobs_to_check
@@ -340,7 +347,7 @@ def _train_job_unchecked(cfg: DictConfig) -> Path:
     """Trains the job; returns its run directory."""
     from hydra.core.hydra_config import HydraConfig
 
-    from mlft.commands.saved import run_config
+    from mlft.commands.run_config import run_config
     from mlft.commands.train import train
     from mlft.engine.devices import ignored_processes, launcher_argv, shared_run_dir, world_size
     from mlft.rundir import RunDir, read_paths

@@ -272,6 +272,12 @@ class TrainerConfig:
     """Replay and regularisation against forgetting, for trainer.stages."""
 
 
+MASKED_LM = "MASKED_LM"
+"""The peft task type of masked-LM heads, which peft has none for: the model is wrapped as it is, and the head's
+transform (dense + LayerNorm before the output layer, new in models shipped without one) trains beside the
+adapter. The output layer is the word embeddings (tied) and stays frozen."""
+
+
 @dataclass(frozen=True)
 class PeftConfig:
     name: str

@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 from transformers import AutoModelForTokenClassification
 
-from mlft.commands.saved import run_config as validate
+from mlft.commands.run_config import run_config as validate
 from mlft.config import config_dir
 from mlft.engine.adversarial import EmbeddingPerturbation
 from mlft.errors import ConfigError

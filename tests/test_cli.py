@@ -142,10 +142,10 @@ def test_an_unknown_command_gets_a_suggestion(capsys):
     assert exit_info.value.code == 2 and "did you mean 'eval'?" in capsys.readouterr().err
 
 
-def test_help_argument_and_path_errors_of_every_command_import_no_torch(tmp_path):
-    """`mlft <command> --help`, a bad key=value and a run, export or file that is not there need only the arguments'
-    dataclasses and mlft.commands.preflight: no torch, no transformers (they took 30-50 s on a loaded machine when
-    the command modules were imported for them)."""
+def test_help_and_config_errors_of_every_command_import_no_torch(tmp_path):
+    """`mlft <command> --help`, a bad key=value, a run, export or file that is not there, and a train config error
+    need only the arguments' dataclasses, mlft.commands.preflight and the task types' declarations: no torch, no
+    transformers (they took 30-50 s on a loaded machine when the command modules were imported for them)."""
     text = tmp_path / "texts.txt"
     text.write_text("一\n")
     mistakes = [
@@ -162,6 +162,9 @@ def test_help_argument_and_path_errors_of_every_command_import_no_torch(tmp_path
         ["serve", f"model={tmp_path}/no-export"],
         ["serve", f"run={tmp_path}", "port=70000"],
         ["report", "no_such_key=1"],
+        ["train", "task=no_such_task", "optimizer.lr=abc"],
+        ["train", "task=ner", f"data.train={tmp_path}/no.conll"],
+        ["train", "-m", "task=ner", "seed=1,2", "trainer.precision=fp17"],
     ]
     code = (
         "import sys\n"
@@ -178,9 +181,10 @@ def test_help_argument_and_path_errors_of_every_command_import_no_torch(tmp_path
         "heavy = sorted(m for m in ('torch', 'transformers', 'sklearn', 'accelerate') if m in sys.modules)\n"
         "print('heavy:', heavy, file=sys.stderr)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "heavy: []" in result.stderr, result.stderr[-500:]
+    assert "optimizer.lr: expected float" in result.stderr and "trainer.precision" in result.stderr
     assert result.stderr.count("not a run directory") == 3 and "not a folder written by mlft export" in result.stderr
 
 

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mlft.cli_train import GROUPS, precheck
-from mlft.commands.saved import run_config as validate
+from mlft.commands.run_config import run_config as validate
 from mlft.config import RunConfig, config_dir, presets, register_schema_defaults, schema_defaults
 from mlft.errors import ConfigError
 

@@ -287,7 +287,7 @@ def test_report_over_seeds_and_training_languages(tmp_path, tiny_models, capsys)
 def test_xtreme_presets_compose_for_zero_shot_from_english(task, count, tiny_models):
     from test_config import compose_cfg
 
-    from mlft.commands.saved import run_config as validate
+    from mlft.commands.run_config import run_config as validate
 
     run = validate(compose_cfg([f"task={task}", "lang=en_to_all", f"model.name_or_path={tiny_models['unigram']}"]))
     assert len(run.task.datasets) >= count and "en" in run.task.datasets

@@ -279,7 +279,7 @@ def test_all_linear_on_a_masked_lm_wraps_the_encoder_and_leaves_the_head_to_trai
     # head's transform (also called dense) trains in full beside it, never with an adapter of its own.
     from transformers import AutoModelForMaskedLM
 
-    from mlft.models.adapters import MASKED_LM
+    from mlft.config import MASKED_LM
 
     path = tiny_models["wordpiece"]
     measured = lora_layers(AutoModelForMaskedLM.from_pretrained(path), ["query", "key", "value", "dense"], MASKED_LM)

@@ -24,11 +24,12 @@ from mlft.data.readers import Example
 from mlft.engine.adversarial import attach_fgm, attach_pgd
 from mlft.engine.class_loss import attach_class_loss, balanced_weights
 from mlft.engine.continual import Anchor, attach_anchor, with_rows
-from mlft.engine.devices import use_cpu, world_size
+from mlft.engine.devices import world_size
 from mlft.engine.distill import Distiller, attach_distillation
 from mlft.engine.evaluate import EvalSet, encode_sets
 from mlft.engine.hooks import Hooks, attach_save_steps
 from mlft.engine.loop import optimizer_steps
+from mlft.engine.machine import use_cpu
 from mlft.engine.rdrop import attach_rdrop
 from mlft.engine.sampling import attach_language_mix
 from mlft.errors import ConfigError

@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
 from mlft.commands.preflight import EXPORT_CONFIG, exported_folder, finished_run
-from mlft.commands.stages import stage_problems
+from mlft.commands.run_config import run_config
 from mlft.config import RunConfig, to_container
 from mlft.errors import ConfigError, RunDirError
 from mlft.models.ensemble import Ensemble, Member, member_problems
@@ -27,33 +27,12 @@ from mlft.models.lang_adapters import attach, saved_languages
 from mlft.models.load import load_tokenizer
 from mlft.models.rebuild import pretrained
 from mlft.rundir import Languages, RunDir
-from mlft.tasks import TASKS, Task, build_task, config_problems
-from mlft.validation import validate
+from mlft.tasks import TASKS, Task, build_task
 
 SAFE_LOAD = {"use_safetensors": True, "trust_remote_code": False}
 """How a saved run's or export's model loads: never from pickles, never with its own code."""
 EXPORT_LANGUAGES = "mlft-languages.json"
 """The run's resolved languages inside an exported folder."""
-
-
-def run_config(cfg: DictConfig | dict, base_dir: Path | None = None) -> RunConfig:
-    """The typed config of a run, checked by the schema, by its task type and for the runs it names."""
-    return validate(cfg, base_dir, checks=[config_problems, named_runs_problems, stage_problems])
-
-
-def named_runs_problems(run: RunConfig) -> list[str]:
-    """resume= must be a run directory; distill.teacher a finished run."""
-    problems = []
-    if run.resume is not None and not RunDir(Path(run.resume)).composable_config.is_file():
-        problems.append(f"resume: {run.resume} is not a run directory (no .hydra/config.yaml)")
-    teacher = RunDir(Path(run.distill.teacher)) if run.distill.teacher is not None else None
-    if teacher is not None and not teacher.is_run():
-        problems.append(f"distill.teacher: {teacher.path} is not a run directory (no config.yaml)")
-    elif teacher is not None and not teacher.is_finished():
-        problems.append(
-            f"distill.teacher: {teacher.path} has no final model (model/config.json); did training finish?"
-        )
-    return problems
 
 
 @dataclass(frozen=True)

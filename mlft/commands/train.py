@@ -19,15 +19,10 @@ from mlft.data.readers import LOCATION
 from mlft.destinations import share
 from mlft.engine import checkpoint, tracking
 from mlft.engine.continual import StageInputs
-from mlft.engine.devices import (
-    device_problems,
-    is_main_process,
-    log_on_main_process_only,
-    make_accelerator,
-    world_size,
-)
+from mlft.engine.devices import is_main_process, log_on_main_process_only, make_accelerator, world_size
 from mlft.engine.evaluate import EvalSet, evaluate_sets
 from mlft.engine.loop import TrainingLoop, TrainState
+from mlft.engine.machine import device_problems
 from mlft.engine.selection import final_weights, restore, selection_langs, selection_score
 from mlft.errors import ConfigError
 from mlft.models.adapters import is_peft, merge

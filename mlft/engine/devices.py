@@ -10,24 +10,12 @@ import logging
 import os
 from pathlib import Path
 
-import torch
 from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
-from accelerate.utils import broadcast_object_list, parse_flag_from_env
+from accelerate.utils import broadcast_object_list
 
 from mlft.config import TrainerConfig
-
-
-def use_cpu(forced: bool) -> bool:
-    """CPU when asked, when launched with `accelerate launch --cpu`, or when there is no GPU."""
-    return forced or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
-
-
-def device_problems(precision: object, cpu: bool) -> list[str]:
-    """What this machine cannot run of the trainer's settings (checked before a run directory is made)."""
-    if precision == "fp16" and use_cpu(cpu):
-        return ["trainer.precision: fp16 needs a CUDA GPU and none is used here; use bf16 or no"]
-    return []
+from mlft.engine.machine import use_cpu
 
 
 def world_size() -> int:

@@ -15,17 +15,13 @@ from typing import Any
 
 import torch
 
-from mlft.config import PeftConfig
+from mlft.config import MASKED_LM, PeftConfig
 from mlft.errors import ConfigError
 
 ADAPTER_FILE = "adapter_model.safetensors"
 """The adapter weights PeftModel.save_pretrained writes (with adapter_config.json)."""
 LANG_PREFIX = "lang_"
 """Names of language adapters inside a model (mlft.models.lang_adapters); the others are the task's."""
-MASKED_LM = "MASKED_LM"
-"""The task type of masked-LM heads, which peft has none for: the model is wrapped as it is, and the head's
-transform (dense + LayerNorm before the output layer, new in models shipped without one) trains beside the
-adapter. The output layer is the word embeddings (tied) and stays frozen."""
 ALL_LINEAR = "all-linear"
 """peft.target_modules=[all-linear]: every linear layer of the encoder, whatever its architecture calls them (BERT:
 query, key, value, dense; DistilBERT: q_lin, ..., lin2; DeBERTa: query_proj, ...). Unlike peft's own all-linear it

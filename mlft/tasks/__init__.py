@@ -1,39 +1,42 @@
 """Task types: `TASKS` maps `task.type` to the class that implements mlft.tasks.protocol.Task.
 
 Adding a task type is one module with one class (see the protocol) plus one entry here, or, from outside
-the package, `TASKS["my_type"] = MyTask` before mlft runs; and a preset in configs/task/.
+the package, `TASKS["my_type"] = MyTask` before mlft runs; and a preset in configs/task/. The built-in types are
+registered by their declarations (mlft.tasks.types), so that checking a config imports no model library; the
+class that implements one is imported when a task is built.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
-from mlft.config import ModelConfig, RunConfig, TaskConfig
+from mlft.config import MASKED_LM, ModelConfig, RunConfig, TaskConfig
 from mlft.data.load import LANG
 from mlft.metric_spec import module_name
-from mlft.models.adapters import MASKED_LM
 from mlft.tasks.evaluate_metric import EvaluateScored
-from mlft.tasks.masked_lm import MaskedLM
 from mlft.tasks.protocol import Example, Task
-from mlft.tasks.question_answering import QuestionAnswering
-from mlft.tasks.sequence_classification import SequenceClassification
-from mlft.tasks.token_classification import TokenClassification
+from mlft.tasks.types import BUILT_IN, SequenceClassificationType, TokenClassificationType
 
-TASKS: dict[str, Any] = {
-    TokenClassification.name: TokenClassification,
-    SequenceClassification.name: SequenceClassification,
-    MaskedLM.name: MaskedLM,
-    QuestionAnswering.name: QuestionAnswering,
-}
+TASKS: dict[str, Any] = {kind.name: kind for kind in BUILT_IN}
 """task.type -> a class with `build(task_config, model_config, labels)`, `config_problems(task_config, model_config)`
-and the members of the Task protocol."""
+and the members of the Task protocol, or the declaration of one (mlft.tasks.types, naming it in `implementation`)."""
 
 __all__ = ["TASKS", "Example", "Task", "build_task", "config_problems", "higher_is_better"]
 
 
+def implementation(kind: Any) -> Any:
+    """The class that implements a registered task type (imported on first use for a declaration)."""
+    path = getattr(kind, "implementation", None)
+    if path is None:
+        return kind
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def build_task(task: TaskConfig, model: ModelConfig, labels: list[str]) -> Task:
-    built = TASKS[task.type].build(task, model, labels)
+    built = implementation(TASKS[task.type]).build(task, model, labels)
     if task.evaluate:
         higher = task.higher_is_better if task.higher_is_better is not None else True
         return EvaluateScored(built, task.evaluate, higher)  # type: ignore[return-value]
@@ -81,7 +84,7 @@ def _column_problems(run: RunConfig, kind: Any) -> list[str]:
 def _augment_problems(run: RunConfig, kind: Any) -> list[str]:
     """data.augment: each method for the task types it keeps labels right for, probabilities in [0, 1]."""
     a = run.data.augment
-    ner, classification = kind.name == TokenClassification.name, kind.name == SequenceClassification.name
+    ner, classification = kind.name == TokenClassificationType.name, kind.name == SequenceClassificationType.name
     problems = [
         f"data.augment.{key}: must be in [0, 1], got {value}"
         for key, value in vars(a).items()
@@ -116,14 +119,14 @@ def _augment_problems(run: RunConfig, kind: Any) -> list[str]:
 
 def _loss_problems(run: RunConfig, kind: Any) -> list[str]:
     """Loss options that need one softmax over labels per token or text (NER, single-label classification)."""
-    softmax = kind.name in (TokenClassification.name, SequenceClassification.name) and not run.task.multi_label
+    softmax = kind.name in (TokenClassificationType.name, SequenceClassificationType.name) and not run.task.multi_label
     where = "NER and single-label classification"
     problems = []
     if run.task.label_smoothing and not softmax:
         problems.append(f"task.label_smoothing: only for {where}")
     if run.trainer.rdrop and not softmax:
         problems.append(f"trainer.rdrop: only for {where}")
-    if run.task.class_weights is not None and not (softmax and kind.name == SequenceClassification.name):
+    if run.task.class_weights is not None and not (softmax and kind.name == SequenceClassificationType.name):
         problems.append("task.class_weights: only for single-label classification (type=sequence_classification)")
     weights, labels = run.task.class_weights, run.task.labels
     if isinstance(weights, list) and labels is not None and len(weights) != len(labels):
@@ -142,10 +145,10 @@ def _metric_problems(task: TaskConfig, kind: Any) -> list[str]:
             ["task.higher_is_better: only for a metric of task.evaluate"] if task.higher_is_better is not None else []
         )
     name = module_name(task.evaluate)
-    if not hasattr(kind, "evaluate_inputs"):
+    if not takes_evaluate_module(kind):
         return [
             f"task.evaluate: {task.type} predictions cannot go to an evaluate module (allowed for: "
-            + ", ".join(t for t, k in TASKS.items() if hasattr(k, "evaluate_inputs"))
+            + ", ".join(t for t, k in TASKS.items() if takes_evaluate_module(k))
             + ")"
         ]
     if name in kind.metrics:
@@ -157,3 +160,9 @@ def _metric_problems(task: TaskConfig, kind: Any) -> list[str]:
     if task.higher_is_better is not None and not own:
         return ["task.higher_is_better: only for a metric of task.evaluate"]
     return []
+
+
+def takes_evaluate_module(kind: Any) -> bool:
+    """Whether the type's predictions can go to an evaluate module (a class of its own says so by having
+    `evaluate_inputs`)."""
+    return bool(getattr(kind, "evaluate_module", False)) or hasattr(kind, "evaluate_inputs")

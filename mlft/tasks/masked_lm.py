@@ -28,13 +28,13 @@ import torch
 
 from mlft.data.readers import Cells
 from mlft.errors import ConfigError, DataError
-from mlft.models.adapters import MASKED_LM
 from mlft.models.masked_positions import MaskedPositionsLM
 from mlft.tasks import alignment
 from mlft.tasks.alignment import NO_SPACE_LANGS, Aligner
 from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
 from mlft.tasks.protocol import BATCH, LENGTH, Example, Output
+from mlft.tasks.types import MaskedLMType
 
 IGNORE = -100  # labels at positions the loss skips (transformers' convention)
 MASK_TOKEN, RANDOM_TOKEN = 0.8, 0.1  # of the chosen units: replaced by the mask token, by a random token
@@ -209,19 +209,11 @@ def score(predictions: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-class MaskedLM:
-    """Masked-LM continued pretraining with its settings bound; see mlft.tasks.protocol.Task."""
+class MaskedLM(MaskedLMType):
+    """Masked-LM continued pretraining with its settings bound; see mlft.tasks.protocol.Task (its declaration:
+    mlft.tasks.types)."""
 
-    name = "masked_lm"
-    metrics = {"loss": False, "perplexity": False, "accuracy": True}
     model_class: Any = MaskedPositionsLM  # AutoModelForMaskedLM; training scores the masked tokens only
-    pipeline_tag = "fill-mask"
-    peft_task_type = MASKED_LM  # an adapter trained this way is a language adapter
-    plain_files = "text"
-    fields = ("text",)
-    optional_fields = ("tokens",)  # a tokenised sentence (column files, the packaged NER corpora) instead of a text
-    column_fallbacks = {"text": ("sentence", "premise", "sentence1")}
-    evaluate_before = True  # the change of held-out loss is what the run is for
     model_outputs = (Output("logits", (BATCH, LENGTH, "vocabulary")),)
 
     def __init__(self, max_length: int, probability: float, whole_word: bool):
@@ -232,13 +224,6 @@ class MaskedLM:
     @classmethod
     def build(cls, task: Any, model: Any, labels: list[str]) -> MaskedLM:
         return cls(model.max_length, task.mlm_probability, task.masking == "whole_word")
-
-    @staticmethod
-    def config_problems(task: Any, model: Any) -> list[str]:
-        problems = ["task.multi_label: only for type=sequence_classification"] if task.multi_label else []
-        if task.label_map is not None:
-            problems.append("task.label_map: masked-LM text has no labels to map")
-        return problems
 
     # Data: a text, or a sentence's tokens; labels are ignored.
     def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, cells: Cells | None) -> Example:

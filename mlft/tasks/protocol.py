@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from mlft.data.readers import Cells
+
+if TYPE_CHECKING:  # checking a config reads the task types' declarations without importing torch
+    import torch
 
 Example = dict[str, Any]
 """One example in a task's standard fields, plus `loc` (file:line) and optionally `lang`."""
@@ -54,7 +55,7 @@ class Task(Protocol):
     pipeline_tag: str
     """The Hub pipeline tag of an exported model."""
     peft_task_type: str
-    """The `peft` TaskType of the head (TOKEN_CLS, SEQ_CLS, ...; mlft.models.adapters.MASKED_LM for a masked-LM
+    """The `peft` TaskType of the head (TOKEN_CLS, SEQ_CLS, ...; mlft.config.MASKED_LM for a masked-LM
     head, which peft has no type for); empty: the task type trains full weights only."""
     plain_files: str | None
     """What a data file that is not JSONL, CSV or TSV holds for this task: "conll" (one token and tag per line),

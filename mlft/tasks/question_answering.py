@@ -37,6 +37,7 @@ from mlft.tasks.alignment import Aligner
 from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
 from mlft.tasks.protocol import BATCH, LENGTH, Example, Output
+from mlft.tasks.types import QuestionAnsweringType
 
 log = logging.getLogger("mlft")
 UNLOCATED = -1
@@ -357,19 +358,10 @@ def score(examples: list[Example], predictions: list[dict[str, Any]]) -> dict[st
     return result
 
 
-class QuestionAnswering:
-    """Extractive QA with its settings bound; see mlft.tasks.protocol.Task."""
+class QuestionAnswering(QuestionAnsweringType):
+    """Extractive QA with its settings bound; see mlft.tasks.protocol.Task (its declaration: mlft.tasks.types)."""
 
-    name = "question_answering"
-    metrics = {"f1": True, "exact_match": True}
     model_class: Any = AutoModelForQuestionAnswering
-    pipeline_tag = "question-answering"
-    peft_task_type = "QUESTION_ANS"
-    plain_files = None
-    evaluate_before = False
-    fields = ("question", "context", "answers")
-    optional_fields = ("id",)
-    column_fallbacks: dict[str, tuple[str, ...]] = {}
     model_outputs = (Output("start_logits", (BATCH, LENGTH)), Output("end_logits", (BATCH, LENGTH)))
 
     def __init__(
@@ -401,25 +393,6 @@ class QuestionAnswering:
             task.no_answer,
             task.null_threshold,
         )
-
-    @staticmethod
-    def config_problems(task: Any, model: Any) -> list[str]:
-        problems = [
-            f"task.{key}: must be >= 1, got {getattr(task, key)}"
-            for key in ("max_question_length", "max_answer_length", "n_best")
-            if getattr(task, key) < 1
-        ]
-        for key in ("multi_label", "label_map", "labels", "class_weights"):
-            if getattr(task, key) not in (False, None):
-                problems.append(f"task.{key}: question answering has no classes (answers are spans)")
-        room = model.max_length - task.max_question_length - 4  # special tokens of a pair: 3 (BERT) or 4 (XLM-R)
-        if room <= model.stride:
-            problems.append(
-                f"model.stride: windows overlap by {model.stride} tokens, but only {room} of model.max_length="
-                f"{model.max_length} are left for the context after the question (task.max_question_length="
-                f"{task.max_question_length}) and special tokens; lower model.stride or raise model.max_length"
-            )
-        return problems
 
     # Data
     def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, cells: Cells | None) -> Example:

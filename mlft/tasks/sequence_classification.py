@@ -26,6 +26,7 @@ from mlft.tasks.alignment import NO_SPACE_LANGS
 from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
 from mlft.tasks.protocol import BATCH, Example, Output
+from mlft.tasks.types import SequenceClassificationType
 
 log = logging.getLogger("mlft")
 THRESHOLD = 0.5  # multi-label: a label is predicted when its sigmoid probability reaches this
@@ -196,18 +197,9 @@ def check_spellings(examples: list[Example]) -> None:
         raise DataError(problems)
 
 
-class SequenceClassification:
-    """Text (pair) classification with its settings bound; see mlft.tasks.protocol.Task."""
-
-    name = "sequence_classification"
-    metrics = {"accuracy": True, "macro_f1": True, "micro_f1": True}
-    pipeline_tag = "text-classification"
-    peft_task_type = "SEQ_CLS"
-    plain_files = None
-    evaluate_before = False
-    fields = ("text", "label")
-    optional_fields = ("text_pair",)
-    column_fallbacks = {"text": ("sentence", "premise", "sentence1"), "text_pair": ("hypothesis", "sentence2")}
+class SequenceClassification(SequenceClassificationType):
+    """Text (pair) classification with its settings bound; see mlft.tasks.protocol.Task (its declaration:
+    mlft.tasks.types)."""
 
     def __init__(self, labels: list[str], max_length: int, multi_label: bool, pooling: str = "first"):
         self.labels, self.max_length, self.multi_label = labels, max_length, multi_label
@@ -220,10 +212,6 @@ class SequenceClassification:
     def build(cls, task: Any, model: Any, labels: list[str]) -> SequenceClassification:
         """From the run's task and model configs."""
         return cls(labels, model.max_length, task.multi_label, model.pooling)
-
-    @staticmethod
-    def config_problems(task: Any, model: Any) -> list[str]:
-        return []
 
     # Data
     def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, cells: Cells | None) -> Example:

@@ -30,6 +30,7 @@ from mlft.tasks.alignment import NO_SPACE_LANGS, Aligner, encode_words
 from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
 from mlft.tasks.protocol import BATCH, LENGTH, Example, Output
+from mlft.tasks.types import TokenClassificationType
 from mlft.tasks.viterbi import transitions, viterbi
 
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
@@ -188,19 +189,10 @@ def _scheme_hint(examples: list[Example], given: list[str], scheme: str) -> list
     return [f"{where}: the tags look like {guess}, not {scheme}: set data.scheme={guess}"]
 
 
-class TokenClassification:
-    """The NER task with its settings bound; see mlft.tasks.protocol.Task."""
+class TokenClassification(TokenClassificationType):
+    """The NER task with its settings bound; see mlft.tasks.protocol.Task (its declaration: mlft.tasks.types)."""
 
-    name = "token_classification"
-    metrics = {"f1": True, "precision": True, "recall": True, "accuracy": True}
     model_class: Any = AutoModelForTokenClassification
-    pipeline_tag = "token-classification"
-    peft_task_type = "TOKEN_CLS"
-    plain_files = "conll"
-    evaluate_before = False
-    fields = ("tokens", "tags")
-    optional_fields: tuple[str, ...] = ()
-    column_fallbacks = {"tags": ("ner_tags",)}
     model_outputs = (Output("logits", (BATCH, LENGTH, "labels")),)
 
     def __init__(self, labels: list[str], max_length: int, stride: int, decoding: str = "viterbi"):
@@ -212,10 +204,6 @@ class TokenClassification:
     def build(cls, task: Any, model: Any, labels: list[str]) -> TokenClassification:
         """From the run's task and model configs."""
         return cls(labels, model.max_length, model.stride, task.decoding)
-
-    @staticmethod
-    def config_problems(task: Any, model: Any) -> list[str]:
-        return ["task.multi_label: only for type=sequence_classification"] if task.multi_label else []
 
     # Data
     def example(self, record: dict[str, Any], columns: dict[str, Any], loc: str, cells: Cells | None) -> Example:
