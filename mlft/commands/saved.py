@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from safetensors import SafetensorError
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
+from mlft.commands.exporters import exporter_of
 from mlft.commands.preflight import EXPORT_CONFIG, exported_folder, finished_run
 from mlft.commands.run_config import run_config
 from mlft.config import RunConfig, to_container
@@ -92,15 +93,12 @@ def load_ensemble(paths: list[Path]) -> SavedRun:
     return replace(first, model=model, members=tuple(paths))
 
 
-def load_exported(path: Path) -> SavedRun:
-    """An `mlft export` folder (HF weights or model.onnx), or the .onnx file inside one."""
+def load_exported(path: Path, fmt: str | None = None) -> SavedRun:
+    """An `mlft export` folder, or the model file inside one; its model runs as its format says
+    (mlft.commands.exporters; `fmt`: the format of an export being written, before its manifest is)."""
     folder = exported_folder(path)
-    onnx_file = path if path.suffix == ".onnx" else folder / "model.onnx"
-    model = None
-    if onnx_file.is_file():
-        from mlft.models.onnx import OnnxModel
-
-        model = OnnxModel(onnx_file)
+    exporter, model_file = exporter_of(path, fmt)
+    model = exporter.runtime(model_file) if exporter.runtime else None  # None: transformers weights, as a run's
     config = read_config(folder / EXPORT_CONFIG)
     languages = _export_languages(folder, config)
     return _load(folder, config, languages, folder, model)

@@ -42,21 +42,21 @@ def model_card(
     languages: Languages,
     labels: list[str],
     pipeline_tag: str,
-    mean_pooling: bool,
     artifact: str,
     parity: str | None,
+    usage: list[str],
 ) -> str:
-    """Markdown with Hub-style metadata; every number comes from files of the run."""
+    """Markdown with Hub-style metadata; every number comes from files of the run. `usage`: how to use the artifact
+    outside mlft, in the export format's words."""
     env = run.env()
     sources = sorted({v["source"] for v in env.get("data", {}).values()})
     report = run.report_file.read_text().split("\n", 1)[-1].strip() if run.report_file.is_file() else ""
     train_langs, eval_langs = languages.train, languages.eval
     langs = sorted(set(train_langs) | set(eval_langs))
-    pipeline = pipeline_tag
     lines = [
         "---",
         f"language: [{', '.join(langs)}]",
-        f"pipeline_tag: {pipeline}",
+        f"pipeline_tag: {pipeline_tag}",
         "library_name: transformers",
         *([f"base_model: {base}"] if (base := hub_base_model(config.model.name_or_path)) else []),
         "tags: [mlft]",
@@ -88,25 +88,7 @@ def model_card(
         "```",
         "",
     ]
-    if artifact.startswith("HuggingFace") and mean_pooling:
-        lines += [
-            "The classifier reads the mean of the last hidden states (`model.pooling=mean`); transformers' Auto",
-            "classes would load the same weights but classify from the first token, so load it with mlft:",
-            "",
-            "```python",
-            "from mlft.models.pooling import MeanPoolingClassifier",
-            'model = MeanPoolingClassifier.from_pretrained("<this folder>")',
-            "```",
-            "",
-        ]
-    elif artifact.startswith("HuggingFace"):
-        lines += [
-            "```python",
-            "from transformers import pipeline",
-            f'nlp = pipeline("{pipeline}", model="<this folder>")',
-            "```",
-            "",
-        ]
+    lines += usage
     lines += [
         "## Reproduce",
         "",
