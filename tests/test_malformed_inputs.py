@@ -15,10 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlft.cli import main
-
 from conftest import FIXTURES
-from helpers import snapshot
+from helpers import cli_error, snapshot
 
 ZH_TRAIN = (FIXTURES / "zh_ner" / "train.conll").read_bytes()
 SENT_TRAIN = (FIXTURES / "sentiment" / "zh_train.jsonl").read_bytes()
@@ -434,10 +432,7 @@ def test_bad_input_exits_2_with_a_located_message(tmp_path, capsys, tiny_models,
         (tmp_path / name).write_bytes(content)
     before = snapshot(tmp_path)
     args = [a.format(d=tmp_path, model=tiny_models["wordpiece"]) for a in argv]
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2, err
+    err = cli_error(capsys, *args)
     assert re.search(pattern, err), err
     assert "Traceback" not in err
     if "repair" in argv[-1] or "X-PER" in str(files):

@@ -16,7 +16,7 @@ import pytest
 from mlft.cli import main
 
 from conftest import FIXTURES
-from helpers import snapshot
+from helpers import cli_error, snapshot
 
 TEXTS = "张伟在北京工作。\n"
 
@@ -131,11 +131,7 @@ def test_overwrite_refuses_what_mlft_did_not_write(folder, tiny_models, capsys, 
     train = FIXTURES / "zh_ner" / "train.conll"
     args = [a.format(d=folder, model=tiny_models["unigram"], train=train) for a in argv]
     args += ["overwrite=true"] if args[0] != "eval" else []  # eval never replaces: its out must be empty
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2, err
+    err = cli_error(capsys, *args)
     assert re.search(pattern, err), err
     assert "Traceback" not in err
     assert snapshot(folder) == before

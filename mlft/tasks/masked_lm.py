@@ -21,7 +21,6 @@ import math
 import re
 import sys
 import zlib
-from collections import Counter
 from typing import Any
 
 import torch
@@ -33,7 +32,7 @@ from mlft.tasks import alignment
 from mlft.tasks.alignment import NO_SPACE_LANGS, Aligner
 from mlft.tasks.cache_key import encoding_key
 from mlft.tasks.padding import attention_mask, padded
-from mlft.tasks.protocol import BATCH, LENGTH, Example, Output
+from mlft.tasks.protocol import BATCH, LENGTH, Example, Output, WithoutClasses
 from mlft.tasks.types import MaskedLMType
 
 IGNORE = -100  # labels at positions the loss skips (transformers' convention)
@@ -209,7 +208,7 @@ def score(predictions: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-class MaskedLM(MaskedLMType):
+class MaskedLM(MaskedLMType, WithoutClasses):
     """Masked-LM continued pretraining with its settings bound; see mlft.tasks.protocol.Task (its declaration:
     mlft.tasks.types)."""
 
@@ -237,18 +236,6 @@ class MaskedLM(MaskedLMType):
 
     def convert_labels(self, examples: list[Example], scheme: str, repair: bool) -> None:
         return None
-
-    def label_names(self, example: Example) -> list[str]:
-        return []
-
-    def relabel(self, example: Example, mapping: dict[str, str | None], dropped: Counter) -> Example | None:
-        return example
-
-    def label_values(self, example: Example) -> list[str]:
-        return []
-
-    def label_set(self, names: list[str], given: bool) -> list[str]:
-        return []
 
     def training_problems(self, train: list[Example]) -> list[str]:
         return []

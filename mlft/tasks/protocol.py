@@ -147,3 +147,19 @@ class Task(Protocol):
 
     def vocabulary_texts(self, examples: list[Example]) -> list[str]:
         """Extra strings whose pieces a trimmed vocabulary must keep, besides what `encode` feeds the model."""
+
+
+class WithoutClasses:
+    """The label members of a task type whose examples have no classes (masked-LM text, QA answer spans)."""
+
+    def label_names(self, example: Example) -> list[str]:
+        return []
+
+    def relabel(self, example: Example, mapping: dict[str, str | None], dropped: Counter) -> Example | None:
+        return example
+
+    def label_values(self, example: Example) -> list[str]:
+        return []
+
+    def label_set(self, names: list[str], given: bool) -> list[str]:
+        return []

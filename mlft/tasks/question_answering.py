@@ -22,7 +22,6 @@ import math
 import re
 import sys
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +34,8 @@ from mlft.errors import DataError
 from mlft.tasks import alignment, qa_metrics
 from mlft.tasks.alignment import Aligner
 from mlft.tasks.cache_key import encoding_key
-from mlft.tasks.padding import attention_mask, padded
-from mlft.tasks.protocol import BATCH, LENGTH, Example, Output
+from mlft.tasks.padding import input_batch
+from mlft.tasks.protocol import BATCH, LENGTH, Example, Output, WithoutClasses
 from mlft.tasks.types import QuestionAnsweringType
 
 log = logging.getLogger("mlft")
@@ -280,11 +279,7 @@ def encode(
 
 
 def collate(features: list[dict[str, Any]], pad_id: int, pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
-    rows = [f["input_ids"] for f in features]
-    ids = padded(rows, pad_id, pad_to_multiple_of)
-    batch = {"input_ids": ids, "attention_mask": attention_mask(rows, ids.shape[1])}
-    if "token_type_ids" in features[0]:
-        batch["token_type_ids"] = padded([f["token_type_ids"] for f in features], 0, pad_to_multiple_of)
+    batch = input_batch(features, pad_id, pad_to_multiple_of)
     if "start_positions" in features[0]:
         batch["start_positions"] = torch.tensor([f["start_positions"] for f in features])
         batch["end_positions"] = torch.tensor([f["end_positions"] for f in features])
@@ -358,7 +353,7 @@ def score(examples: list[Example], predictions: list[dict[str, Any]]) -> dict[st
     return result
 
 
-class QuestionAnswering(QuestionAnsweringType):
+class QuestionAnswering(QuestionAnsweringType, WithoutClasses):
     """Extractive QA with its settings bound; see mlft.tasks.protocol.Task (its declaration: mlft.tasks.types)."""
 
     model_class: Any = AutoModelForQuestionAnswering
@@ -400,18 +395,6 @@ class QuestionAnswering(QuestionAnsweringType):
 
     def convert_labels(self, examples: list[Example], scheme: str, repair: bool) -> None:
         check_answers(examples, repair)
-
-    def label_names(self, example: Example) -> list[str]:
-        return []
-
-    def relabel(self, example: Example, mapping: dict[str, str | None], dropped: Counter) -> Example | None:
-        return example
-
-    def label_values(self, example: Example) -> list[str]:
-        return []
-
-    def label_set(self, names: list[str], given: bool) -> list[str]:
-        return []
 
     def training_problems(self, train: list[Example]) -> list[str]:
         unanswerable = [ex for ex in train if not ex["answers"]]

@@ -24,7 +24,7 @@ from mlft.errors import DataError
 from mlft.models.pooling import MeanPoolingClassifier
 from mlft.tasks.alignment import NO_SPACE_LANGS
 from mlft.tasks.cache_key import encoding_key
-from mlft.tasks.padding import attention_mask, padded
+from mlft.tasks.padding import input_batch
 from mlft.tasks.protocol import BATCH, Example, Output
 from mlft.tasks.types import SequenceClassificationType
 
@@ -66,11 +66,7 @@ def encode(
 
 
 def collate(features: list[dict[str, Any]], pad_id: int, pad_to_multiple_of: int = 1) -> dict[str, torch.Tensor]:
-    rows = [f["input_ids"] for f in features]
-    ids = padded(rows, pad_id, pad_to_multiple_of)
-    batch = {"input_ids": ids, "attention_mask": attention_mask(rows, ids.shape[1])}
-    if "token_type_ids" in features[0]:
-        batch["token_type_ids"] = padded([f["token_type_ids"] for f in features], 0, pad_to_multiple_of)
+    batch = input_batch(features, pad_id, pad_to_multiple_of)
     if "labels" in features[0]:
         batch["labels"] = torch.tensor([f["labels"] for f in features])
     return batch
