@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 from transformers import AutoModelForSequenceClassification
 
 from mlft.data import augment
@@ -104,6 +103,9 @@ def score(
     examples: list[dict[str, Any]], predictions: list[dict[str, Any]], labels: list[str], multi_label: bool
 ) -> dict[str, Any]:
     """Accuracy, macro/micro F1, a per-class report and (single-label) the confusion matrix."""
+    # Imported here: scikit-learn brings pandas (a second), which predict and serve never need.
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
     if multi_label:
         index = {label: i for i, label in enumerate(labels)}
         gold = np.zeros((len(examples), len(labels)), dtype=int)

@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from seqeval.metrics import accuracy_score, classification_report
-from seqeval.scheme import IOB2
 from transformers import AutoModelForTokenClassification
 
 from mlft.data import augment
@@ -89,6 +87,10 @@ def decode(
 
 def score(examples: list[Example], predictions: list[dict[str, Any]]) -> dict[str, Any]:
     """Strict entity-level seqeval P/R/F1 (overall and per type) and token accuracy."""
+    # Imported here: seqeval brings scikit-learn and pandas (a second), which predict and serve never need.
+    from seqeval.metrics import accuracy_score, classification_report
+    from seqeval.scheme import IOB2
+
     gold = [ex["tags"] for ex in examples]
     pred = [p["tags"] for p in predictions]
     report = classification_report(gold, pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
