@@ -261,6 +261,10 @@ class TrainerConfig:
     rdrop: float = 0.0
     """R-Drop (Liang et al. 2021): the weight of the symmetric KL divergence between two dropout passes of every
     batch, added to their mean loss; 0 = off. About twice the step time (one pass of the doubled batch)."""
+    ema: float | None = None
+    """Weight EMA: the decay (e.g. 0.999) of an exponential moving average of the trainable weights, updated after
+    every optimizer step and warmed up over the first ones; the run evaluates, keeps and ends with the averaged
+    weights (null: off). mlft/engine/ema.py."""
     resume_inexact: bool = False
     """Resume even from a checkpoint whose RNG state is missing or unreadable (the run then differs from an
     uninterrupted one; metrics.json records the step in inexact_resumes). Off: such a resume is refused."""

@@ -224,6 +224,13 @@ def _trainer_problems(trainer: TrainerConfig) -> list[str]:
         problems.append(f"trainer.adv_steps: must be >= 1 with adversarial=pgd, got {trainer.adv_steps}")
     if trainer.rdrop < 0:
         problems.append(f"trainer.rdrop: must be >= 0 (0 = off), got {trainer.rdrop}")
+    if trainer.ema is not None and not 0 < trainer.ema < 1:
+        problems.append(f"trainer.ema: the decay of the weight average, in (0, 1) (e.g. 0.999), got {trainer.ema}")
+    if trainer.ema is not None and trainer.select == "average":
+        problems.append(
+            "trainer.select: average averages checkpoints of the trained weights, not of trainer.ema's average; "
+            "use source_dev or last with trainer.ema"
+        )
     continual = trainer.continual
     if not 0 <= continual.replay <= 1:
         problems.append(f"trainer.continual.replay: must be in [0, 1], got {continual.replay}")

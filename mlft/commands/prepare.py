@@ -26,6 +26,7 @@ from mlft.engine.class_loss import attach_class_loss, balanced_weights
 from mlft.engine.continual import Anchor, attach_anchor, with_rows
 from mlft.engine.devices import world_size
 from mlft.engine.distill import Distiller, attach_distillation
+from mlft.engine.ema import attach_ema
 from mlft.engine.evaluate import EvalSet, encode_sets
 from mlft.engine.hooks import Hooks, attach_save_steps
 from mlft.engine.loop import optimizer_steps
@@ -265,8 +266,10 @@ def attach_features(run: RunConfig, prepared: Prepared, accelerator: Any, anchor
             log.info("class weights: %s", ", ".join(f"{x}: {w:.3f}" for x, w in zip(prepared.loaded.labels, weights)))
     if run.trainer.save_steps:
         attach_save_steps(hooks, run.trainer.save_steps)
+    if run.trainer.ema is not None:
+        attach_ema(hooks, prepared.model, run.trainer.ema)
     if run.peft.method == "adalora":
-        hooks.optimizer_step.append(rank_budget(prepared.model))
+        hooks.add("optimizer_step", rank_budget(prepared.model))
     if anchor is not None and prepared.vocab is not None:
         embeddings = prepared.model.get_input_embeddings().weight
         name = next(n for n, p in prepared.model.named_parameters() if p is embeddings)
@@ -287,6 +290,8 @@ def techniques(run: RunConfig) -> dict[str, Any]:
             used["adversarial"].update(alpha=trainer.adv_alpha, steps=trainer.adv_steps)
     if trainer.rdrop:
         used["rdrop"] = {"alpha": trainer.rdrop}
+    if trainer.ema is not None:
+        used["ema"] = {"decay": trainer.ema}
     if trainer.early_stopping_patience is not None:
         used["early_stopping"] = {"patience": trainer.early_stopping_patience, "metric": run.task.metric}
     return used

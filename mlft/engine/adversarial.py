@@ -87,8 +87,8 @@ def attach_fgm(hooks: Any, model: Any, epsilon: float, backward: Callable[[torch
         with perturbation.perturbed():
             backward(compute_loss())
 
-    hooks.extra_passes.append(adversarial_pass)
-    hooks.close.append(perturbation.remove)
+    hooks.add("extra_passes", adversarial_pass)
+    hooks.add("close", perturbation.remove)
 
 
 def attach_pgd(
@@ -118,5 +118,5 @@ def attach_pgd(
         finally:
             perturbation.reset()
 
-    hooks.extra_passes.append(adversarial_passes)
-    hooks.close.append(perturbation.remove)
+    hooks.add("extra_passes", adversarial_passes)
+    hooks.add("close", perturbation.remove)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mlft.engine.hooks import REPLACE_LOSS
 from mlft.engine.rdrop import IGNORED
 
 
@@ -33,4 +34,4 @@ def attach_class_loss(hooks: Any, smoothing: float, weights: list[float] | None,
             flat, batch["labels"].view(-1), weight=w, ignore_index=IGNORED, label_smoothing=smoothing
         )
 
-    hooks.loss.insert(0, loss)
+    hooks.add("loss", loss, REPLACE_LOSS)

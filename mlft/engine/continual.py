@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from mlft.engine.hooks import Hooks
+from mlft.engine.hooks import PENALTY, Hooks
 
 log = logging.getLogger("mlft")
 
@@ -84,7 +84,7 @@ def attach_anchor(hooks: Hooks, model: torch.nn.Module, anchor: Anchor) -> None:
     def add(batch: dict[str, torch.Tensor], outputs: object, loss: torch.Tensor) -> torch.Tensor:
         return loss + penalty(params, start, anchor).to(loss.device)
 
-    hooks.loss.append(add)
+    hooks.add("loss", add, PENALTY)
 
 
 def estimate_fisher(model: torch.nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mlft.engine.hooks import TEACHER
 from mlft.tasks.protocol import Output
 
 
@@ -99,5 +100,5 @@ def attach_distillation(hooks: Any, distiller: Distiller, accelerator: Any) -> N
     def loss(batch: dict[str, torch.Tensor], outputs: Any, gold: torch.Tensor) -> torch.Tensor:
         return distiller.loss(outputs, gold, batch, targets["scores"])
 
-    hooks.batch_start.append(teacher_targets)
-    hooks.loss.append(loss)
+    hooks.add("batch_start", teacher_targets, TEACHER)
+    hooks.add("loss", loss, TEACHER)

@@ -164,6 +164,9 @@ class TrainingLoop:
         try:
             self.accelerator.load_state(str(directory))
             self.state = TrainState(**checkpoint.read_state(directory))
+            self.hooks.run("after_resume", directory)
+        except RunDirError:
+            raise
         except Exception as err:  # noqa: BLE001 - truncated weights, a pickled or zeroed optimizer.bin, bad JSON
             reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
             if "weights_only" in reason:  # torch's advice to load with weights_only=False must not be followed
@@ -205,8 +208,8 @@ class TrainingLoop:
             self.evaluate()
             self.checkpoint(again=True)  # the step's checkpoint now also holds this evaluation
         self.bar.close()
-        for close in self.hooks.close:
-            close()
+        self.hooks.run("after_training")
+        self.hooks.run("close")
         if state.best_step is None:
             self.save_best()
         self.accelerator.wait_for_everyone()
@@ -233,8 +236,7 @@ class TrainingLoop:
         )
         # The prepared loader re-seeds its sampler from its own epoch counter: set it explicitly.
         loader.set_epoch(state.epoch)
-        for hook in self.hooks.epoch_start:
-            hook(self)
+        self.hooks.run("epoch_start", self)
         self.running, self.seen = 0.0, 0
         self.step_start = time.perf_counter()
         for batch in loader:
@@ -260,8 +262,7 @@ class TrainingLoop:
         state.train_samples += samples
         state.train_tokens += int(batch["attention_mask"].sum())
         with accelerator.accumulate(self.model):
-            for hook in self.hooks.batch_start:
-                hook(batch)
+            self.hooks.run("batch_start", batch)
             loss = self.hooks.training_loss(batch, self.model(**batch))
             if not torch.isfinite(loss):
                 raise DivergedError(
@@ -270,14 +271,12 @@ class TrainingLoop:
                     "continue from it with resume=<run-dir>)"
                 )
             accelerator.backward(loss)
-            for extra in self.hooks.extra_passes:
-                extra(lambda: self.hooks.training_loss(batch, self.model(**batch)))
+            self.hooks.run("extra_passes", lambda: self.hooks.training_loss(batch, self.model(**batch)))
             if accelerator.sync_gradients and self.optim.max_grad_norm is not None:
                 accelerator.clip_grad_norm_(self.model.parameters(), self.optim.max_grad_norm)
             self.optimizer.step()
             if accelerator.sync_gradients:
-                for on_step in self.hooks.optimizer_step:
-                    on_step(state.global_step)
+                self.hooks.run("optimizer_step", state.global_step)
             self.optimizer.zero_grad()
         state.batches_done += 1
         self.running, self.seen = self.running + loss.item(), self.seen + 1
@@ -304,8 +303,7 @@ class TrainingLoop:
         if self.trainer.eval_strategy == "steps" and state.global_step % (self.trainer.eval_steps or 1) == 0:
             self.stop = self.evaluate()
             self.checkpoint()
-        for hook in self.hooks.step_end:
-            hook(self)
+        self.hooks.run("step_end", self)
 
     # Evaluation and checkpoints
 
@@ -315,6 +313,13 @@ class TrainingLoop:
 
     def evaluate(self) -> bool:
         """Evaluates, keeps the best weights, returns True when training should stop early."""
+        self.hooks.run("before_evaluate")
+        try:
+            return self.evaluate_and_keep()
+        finally:
+            self.hooks.run("after_evaluate")
+
+    def evaluate_and_keep(self) -> bool:
         state = self.state
         score, metrics = self.evaluate_fn()
         self.model.train()
@@ -362,6 +367,7 @@ class TrainingLoop:
             accelerator.save_state(str(tmp))
             if accelerator.is_main_process:
                 checkpoint.write_state(tmp, vars(state))
+                self.hooks.run("before_save", tmp)
         except OSError as err:  # disk full, quota, permissions: the previous checkpoint stays as it was
             failure = err
         # Every process learns whether any failed: a rank that stopped alone would leave the others

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from mlft.engine.hooks import CONSISTENCY, DOUBLE_BATCH
 from mlft.tasks.protocol import Output
 
 IGNORED = -100
@@ -39,11 +40,11 @@ def symmetric_kl(scores: torch.Tensor, labels: torch.Tensor | None) -> torch.Ten
 
 def attach_rdrop(hooks: Any, alpha: float, outputs: tuple[Output, ...]) -> None:
     """Doubles every training batch first (before a teacher or anything else sees it) and adds the KL term, averaged
-    over the task's declared outputs, last (after any other change of the loss)."""
+    over the task's declared outputs, after the loss is recomputed and distilled (before a continual penalty)."""
 
     def with_consistency(batch: dict[str, torch.Tensor], result: Any, loss: torch.Tensor) -> torch.Tensor:
         terms = [symmetric_kl(result[o.name], batch.get("labels")) for o in outputs]
         return loss + alpha * (sum(terms) / len(terms))
 
-    hooks.batch_start.insert(0, doubled)
-    hooks.loss.append(with_consistency)
+    hooks.add("batch_start", doubled, DOUBLE_BATCH)
+    hooks.add("loss", with_consistency, CONSISTENCY)

@@ -179,4 +179,4 @@ def attach_language_mix(hooks: Any) -> None:
             ", ".join(f"{lang} {p:.1%}" for lang, p in sorted(sampler.probabilities.items())),
         )
 
-    hooks.epoch_start.append(record)
+    hooks.add("epoch_start", record)
