@@ -34,9 +34,9 @@ test-slow: install ## slow checks: multi-process runs, real-model fine-tuning
 	$(BIN)/python -m pytest -q -m slow --durations=20 $(PYTEST_ARGS)
 
 quality: install ## ruff lint and format check, mypy on mlft/
-	$(BIN)/ruff check mlft tests scripts
-	$(BIN)/ruff format --check mlft tests scripts
-	$(BIN)/mypy mlft --ignore-missing-imports
+	$(BIN)/ruff check mlft hydra_plugins tests scripts
+	$(BIN)/ruff format --check mlft hydra_plugins tests scripts
+	$(BIN)/mypy mlft hydra_plugins --ignore-missing-imports
 
 demo: install ## the offline default: convert multilingual-e5-small, fine-tune on MSRA (zh NER), print the test table
 	$(BIN)/mlft train experiment=demo

@@ -218,26 +218,26 @@ def _check_group_options(overrides: list[str], directory: Path) -> tuple[list[st
 
 
 PLUGINS = {
-    "hydra/sweeper": {"optuna": "hydra_optuna_sweeper"},
+    "hydra/sweeper": {"optuna": "optuna"},  # mlft's own sweeper (hydra_plugins/mlft_search) on the optuna library
     "hydra/launcher": {
-        "joblib": "hydra_joblib_launcher",
-        "submitit_local": "hydra_submitit_launcher",
-        "submitit_slurm": "hydra_submitit_launcher",
-        "slurm": "hydra_submitit_launcher",
+        "joblib": "hydra_plugins.hydra_joblib_launcher",
+        "submitit_local": "hydra_plugins.hydra_submitit_launcher",
+        "submitit_slurm": "hydra_plugins.hydra_submitit_launcher",
+        "slurm": "hydra_plugins.hydra_submitit_launcher",
     },
 }
-"""Sweepers and launchers mlft documents -> the module of the plugin that provides them."""
+"""Sweepers and launchers mlft documents -> the module they need (a Hydra plugin's, or a library)."""
 
 
 def missing_plugin(group: str, option: str) -> str | None:
-    """A Hydra plugin that the chosen sweeper or launcher needs and this environment lacks."""
+    """A Hydra plugin or library that the chosen sweeper or launcher needs and this environment lacks."""
     import importlib.util
 
     module = PLUGINS.get(group, {}).get(option)
-    if module is None or importlib.util.find_spec(f"hydra_plugins.{module}") is not None:
+    if module is None or importlib.util.find_spec(module) is not None:
         return None
-    package = module.replace("_", "-")
-    return f"{group}: {option!r} needs the {package} plugin (pip install 'mlft[sweep]')"
+    package = module.removeprefix("hydra_plugins.").replace("_", "-")
+    return f"{group}: {option!r} needs {package} (pip install 'mlft[sweep]')"
 
 
 _PAST_KEY_VALUES = (
@@ -316,7 +316,7 @@ GRANTS = {
 """Consents a saved config cannot give (mlft.saved_config): passed on to the processes of a relaunched run."""
 
 
-def _train_job(cfg: DictConfig) -> float | None:
+def _train_job(cfg: DictConfig) -> Any:
     """One run; in a sweep, a job whose failure is recorded and does not stop the sweep, returning the dev
     objective an Optuna search minimises or maximises (NaN: the trial failed)."""
     from hydra.core.hydra_config import HydraConfig

@@ -24,6 +24,7 @@ from mlft.errors import ConfigError, RunDirError, UserError, format_error
 from mlft.rundir import METRICS_FILE
 
 JOBS_FILE = "jobs.jsonl"
+STATUSES = ("done", "pruned", "failed")
 OPTUNA = "hydra/sweeper=optuna"
 SEARCH_CHECK_LIMIT = 64
 """Jobs of a grid checked before the first starts; a larger grid is checked one swept value at a time."""
@@ -38,7 +39,7 @@ class Job:
     run_dir: str | None
     """Absolute path of the job's run directory (None when it failed before claiming one)."""
     status: str
-    """done or failed"""
+    """done, pruned (a search stopped it early; its run directory is complete) or failed"""
     metric: str
     objective: float | None
     """The task metric's mean over the training languages' dev sets (the run's selection score)."""
@@ -92,12 +93,21 @@ def read_jobs(sweep_dir: Path) -> list[Job]:
         try:
             fields = json.loads(line)
             job = Job(**fields)
-            if not isinstance(job.num, int) or job.status not in ("done", "failed"):
+            if not isinstance(job.num, int) or job.status not in STATUSES:
                 raise ValueError
         except (ValueError, TypeError):
             raise RunDirError(f"{path}:{number}: not a job record of mlft") from None
         jobs.append(job)
     return sorted(jobs, key=lambda j: j.num)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a job tells the sweeper: its dev objective (NaN: it failed or has no dev set) and whether a search
+    pruned it."""
+
+    objective: float
+    pruned: bool = False
 
 
 def run_job(
@@ -107,9 +117,8 @@ def run_job(
     overrides: list[str],
     metric: str,
     planned_dir: Path,
-) -> float:
-    """Runs one job, records it in the ledger whatever happens, and returns its objective (NaN when it failed
-    or has no dev set: Optuna then marks the trial failed)."""
+) -> Outcome:
+    """Runs one job, records it in the ledger whatever happens, and returns its outcome."""
     start = time.monotonic()
     try:
         run_dir = train() or planned_dir
@@ -117,10 +126,11 @@ def run_job(
         message, code = _failure(err)
         print(f"job {num} failed: {message}", flush=True)
         record(sweep_dir, Job(num, overrides, None, "failed", metric, None, _seconds(start), message, code))
-        return math.nan
-    objective = final_score(run_dir)
-    record(sweep_dir, Job(num, overrides, str(run_dir.resolve()), "done", metric, objective, _seconds(start)))
-    return math.nan if objective is None else objective
+        return Outcome(math.nan)
+    objective, pruned = final_score(run_dir), was_pruned(run_dir)
+    status = "pruned" if pruned else "done"
+    record(sweep_dir, Job(num, overrides, str(run_dir.resolve()), status, metric, objective, _seconds(start)))
+    return Outcome(math.nan if objective is None else objective, pruned)
 
 
 def _failure(err: BaseException) -> tuple[str, int]:
@@ -138,11 +148,18 @@ def _seconds(start: float) -> float:
 
 def final_score(run_dir: Path) -> float | None:
     """The dev score of the run's final weights (metrics.json's selection.final_score)."""
-    path = run_dir / METRICS_FILE
-    if not path.is_file():
-        return None
-    value = json.loads(path.read_text()).get("selection", {}).get("final_score")
+    value = _metrics(run_dir).get("selection", {}).get("final_score")
     return float(value) if isinstance(value, (int, float)) else None
+
+
+def was_pruned(run_dir: Path) -> bool:
+    """Whether a search stopped the run early (metrics.json's search.pruned)."""
+    return bool(_metrics(run_dir).get("search", {}).get("pruned"))
+
+
+def _metrics(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / METRICS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 # Before the sweep: the jobs to check and the search's settings
@@ -183,9 +200,16 @@ def jobs_to_check(parsed: list[Any], searched: bool) -> Iterator[list[str]]:
             yield [*base[:i], value, *base[i + 1 :]]
 
 
-SEARCH_SETTINGS = {"hydra.sweeper.n_trials": 1, "hydra.sweeper.n_jobs": 1}
+SEARCH_SETTINGS = {
+    "hydra.sweeper.n_trials": 1,
+    "hydra.sweeper.n_jobs": 1,
+    "hydra.sweeper.pruner_startup_trials": 0,
+    "hydra.sweeper.pruner_warmup_evaluations": 0,
+}
 """Optuna sweeper counts and their least value."""
 DIRECTIONS = ("minimize", "maximize")
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("median", "hyperband", "none")
 
 
 def space_problems(parsed: list[Any]) -> list[str]:
@@ -209,6 +233,10 @@ def space_problems(parsed: list[Any]) -> list[str]:
             problems.append(f"{key}: must be an integer >= {SEARCH_SETTINGS[key]}, got {value!r}")
         elif key == "hydra.sweeper.direction" and value not in DIRECTIONS:
             problems.append(f"{key}: {value!r} is not a direction (allowed: {', '.join(DIRECTIONS)})")
+        elif key == "hydra.sweeper.pruner" and value not in PRUNERS:
+            problems.append(f"{key}: {value!r} is not a pruner (allowed: {', '.join(PRUNERS)})")
+        elif key == "hydra.sweeper.sampler.name" and value not in SAMPLERS:
+            problems.append(f"{key}: {value!r} is not a sampler (allowed: {', '.join(SAMPLERS)})")
         elif key == "hydra.sweeper.storage" and isinstance(value, str) and value.startswith("sqlite:///"):
             folder = Path(value.removeprefix("sqlite:///")).parent
             if not folder.is_dir():
@@ -217,9 +245,8 @@ def space_problems(parsed: list[Any]) -> list[str]:
 
 
 def _values(override: Any, searched: bool) -> list[str]:
-    """`key=value` strings for each value of an override (both ends of an interval; the Optuna sweeper reads
-    range(a,b) as a to b inclusive, Hydra's grid as a to b-1)."""
-    from hydra.core.override_parser.types import IntervalSweep, RangeSweep
+    """`key=value` strings for each value of an override (both ends of an interval)."""
+    from hydra.core.override_parser.types import IntervalSweep
 
     key = override.get_key_element()
     if not override.is_sweep_override():
@@ -227,10 +254,7 @@ def _values(override: Any, searched: bool) -> list[str]:
     value = override.value()
     if isinstance(value, IntervalSweep):
         return [f"{key}={value.start}", f"{key}={value.end}"]
-    values = [f"{key}={v}" for v in override.sweep_string_iterator()]
-    if searched and isinstance(value, RangeSweep) and not value.shuffle:
-        values.append(f"{key}={value.stop}")
-    return values
+    return [f"{key}={v}" for v in override.sweep_string_iterator()]
 
 
 def search_defaults(overrides: list[str], maximize: bool, seed: int) -> list[str]:
@@ -255,7 +279,8 @@ def summary(sweep_dir: Path, maximize: bool) -> tuple[str, int]:
     0 when every job finished, else the largest exit code of a failed job (2: bad input, 1: an error)."""
     jobs = read_jobs(sweep_dir)
     failed = [j for j in jobs if j.status == "failed"]
-    lines = [f"sweep {sweep_dir}: {len(jobs)} jobs, {len(failed)} failed"]
+    pruned = sum(j.status == "pruned" for j in jobs)
+    lines = [f"sweep {sweep_dir}: {len(jobs)} jobs, {len(failed)} failed" + (f", {pruned} pruned" if pruned else "")]
     shared = set.intersection(*(set(j.overrides) for j in jobs)) if jobs else set()
     for job in failed:
         swept = " ".join(o for o in job.overrides if o not in shared)

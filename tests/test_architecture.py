@@ -27,6 +27,7 @@ RANKS = {
     "engine": 2,
     "report": 2,
     "sweeps": 2,
+    "search": 2,
     "commands": 3,
     "cli_train": 4,
     "cli": 4,

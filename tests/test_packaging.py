@@ -32,3 +32,4 @@ def test_wheel_carries_every_config(tmp_path):
     shipped = {f"mlft/configs/{p.relative_to(ROOT / 'configs')}" for p in (ROOT / "configs").rglob("*.yaml")}
     assert shipped <= names
     assert "mlft/cli.py" in names and "mlft/__main__.py" in names
+    assert "hydra_plugins/mlft_search/search_sweeper.py" in names  # the search sweeper Hydra loads

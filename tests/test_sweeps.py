@@ -20,7 +20,7 @@ from mlft.sweeps import JOBS_FILE, claim, read_jobs
 from conftest import ROOT
 from helpers import FAST, ZH_NER, metrics, run_cli
 
-pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+pytest.importorskip("optuna")
 
 
 def sweep(*args: str) -> int:
@@ -92,8 +92,8 @@ def test_an_optuna_search_maximises_the_dev_metric_and_its_best_run_reproduces(t
     jobs = read_jobs(sweep_dir)
     assert len(jobs) == 3 and all(j.status == "done" for j in jobs)
     configs = [yaml.safe_load((Path(j.run_dir) / "config.yaml").read_text()) for j in jobs]
-    # The Optuna plugin reads range(1,3) as 1 to 3 (Hydra's grid: 1 and 2).
-    assert all(1e-4 <= c["optimizer"]["lr"] <= 2e-2 and c["trainer"]["epochs"] in (1, 2, 3) for c in configs)
+    # range(1,3) is 1 and 2, as in Hydra's grid (the old Optuna plugin read it as 1 to 3).
+    assert all(1e-4 <= c["optimizer"]["lr"] <= 2e-2 and c["trainer"]["epochs"] in (1, 2) for c in configs)
     result = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     best = max(jobs, key=lambda j: j.objective)
     assert len({j.objective for j in jobs}) > 1
@@ -102,6 +102,69 @@ def test_an_optuna_search_maximises_the_dev_metric_and_its_best_run_reproduces(t
     again = tmp_path / "again"
     main(["train", "--config-path", f"{best.run_dir}/.hydra", "--config-name", "config", f"hydra.run.dir={again}"])
     assert metrics(again)["dev"]["zh"]["accuracy"] == pytest.approx(best.objective)
+
+
+SEARCH = [
+    "hydra/sweeper=optuna",
+    *FAST[:2],
+    *ZH_NER[:2],
+    "trainer.epochs=4",
+    "task.metric=accuracy",
+    "optimizer.lr=tag(log,interval(1e-5,2e-2))",
+]
+
+
+def test_a_search_prunes_trials_below_the_median_and_continues_from_its_study(tmp_path, tiny_models, capsys):
+    """Every evaluation's dev score goes to the study; a trial the median pruner gives up on stops like an
+    early-stopped run (a complete run directory, recorded as pruned), and the same search started again on the
+    study's storage runs only the trials still missing."""
+    import optuna
+
+    first = tmp_path / "first"
+    args = [f"model={tiny_models['unigram']}", *SEARCH, "hydra.sweeper.pruner_startup_trials=2"]
+    assert sweep(*args, "hydra.sweeper.n_trials=8", f"hydra.sweep.dir={first}") == 0
+    study = optuna.load_study(study_name="mlft", storage=f"sqlite:///{first / 'optuna.db'}")
+    states = [t.state.name for t in study.trials]
+    jobs = read_jobs(first)
+    assert len(states) == 8 and states.count("PRUNED") == sum(j.status == "pruned" for j in jobs) > 0
+    for trial, job in zip(study.trials, jobs):
+        run = metrics(Path(job.run_dir))  # a pruned trial's run is complete: model, metrics, report
+        assert (Path(job.run_dir) / "model" / "config.json").is_file()
+        assert len(trial.intermediate_values) == len(run["history"])  # one report per evaluation
+        if trial.state.name == "PRUNED":
+            assert run["search"]["pruned"]["why"].startswith("pruned by the search at evaluation")
+            assert len(run["history"]) < 4  # stopped before its last epoch
+    assert f"8 jobs, 0 failed, {states.count('PRUNED')} pruned" in capsys.readouterr().out
+    results = yaml.safe_load((first / "optimization_results.yaml").read_text())
+    assert results["pruned"] == states.count("PRUNED") and results["trials"] == 8
+
+    again = tmp_path / "again"  # the same study, asked for 10 finished trials: 2 more run
+    storage = f"hydra.sweeper.storage=sqlite:///{first / 'optuna.db'}"
+    assert sweep(*args, "hydra.sweeper.n_trials=10", storage, f"hydra.sweep.dir={again}") == 0
+    assert len(read_jobs(again)) == 2
+    assert len(optuna.load_study(study_name="mlft", storage=f"sqlite:///{first / 'optuna.db'}").trials) == 10
+
+
+def test_a_search_runs_its_trials_in_parallel_with_the_joblib_launcher(tmp_path, tiny_models):
+    sweep_dir = tmp_path / "parallel"
+    result = run_cli(
+        "train",
+        "-m",
+        f"model={tiny_models['unigram']}",
+        *SEARCH,
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=2",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    import optuna
+
+    study = optuna.load_study(study_name="mlft", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    assert len(study.trials) == 4 and all(t.state.name == "COMPLETE" for t in study.trials)
+    # The jobs ran in other processes and still reported each evaluation to the study.
+    assert all(len(t.intermediate_values) == 4 for t in study.trials)
 
 
 def test_an_interval_needs_a_search_and_a_missing_plugin_is_named(tmp_path, tiny_models, capsys, monkeypatch):
@@ -113,7 +176,7 @@ def test_an_interval_needs_a_search_and_a_missing_plugin_is_named(tmp_path, tiny
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # as if the plugin were not installed
     code = sweep("hydra/sweeper=optuna", "optimizer.lr=interval(1e-4,1e-3)", f"hydra.sweep.dir={tmp_path}")
     assert code == 2
-    assert "hydra/sweeper: 'optuna' needs the hydra-optuna-sweeper plugin" in capsys.readouterr().err
+    assert "hydra/sweeper: 'optuna' needs optuna (pip install 'mlft[sweep]')" in capsys.readouterr().err
 
 
 def test_a_sweep_folder_is_claimed_once(tmp_path):

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mlft import search
 from mlft.commands.prepare import Prepared, attach_features, prepare, techniques
 from mlft.config import RunConfig
 from mlft.data.readers import LOCATION
@@ -163,6 +164,10 @@ def set_up(
     if resuming and resume_from is None:
         log.warning("no complete checkpoint in %s: training starts from the beginning", rd.checkpoints)
     optim = replace(run.optimizer, lr=run.peft.lr) if run.peft.method != "none" and run.peft.lr else run.optimizer
+    hooks = attach_features(run, prepared, accelerator, stage.anchor if stage else None)
+    trial = search.trial_from_env() if stage is None else None
+    if trial is not None:  # a search launched this run: it reports each dev score, and may be pruned
+        search.attach_trial(hooks, trial, accelerator.is_main_process)
     loop = TrainingLoop(
         accelerator,
         model,
@@ -175,7 +180,7 @@ def set_up(
         evaluate_dev if dev_sets else lambda: (None, {}),
         higher_is_better(run.task),
         prepared.feature_langs,
-        attach_features(run, prepared, accelerator, stage.anchor if stage else None),
+        hooks,
     )
     loop.setup(resume_from)
     return loop, select_langs, resume_from
@@ -367,6 +372,8 @@ def summary(
         extra["pruning"] = prepared.pruning
     if state.inexact_resumes:
         extra["inexact_resumes"] = state.inexact_resumes
+    if state.stopped_early is not None and state.stopped_early.get("pruned"):
+        extra["search"] = {"pruned": state.stopped_early}
     used = techniques(run)
     if "early_stopping" in used:
         used["early_stopping"]["stopped"] = state.stopped_early  # None: training ran to its end

@@ -11,6 +11,7 @@ calls them at fixed points of every epoch, batch, optimizer step, evaluation and
     step_end(loop)                after each optimizer step (checkpoints every N steps)
     before_evaluate()             before the dev sets are scored and the best weights saved (EMA swaps its in)
     after_evaluate()              after that (EMA swaps the trained weights back)
+    scored(loop, score)           the dev score of an evaluation (a search reports it; `loop.stop_early` ends training)
     before_save(folder)           a resumable checkpoint is being written into `folder` (main process; EMA's)
     after_resume(folder)          the loop resumed from the checkpoint in `folder`
     after_training()              training ended, before the final weights are chosen (EMA keeps its average)
@@ -54,6 +55,7 @@ class Hooks:
     step_end: list[Callable[[Any], None]] = field(default_factory=list)
     before_evaluate: list[Callable[[], None]] = field(default_factory=list)
     after_evaluate: list[Callable[[], None]] = field(default_factory=list)
+    scored: list[Callable[[Any, float | None], None]] = field(default_factory=list)
     before_save: list[Callable[[Path], None]] = field(default_factory=list)
     after_resume: list[Callable[[Path], None]] = field(default_factory=list)
     after_training: list[Callable[[], None]] = field(default_factory=list)

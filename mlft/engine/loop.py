@@ -132,6 +132,7 @@ class TrainingLoop:
         self.hooks = hooks or Hooks()
         self.state = TrainState()
         self.stop = False
+        self.stopping = False
         self.saved_at = -1
 
     # Set-up
@@ -332,13 +333,19 @@ class TrainingLoop:
         else:
             state.bad_evals += 1
         self.accelerator.wait_for_everyone()
+        self.stopping = False
         patience = self.trainer.early_stopping_patience
         if patience is not None and state.bad_evals >= patience:
-            why = f"{state.bad_evals} evaluations without a dev score better than step {state.best_step}'s"
-            state.stopped_early = {"step": state.global_step, "epoch": state.epoch, "why": why}
-            log.info("early stopping at step %d: %s", state.global_step, why)
-            return True
-        return False
+            self.stop_early(f"{state.bad_evals} evaluations without a dev score better than step {state.best_step}'s")
+        self.hooks.run("scored", self, score)
+        return self.stopping
+
+    def stop_early(self, why: str, **record: Any) -> None:
+        """Ends training after this evaluation (early stopping, a search's pruner); metrics.json says why."""
+        state = self.state
+        state.stopped_early = {"step": state.global_step, "epoch": state.epoch, "why": why, **record}
+        log.info("early stopping at step %d: %s", state.global_step, why)
+        self.stopping = True
 
     def save_best(self) -> None:
         if not self.accelerator.is_main_process:

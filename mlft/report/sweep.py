@@ -209,6 +209,12 @@ def markdown(rows: list[Row], jobs: list[Job], ranking: Ranking, plots: list[str
         cells.append(f"{row.minutes:.1f}" if row.minutes is not None else "–")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    pruned = [str(job.num) for job in jobs if job.status == "pruned"]
+    if pruned:
+        lines += [
+            f"Pruned by the search (stopped early; ranked by the score they reached): jobs {', '.join(pruned)}.",
+            "",
+        ]
     failed = [job for job in jobs if job.status == "failed"]
     if failed:
         shared = set.intersection(*(set(job.overrides) for job in jobs))
