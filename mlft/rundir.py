@@ -79,6 +79,8 @@ class RunDir:
     plots_dir = property(lambda self: self.path / PLOTS_DIR)
     log_file = property(lambda self: self.path / "train.log")
     export_dir = property(lambda self: self.path / "export")
+    stages_dir = property(lambda self: self.path / "stages")
+    """A continual run's stages, each a run directory of its own (`stages/<k>-<name>/`)."""
 
     @property
     def markers(self) -> tuple[Path, ...]:

@@ -373,7 +373,8 @@ def validate(cfg: DictConfig | dict, base_dir: Path | None = None, checks: Seque
     problems = expand_shorthand(data["task"], base_dir or Path.cwd()) if isinstance(data.get("task"), dict) else []
     problems += check_fields(data, RunConfig)
     clean = _without_bad_values(data, RunConfig, problems) if problems else data
-    if clean is not None and not check_fields(clean, RunConfig):
+    # Checked once: a clean copy is checked again only when bad values were taken out of it.
+    if clean is not None and (clean is data or not check_fields(clean, RunConfig)):
         run = build(RunConfig, clean)
         reported = [_key(p) for p in problems]
         more = _semantic_problems(run, base_dir or Path.cwd()) + [p for check in checks for p in check(run)]

@@ -143,3 +143,18 @@ def test_only_task_types_name_model_outputs_and_example_fields():
             if isinstance(node, ast.Constant) and node.value in named and id(node) not in docstrings:
                 found.append(f"{where}:{node.lineno}: {node.value!r}")
     assert not found, found
+
+
+def test_only_the_run_directory_spells_the_names_of_its_folders():
+    """stages/, evals/, plots/, model/, ... are named by mlft.rundir.RunDir, so a layout change is one edit."""
+    import re
+
+    spelled = re.compile(r'/ "(stages|evals|plots|checkpoints|model|adapter|export|predictions|tensorboard|\.hydra)"')
+    found = [
+        f"{path.relative_to(SOURCE)}:{number}"
+        for path in sorted(SOURCE.rglob("*.py"))
+        if path.name != "rundir.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if spelled.search(line) and "config_dir()" not in line  # configs/model/ is a config group, not a run's
+    ]
+    assert not found, found

@@ -77,7 +77,7 @@ def train_stages(
     if not resuming:
         rd = rd.claim(run.overwrite, unique_dir, read_paths(run))
         rd.save_config(run, overrides, hydra_settings)
-        for leftover in (rd.path / "stages", rd.path / PROGRESS_FILE):  # of the run overwrite=true replaces
+        for leftover in (rd.stages_dir, rd.path / PROGRESS_FILE):  # of the run overwrite=true replaces
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
     try:
         stages = load_stages(run)
@@ -104,9 +104,9 @@ def train_stages(
         write_progress(rd, progress)
     start, saved = run.model.name_or_path, None
     for stage in stages:
-        stage_dir = rd.path / "stages" / stage.folder
+        stage_dir = rd.stages_dir / stage.folder
         stage_run = replace(stage.run, model=replace(stage.run.model, name_or_path=str(start)))
-        start = str((stage_dir / "model").resolve())
+        start = str(RunDir(stage_dir).model_dir.resolve())
         if stage.name in progress["rows"] and RunDir(stage_dir).is_finished():
             log.info("continual: stage %s already trained (%s)", stage.folder, stage_dir)
             continue
@@ -121,8 +121,8 @@ def train_stages(
             estimate_stage_fisher(run, stages, stage, saved.model, saved.tokenizer, stage_dir)
         write_progress(rd, progress)
     # The last stage's model, unless this (resumed) process skipped it.
-    final = saved if saved is not None and saved.origin == rd.path / "stages" / stages[-1].folder else None
-    final = final or load_run(rd.path / "stages" / stages[-1].folder)
+    final = saved if saved is not None and saved.origin == rd.stages_dir / stages[-1].folder else None
+    final = final or load_run(rd.stages_dir / stages[-1].folder)
     dev = score_row(final.model, final.tokenizer, stages, run, dev=True)
     return write_matrix(run, rd, stages, progress, dev)
 
@@ -190,7 +190,7 @@ def stage_inputs(run: RunConfig, stages: list[Stage], stage: Stage, rd: RunDir) 
     if earlier and continual.regulariser == "l2":
         anchor = Anchor(continual.strength)
     elif earlier and continual.regulariser == "ewc":
-        files = [rd.path / "stages" / s.folder / FISHER_FILE for s in earlier]
+        files = [rd.stages_dir / s.folder / FISHER_FILE for s in earlier]
         anchor = Anchor(continual.strength, load_fisher(files))
     return StageInputs(replay, anchor)
 
@@ -269,7 +269,9 @@ def write_matrix(
     record = {
         "continual": {
             "metric": metric,
-            "stages": [{"name": s.name, "folder": f"stages/{s.folder}"} for s in stages],
+            "stages": [
+                {"name": s.name, "folder": str((rd.stages_dir / s.folder).relative_to(rd.path))} for s in stages
+            ],
             "before": before,
             "after": rows,
             "matrix": [[rows[k][j]["score"] for j in names] for k in names],
@@ -285,7 +287,7 @@ def write_matrix(
         },
     }
     rd.metrics_file.write_text(json.dumps(record, indent=2))
-    plots_dir = rd.path / "plots"
+    plots_dir = rd.plots_dir
     plots_dir.mkdir(exist_ok=True)
     values = {(f"after {k}", j): rows[k][j]["score"] for k in names for j in names}
     values |= {("before", j): before[j]["score"] for j in names}

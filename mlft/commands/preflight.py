@@ -46,7 +46,7 @@ def check_eval(args: EvalArgs) -> None:
 def eval_out(args: EvalArgs) -> Path:
     """<run>/evals/<time>; an ensemble's report goes to ./evals/ensemble-<time> (it belongs to no one run)."""
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-    return Path(args.run) / "evals" / stamp if args.run else Path("evals") / f"ensemble-{stamp}"
+    return RunDir(Path(args.run)).evals_dir / stamp if args.run else Path("evals") / f"ensemble-{stamp}"
 
 
 def data_file_problem(key: str, value: str | None) -> str | None:
@@ -112,7 +112,7 @@ def finished_run(path: Path) -> RunDir:
     run = RunDir(path)
     if not run.is_run():
         raise RunDirError(f"run={path}: not a run directory (no config.yaml)")
-    stages = sorted((path / "stages").glob("*/model/config.json"))
+    stages = sorted(run.stages_dir.glob("*/model/config.json"))
     if not run.is_finished() and stages:
         raise RunDirError(
             f"run={path}: a continual run (trainer.stages) has no model of its own; give one of its stages, e.g. "

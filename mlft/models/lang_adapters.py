@@ -24,6 +24,7 @@ from typing import Any
 
 from mlft.errors import ConfigError
 from mlft.models.adapters import ADAPTER_FILE, LANG_PREFIX, is_peft
+from mlft.rundir import RunDir
 
 PREFIX = LANG_PREFIX
 """Adapter names of language adapters inside the model (and their folders under a run's adapter/)."""
@@ -33,7 +34,7 @@ KEY = "peft.lang_adapters"
 def adapter_folder(path: str, key: str = KEY) -> Path:
     """A run directory's adapter/ (or a folder that is itself an adapter)."""
     folder = Path(path)
-    for candidate in (folder / "adapter", folder):
+    for candidate in (RunDir(folder).adapter_dir, folder):
         if (candidate / "adapter_config.json").is_file() and (candidate / ADAPTER_FILE).is_file():
             return candidate
     raise ConfigError(
