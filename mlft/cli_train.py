@@ -403,25 +403,37 @@ def sweep_dirname_override(overrides: list[str], directory: Path, config_name: s
     return [f"{key}=[{','.join(excluded)}]"]
 
 
+HYDRA_VALUE_FLAGS: dict[str, tuple[str, ...] | None] = {
+    "--cfg": None,
+    "-c": None,
+    "--package": None,
+    "-p": None,
+    "--config-path": None,
+    "-cp": None,
+    "--config-name": None,
+    "-cn": None,
+    "--config-dir": None,
+    "-cd": None,
+    "--experimental-rerun": None,
+    "--info": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+    "-i": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+}
+"""Hydra 1.3's documented flags that take a value (`mlft train --help` lists them) -> the values an optional one
+takes (None: the value is required). A test compares it with Hydra's own parser."""
+
+
 def split_hydra_flags(args: list[str]) -> tuple[list[str], list[str]]:
     """Hydra's own flags (with their values, wherever they stand) apart from the key=value overrides.
 
     Hydra accepts `--cfg job` after the overrides; its value must not be taken for an override.
     """
-    from hydra._internal.utils import get_args_parser
-
-    takes_value: dict[str, tuple[str, ...] | None] = {}  # flag -> allowed optional values (None: any, required)
-    for action in get_args_parser()._actions:
-        if action.option_strings and action.nargs != 0:
-            for name in action.option_strings:
-                takes_value[name] = tuple(action.choices) if action.nargs == "?" and action.choices else None
     flags, overrides, i = [], [], 0
     while i < len(args):
         arg = args[i]
         if not arg.startswith("-"):
             overrides.append(arg)
-        elif arg in takes_value and i + 1 < len(args):
-            choices = takes_value[arg]
+        elif arg in HYDRA_VALUE_FLAGS and i + 1 < len(args):
+            choices = HYDRA_VALUE_FLAGS[arg]
             if choices is None or args[i + 1] in choices:
                 flags += [arg, args[i + 1]]
                 i += 1

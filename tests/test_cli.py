@@ -210,3 +210,19 @@ def test_a_cpu_accelerate_launch_that_asked_for_several_processes_is_recognised(
     from mlft.engine.devices import ignored_processes
 
     assert ignored_processes(argv) == asked
+
+
+def test_the_hydra_flags_mlft_splits_off_are_those_of_hydras_own_parser():
+    """mlft keeps its own table of Hydra's flags that take a value (no hydra._internal at run time); this compares
+    it with the parser of the installed Hydra, so a Hydra release that changes them fails here, not for users."""
+    from hydra._internal.utils import get_args_parser
+
+    from mlft.cli_train import HYDRA_VALUE_FLAGS
+
+    theirs = {
+        name: tuple(action.choices) if action.nargs == "?" and action.choices else None
+        for action in get_args_parser()._actions
+        if action.option_strings and action.nargs != 0
+        for name in action.option_strings
+    }
+    assert theirs == HYDRA_VALUE_FLAGS
