@@ -120,9 +120,11 @@ class ServeArgs:
     """Characters per text (longer NER inputs are windowed, but requests stay bounded)."""
     max_batch: int = 64
     """Texts per model call, across the requests that arrive together."""
-    max_call_chars: int = 20000
+    max_call_chars: int = 8000
     """Characters per model call, across requests: a bigger request is split over several calls, taken in turn with
-    the others', so that a small request beside it waits for at most one call (mlft/commands/batcher.py)."""
+    the others', so that a small request beside it waits for the call in flight and then shares the next one
+    (mlft/commands/batcher.py). Smaller calls shorten that wait; 8000 served a maximal request as fast as 20000
+    did on a CPU (docs/results/export.md)."""
     batch_wait_ms: float = 5.0
     """How long the first request of a batch waits for others."""
     body_timeout_s: float = 30.0

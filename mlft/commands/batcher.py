@@ -3,9 +3,9 @@
 A request is split into its texts; each model call takes texts round-robin from the requests waiting (one text of
 each in turn, the oldest first), up to `max_batch` texts and `max_chars` characters in all, and only of one
 language. So a small request that arrives beside a big one is in the next call, not behind all of the big one's
-texts: it waits for at most one call. Requests that arrive together share a call (the first waits `wait_s` for
-company). A request whose client went away is cancelled, and its texts not yet predicted are dropped. A call that
-fails is repeated text by text, so that one bad request fails only itself.
+texts: it waits for the call in flight, then shares the next. Requests that arrive together share a call (the
+first waits `wait_s` for company). A request whose client went away is cancelled, and its texts not yet predicted
+are dropped. A call that fails is repeated text by text, so that one bad request fails only itself.
 """
 
 from __future__ import annotations

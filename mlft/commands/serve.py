@@ -6,9 +6,9 @@ GET  /health                                -> {"status": "ok", "task": ..., "la
 
 Requests that arrive together share model calls (up to `max_batch` texts and `max_call_chars` characters, the first
 waiting at most `batch_wait_ms` for company), one call at a time, taking the texts of the waiting requests in turn:
-a small request beside a maximal one waits for one call, not for all of it (mlft/commands/batcher.py); the work of
-a client that went away is dropped. Sizes are checked before any work: too many texts or too long a text is a
-413, a malformed body a 422, each with a message.
+a small request beside a maximal one waits for the call in flight and its own, not for all of it
+(mlft/commands/batcher.py); the work of a client that went away is dropped. Sizes are checked before any work:
+too many texts or too long a text is a 413, a malformed body a 422, each with a message.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the request model from the handler's real annotation.
