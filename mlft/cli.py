@@ -90,7 +90,12 @@ COMMANDS = {
         check="check_serve",
     ),
     "report": Command(
-        "report", "ReportArgs", "report", "mlft report (sweep=<dir> | runs=[...]) [key=value ...]", False
+        "report",
+        "ReportArgs",
+        "report",
+        "mlft report (sweep=<dir> | runs=[...]) [key=value ...]",
+        False,
+        check="check_report",
     ),
 }
 """The `key=value` commands."""

@@ -1,5 +1,5 @@
-"""What `mlft eval`, `predict`, `export` and `serve` check before they load a model: the runs, exports and files their
-arguments name, where they will write, and arguments that contradict each other.
+"""What `mlft eval`, `predict`, `export`, `serve` and `report` check before they load a model: the runs, exports and
+files their arguments name, where they will write, and arguments that contradict each other.
 
 It imports no torch, transformers or scikit-learn (they take seconds to import), so `mlft.cli` runs it first and a
 mistyped path is reported at once; the commands themselves then start from checked arguments.
@@ -11,7 +11,7 @@ import datetime
 import json
 from pathlib import Path
 
-from mlft.commands.arguments import EvalArgs, ExportArgs, PredictArgs, ServeArgs
+from mlft.commands.arguments import EvalArgs, ExportArgs, PredictArgs, ReportArgs, ServeArgs
 from mlft.commands.exporters import EXPORTERS, check_options, exporter_of
 from mlft.commands.manifest import check_replaceable
 from mlft.destinations import check_not_read, check_within, check_writable
@@ -105,6 +105,24 @@ def exported_folder(path: Path) -> Path:
         raise ConfigError(f"model={path}: file not found")
     exporter_of(path)
     return folder
+
+
+def check_report(args: ReportArgs) -> None:
+    """A sweep folder or finished runs, and a split they can be ranked on."""
+    if args.sweep is None and not args.runs:
+        raise ConfigError("sweep: required (or runs=[<run-dir>,...])")
+    if args.split not in ("dev", "test"):
+        raise ConfigError(f"split: {args.split!r} is not a split (allowed: dev, test)")
+    if args.sweep is not None and not Path(args.sweep).is_dir():
+        raise RunDirError(f"sweep={args.sweep}: not a directory")
+    for path in args.runs or []:
+        if not RunDir(Path(path)).metrics_file.is_file() or not RunDir(Path(path)).is_run():
+            raise RunDirError(f"runs: {path} is not a finished run (no metrics.json and config.yaml)")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RunDirError(f"out={out}: exists and is not an empty folder; choose another folder")
+    if out is not None:
+        check_writable(out, "out")
 
 
 def finished_run(path: Path) -> RunDir:

@@ -19,12 +19,10 @@ from mlft.tasks import TASKS
 
 
 def find_runs(sweep: Path | None, paths: list[Path]) -> list[Run]:
-    """Finished runs (metrics.json and config.yaml) inside `sweep` (recursively) and at `paths`."""
+    """Finished runs (metrics.json and config.yaml) inside `sweep` (recursively) and at `paths` (checked by
+    mlft.commands.preflight.check_report)."""
     found = sorted(p.parent for p in sweep.rglob(METRICS_FILE) if RunDir(p.parent).is_run()) if sweep else []
-    for path in paths:
-        if not RunDir(path).metrics_file.is_file() or not RunDir(path).is_run():
-            raise RunDirError(f"runs: {path} is not a finished run (no metrics.json and config.yaml)")
-        found.append(path)
+    found += paths
     # evals/<time>/ folders inside runs hold metrics.json but no config.yaml, so they are not runs.
     runs = []
     for path in dict.fromkeys(found):
@@ -35,11 +33,7 @@ def find_runs(sweep: Path | None, paths: list[Path]) -> list[Run]:
 
 
 def report(args: ReportArgs) -> Path:
-    if args.sweep is None and not args.runs:
-        raise ConfigError("sweep: required (or runs=[<run-dir>,...])")
     sweep = Path(args.sweep) if args.sweep else None
-    if sweep is not None and not sweep.is_dir():
-        raise RunDirError(f"sweep={sweep}: not a directory")
     runs = find_runs(sweep, [Path(r) for r in args.runs or []])
     if not runs:
         raise RunDirError(f"sweep={sweep}: no finished runs (folders with metrics.json and config.yaml) inside")
@@ -50,8 +44,6 @@ def report(args: ReportArgs) -> Path:
     metric = args.metric or recorded.get("metric", config["metric"])
     if "higher_is_better" in recorded:
         config = {**config, "higher_is_better": recorded["higher_is_better"]}
-    if args.split not in ("dev", "test"):
-        raise ConfigError(f"split: {args.split!r} is not a split (allowed: dev, test)")
     if not any(r.metrics.get(args.split) for r in runs):
         raise ConfigError(f"split: no run has {args.split!r} metrics (splits: dev, test)")
     builtin = TASKS[config["type"]].metrics if config["type"] in TASKS else {}
@@ -59,9 +51,7 @@ def report(args: ReportArgs) -> Path:
     maximize = builtin.get(metric, True if given is None else given)
     jobs = read_jobs(sweep) if sweep else []
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-    out = Path(args.out) if args.out else (sweep or Path(".")) / "reports" / stamp
-    if out.exists() and any(out.iterdir()):
-        raise RunDirError(f"out={out}: exists and is not empty; choose another folder")
+    out = Path(args.out) if args.out else (sweep or Path(".")) / "reports" / stamp  # out= checked by preflight
     title = f"Sweep {sweep}" if sweep else "Runs"
     print(write_report(out, group_runs(runs), jobs, Ranking(args.split, metric, maximize), title))
     print(f"written to {out}")
