@@ -115,9 +115,9 @@ def check_report(args: ReportArgs) -> None:
         raise ConfigError(f"split: {args.split!r} is not a split (allowed: dev, test)")
     if args.sweep is not None and not Path(args.sweep).is_dir():
         raise RunDirError(f"sweep={args.sweep}: not a directory")
-    for path in args.runs or []:
-        if not RunDir(Path(path)).metrics_file.is_file() or not RunDir(Path(path)).is_run():
-            raise RunDirError(f"runs: {path} is not a finished run (no metrics.json and config.yaml)")
+    for run in (RunDir(Path(path)) for path in args.runs or []):
+        if not run.metrics_file.is_file() or not run.is_run():
+            raise RunDirError(f"runs: {run.path} is not a finished run (no metrics.json and config.yaml)")
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RunDirError(f"out={out}: exists and is not an empty folder; choose another folder")
